@@ -1,0 +1,1 @@
+"""Analysis: backprop reference, gradient alignment and biological plausibility."""

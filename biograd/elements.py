@@ -1,0 +1,371 @@
+"""Model elements: an ``.eqs`` file plus its parameter table, checked and composed into Brian2 groups.
+
+An *element* is one piece of the model (soma, apical compartment, forward synapse, ...). A Brian2
+group is composed from several elements: their equations are summed, their code sections joined.
+Every name an element uses must be one of: its own variables, its parameters (table), an
+``external`` declared in the table (provided by another element of the same group or by the
+network builder), a ``<name>_pre``/``<name>_post`` variable (synapses), or a Brian2 built-in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import brian2 as b2
+import numpy as np
+from brian2.core.namespace import DEFAULT_CONSTANTS, DEFAULT_FUNCTIONS, DEFAULT_UNITS
+from brian2.equations.equations import EquationError
+from brian2.units.fundamentalunits import DIMENSIONLESS
+from brian2.utils.stringtools import get_identifiers
+
+from biograd.eqsfile import EqsFile, Section, read_eqs
+from biograd.errors import ModelFileError
+from biograd.params import RESERVED_NAMES, ParameterTable, read_table
+from biograd.units import parse_unit
+
+EQUATIONS_DIR = Path(__file__).resolve().parents[1] / "equations"
+
+_BUILTINS = (set(DEFAULT_FUNCTIONS) | set(DEFAULT_CONSTANTS) | set(DEFAULT_UNITS)
+             | {"t", "dt", "i", "N", "t_in_timesteps", "True", "False", "and", "or", "not", "int", "float"})
+_SYNAPSE_BUILTINS = {"j", "N_incoming", "N_outgoing", "lastupdate", "delay", "N_pre", "N_post"}
+_CONDITION_SECTIONS = {"threshold", "event"}
+
+
+def equations_dir() -> Path:
+    """The folder of the model's equation files (``equations/`` at the repository top)."""
+    return EQUATIONS_DIR
+
+
+@dataclass
+class Element:
+    """One checked element: parsed file, table, Brian2 equations and parameter quantities."""
+
+    name: str
+    kind: str
+    eqs: EqsFile
+    table: ParameterTable
+    table_path: Path
+    equations: b2.Equations
+    values: dict[str, b2.Quantity]
+
+    @property
+    def variables(self) -> set[str]:
+        return set(self.equations.names)
+
+    @property
+    def namespace(self) -> dict[str, b2.Quantity]:
+        """Parameters that are constants of the namespace (not initial values of model variables)."""
+        return {k: v for k, v in self.values.items() if k not in self.variables}
+
+    @property
+    def initial_values(self) -> dict[str, b2.Quantity]:
+        """Parameters that give the initial value of a declared variable (e.g. a learning rate)."""
+        return {k: v for k, v in self.values.items() if k in self.variables}
+
+    def code_sections(self) -> list[Section]:
+        return [s for s in self.eqs.sections.values() if s.kind != "model"]
+
+    def identifiers(self) -> dict[str, int]:
+        """Every name used in the element's code, mapped to the first line that uses it."""
+        found: dict[str, int] = {}
+        for section in self.eqs.sections.values():
+            for line in section.lines:
+                code = _rhs(line.code) if section.kind == "model" else line.code
+                for name in sorted(get_identifiers(code)):
+                    found.setdefault(name, line.number)
+        return found
+
+
+def _rhs(model_line: str) -> str:
+    """The expression of an equation line (``dx/dt = EXPR : unit`` -> ``EXPR``; '' for parameters)."""
+    definition = model_line.split(":", 1)[0]
+    return definition.split("=", 1)[1] if "=" in definition else ""
+
+
+def _model_equations(eqs: EqsFile) -> b2.Equations:
+    section = eqs.section("model")
+    try:
+        return b2.Equations(section.code)
+    except (EquationError, ValueError, SyntaxError) as err:
+        for line in section.lines:  # locate the offending line
+            if not line.code:
+                continue
+            try:
+                b2.Equations(line.code)
+            except (EquationError, ValueError, SyntaxError) as line_err:
+                raise ModelFileError(eqs.path, f"invalid Brian2 equation {line.code!r}: {_first_line(line_err)}",
+                                     line.number) from err
+        raise ModelFileError(eqs.path, f"invalid Brian2 equations: {_first_line(err)}",
+                             section.header_line) from err
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def load_element(name_or_path: str | Path, directory: Path | None = None) -> Element:
+    """Load ``<name>.eqs`` and ``<name>.yaml`` and run every static check on them."""
+    path = Path(name_or_path)
+    if path.suffix != ".eqs":
+        path = (directory or EQUATIONS_DIR) / f"{name_or_path}.eqs"
+    if not path.exists():
+        raise ModelFileError(path, "equation file not found")
+    eqs = read_eqs(path)
+    table_path = path.with_suffix(".yaml")
+    if not table_path.exists():
+        raise ModelFileError(table_path, f"parameter table for {path.name} not found")
+    table = read_table(table_path)
+    if table.element != path.stem:
+        raise ModelFileError(table_path, f"element: {table.element!r} does not match the file name {path.stem!r}")
+    equations = _model_equations(eqs)
+    values = {k: p.quantity() for k, p in table.parameters.items()}
+    element = Element(path.stem, table.kind, eqs, table, table_path, equations, values)
+    _check_names(element)
+    return element
+
+
+def _check_names(el: Element) -> None:
+    model = el.eqs.section("model")
+    for line in model.lines:
+        if line.code and not line.comment:
+            raise ModelFileError(el.eqs.path, "every model line needs a trailing comment saying what it is",
+                                 line.number)
+    lines_of = {}
+    for line in model.lines:
+        for name in el.equations.names:
+            if line.code.startswith((name, f"d{name}/dt")):
+                lines_of.setdefault(name, line.number)
+    for name in el.equations.names:
+        if name in RESERVED_NAMES:
+            raise ModelFileError(el.eqs.path, f"variable name {name!r} is reserved by Brian2", lines_of.get(name))
+    for name, param in el.values.items():
+        if name in el.variables:
+            unit = el.equations[name].dim
+            if b2.get_dimensions(param) is not unit:
+                raise ModelFileError(el.table_path, f"parameter {name!r} = {param} has other units than the "
+                                     f"variable it initialises ({b2.get_unit(unit)})")
+    if el.kind == "neuron" and any(s.kind in ("on_pre", "on_post") for s in el.eqs.sections.values()):
+        raise ModelFileError(el.eqs.path, "on_pre/on_post sections belong to synapse elements (kind: synapse)")
+    if el.kind == "synapse" and any(s.kind in ("threshold", "reset", "event", "on_event", "slot_start")
+                                    for s in el.eqs.sections.values()):
+        raise ModelFileError(el.eqs.path, "threshold/reset/event/slot_start sections belong to neuron elements")
+    used = el.identifiers()
+    known = el.variables | set(el.values) | set(el.table.external) | _BUILTINS
+    if el.kind == "synapse":
+        known |= _SYNAPSE_BUILTINS
+    for name, line in used.items():
+        if name in known or name.startswith("xi"):
+            continue
+        raise ModelFileError(el.eqs.path, f"undefined name {name!r}: declare it in the model, the parameter "
+                             f"table ({el.table_path.name}: parameters) or as an external", line)
+    for name in el.values:
+        if name not in used:
+            raise ModelFileError(el.table_path, f"parameter {name!r} is not used by {el.eqs.path.name}")
+    for name in el.table.external:
+        if name not in used:
+            raise ModelFileError(el.table_path, f"external {name!r} is not used by {el.eqs.path.name}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Composition into Brian2 group arguments
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class GroupSpec:
+    """Everything needed to create one Brian2 group from a list of elements."""
+
+    elements: list[Element]
+    equations: b2.Equations
+    namespace: dict
+    initial_values: dict[str, b2.Quantity]
+    threshold: str | None = None
+    reset: str | None = None
+    events: dict[str, str] = field(default_factory=dict)
+    on_event: dict[str, str] = field(default_factory=dict)
+    slot_start: str | None = None
+    on_pre: dict[str, str] = field(default_factory=dict)
+    on_post: dict[str, str] = field(default_factory=dict)
+    pathway_events: dict[str, str] = field(default_factory=dict)
+
+    def neuron_kwargs(self) -> dict:
+        kwargs = {"model": self.equations, "namespace": self.namespace, "method": "euler",
+                  "threshold": self.threshold, "reset": self.reset}
+        if self.events:
+            kwargs["events"] = self.events
+        return kwargs
+
+    def synapse_kwargs(self) -> dict:
+        return {"model": self.equations, "namespace": self.namespace, "method": "euler",
+                "on_pre": self.on_pre or None, "on_post": self.on_post or None,
+                "on_event": self.pathway_events or None}
+
+
+def pathway_name(direction: str, event: str) -> str:
+    """Brian2 pathway name for code run on ``event`` of the pre/post group: 'pre', 'post', 'pre_err_pos'."""
+    return direction if event == "spike" else f"{direction}_{event}"
+
+
+def _join(*codes: str | None) -> str | None:
+    parts = [c for c in codes if c]
+    return "\n".join(parts) if parts else None
+
+
+def compose(elements: list[Element], provided: dict | None = None, declared: set[str] = frozenset()) -> GroupSpec:
+    """Combine elements into one group's arguments; ``provided`` holds what the builder supplies.
+
+    Model equations are summed; threshold conditions are joined with ``or``; resets, slot-start
+    code and the code of one event or pathway are concatenated in element order.
+
+    Raises ModelFileError when two elements define the same thing differently, or when an external
+    name is neither defined by another element of the group, nor provided, nor in ``declared``
+    (variables the caller adds to the group's equations itself).
+    """
+    provided = dict(provided or {})
+    kinds = {el.kind for el in elements}
+    if len(kinds) != 1:
+        raise ModelFileError(elements[0].eqs.path, f"cannot compose neuron and synapse elements: "
+                             f"{[el.name for el in elements]}")
+    kind = kinds.pop()
+    equations = b2.Equations("")
+    namespace: dict = {}
+    initial: dict[str, b2.Quantity] = {}
+    owner: dict[str, str] = {}
+    spec = GroupSpec(elements, equations, namespace, initial)
+    for el in elements:
+        for name in el.variables:
+            if name in owner:
+                raise ModelFileError(el.eqs.path, f"variable {name!r} is also defined by element {owner[name]!r}")
+            owner[name] = el.name
+        spec.equations = spec.equations + el.equations
+        for name, value in el.namespace.items():
+            if name in namespace and not _equal(namespace[name], value):
+                raise ModelFileError(el.table_path, f"parameter {name!r} = {value} conflicts with "
+                                     f"{namespace[name]} from another element of the same group")
+            namespace[name] = value
+        initial.update(el.initial_values)
+        for section in el.code_sections():
+            code = section.code
+            if section.kind == "threshold":  # a neuron spikes if any element's condition holds
+                spec.threshold = f"({code})" if spec.threshold is None else f"{spec.threshold} or ({code})"
+            elif section.kind == "reset":
+                spec.reset = _join(spec.reset, code)
+            elif section.kind == "slot_start":
+                spec.slot_start = _join(spec.slot_start, code)
+            elif section.kind == "event":
+                if section.name in spec.events:
+                    raise ModelFileError(el.eqs.path, f"event {section.name!r} defined twice", section.header_line)
+                spec.events[section.name] = code
+            elif section.kind == "on_event":
+                spec.on_event[section.name] = _join(spec.on_event.get(section.name), code)
+            else:
+                direction = "pre" if section.kind == "on_pre" else "post"
+                pathway = pathway_name(direction, section.name)
+                target = spec.on_pre if direction == "pre" else spec.on_post
+                target[pathway] = _join(target.get(pathway), code)
+                spec.pathway_events[pathway] = section.name
+    for el in elements:
+        for name, ext in el.table.external.items():
+            if name in owner or name in provided or name in declared:
+                continue
+            if kind == "synapse" and (name.endswith("_pre") or name.endswith("_post")):
+                continue
+            raise ModelFileError(el.table_path, f"external {name!r} ({ext.description}) is neither defined by "
+                                 f"another element of this group ({', '.join(e.name for e in elements)}) "
+                                 "nor provided by the network builder")
+    namespace.update({k: v for k, v in provided.items() if k not in owner})
+    return spec
+
+
+def _equal(a, b) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - incomparable values (e.g. TimedArrays) are different
+        return a is b
+
+
+# ---------------------------------------------------------------------------------------------
+# Unit check: build the element alone, with dummies for its externals, on the numpy target
+# ---------------------------------------------------------------------------------------------
+
+def check_units(el: Element) -> None:
+    """Let Brian2 check every equation and statement of ``el`` for consistent units.
+
+    Externals become dummy variables (or TimedArrays for functions) of their declared unit; a
+    synapse element gets dummy pre/post groups holding its ``*_pre``/``*_post`` variables.
+    """
+    dummies, declared = {}, {"": [], "pre": [], "post": []}
+    for name, ext in el.table.external.items():
+        unit = parse_unit(ext.unit)
+        unit_text = repr(b2.get_unit(b2.get_dimensions(unit))) if b2.get_dimensions(unit) is not DIMENSIONLESS \
+            else "1"
+        if ext.kind == "function":
+            shape = (2,) if ext.args == ["t"] else (2, 2)
+            dummies[name] = b2.TimedArray(np.zeros(shape) * unit, dt=1 * b2.ms)
+            continue
+        side = "pre" if el.kind == "synapse" and name.endswith("_pre") else \
+            "post" if el.kind == "synapse" and name.endswith("_post") else ""
+        base = name.removesuffix(f"_{side}") if side else name
+        declared[side].append(f"{base} : {unit_text}")
+    spec = compose([el], provided=dummies, declared=set(el.table.external))
+    model = spec.equations + b2.Equations("\n".join(declared[""]))
+    namespace = dict(spec.namespace)
+    with _brian_errors(el):
+        if el.kind == "neuron":
+            kwargs = spec.neuron_kwargs() | {"model": model, "namespace": namespace}
+            if kwargs["threshold"] is None and kwargs["reset"]:  # a reset-only element: any spike resets
+                kwargs["threshold"] = "False"
+            group = b2.NeuronGroup(2, **kwargs, codeobj_class=b2.NumpyCodeObject, name="check_units_group")
+            objects = [group]
+            for event, code in spec.on_event.items():
+                group.run_on_event(event, code)
+            if spec.slot_start:
+                objects.append(group.run_regularly(spec.slot_start, dt=10 * b2.ms, when="start"))
+        else:
+            pre_events = {spec.pathway_events[p]: "False" for p in spec.on_pre if p != "pre"}
+            post_events = {spec.pathway_events[p]: "False" for p in spec.on_post if p != "post"}
+            pre = b2.NeuronGroup(2, "\n".join(declared["pre"]) or "", threshold="False",
+                                 events=pre_events or None, codeobj_class=b2.NumpyCodeObject,
+                                 name="check_units_pre")
+            post = b2.NeuronGroup(2, "\n".join(declared["post"]) or "", threshold="False",
+                                  events=post_events or None, codeobj_class=b2.NumpyCodeObject,
+                                  name="check_units_post")
+            syn = b2.Synapses(pre, post, **(spec.synapse_kwargs() | {"model": model, "namespace": namespace}),
+                              codeobj_class=b2.NumpyCodeObject, name="check_units_synapses")
+            syn.connect()
+            objects = [pre, post, syn]
+        b2.Network(*objects).run(0 * b2.ms, namespace={})
+
+
+class _brian_errors:
+    """Context manager turning Brian2's unit and syntax errors into ModelFileError for ``el``."""
+
+    def __init__(self, el: Element):
+        self.el = el
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc is None or isinstance(exc, ModelFileError):
+            return False
+        root = exc
+        while root.__cause__ is not None or (root.__context__ is not None and not root.__suppress_context__):
+            root = root.__cause__ or root.__context__
+        message = _first_line(root)
+        line = _line_mentioning(self.el, message)
+        raise ModelFileError(self.el.eqs.path, f"Brian2 rejects the element: {message}", line) from exc
+
+
+def _line_mentioning(el: Element, message: str) -> int | None:
+    """Best guess of the source line an error message is about: the first code line quoted in it."""
+    for section in el.eqs.sections.values():
+        for line in section.lines:
+            if line.code and (line.code in message or line.code.replace(" ", "") in message.replace(" ", "")):
+                return line.number
+    identifiers = el.identifiers()
+    for word in sorted(get_identifiers(message), key=len, reverse=True):
+        if word in identifiers and word in el.variables:
+            return identifiers[word]
+    return None

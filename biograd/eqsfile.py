@@ -1,0 +1,140 @@
+"""Reader for ``.eqs`` element files: a comment header, then sections of pure Brian2 syntax.
+
+File layout::
+
+    # Title line
+    # ... description, references, reconstruction notes (comment lines) ...
+
+    ## model
+    dv_soma/dt = -v_soma/tau_v + u_soma/dt : 1  # membrane potential
+    ## threshold
+    v_soma > v_th
+    ## reset
+    v_soma = 0
+    ## event err_pos
+    <condition of the custom event>
+    ## on_event err_pos
+    <statements run in the neuron when the event occurs>
+    ## slot_start
+    <statements run at the start of every sample slot>
+    ## on_pre spike        (synapses: code run on the presynaptic group's event)
+    ## on_post err_pos     (synapses: code run on the postsynaptic group's event)
+
+Each section holds Brian2 equations (``model``), a condition (``threshold``, ``event``) or
+abstract code statements (the others). Comments (``# ...``) are allowed everywhere; every line
+of ``model`` must carry one (the variable's meaning). Line numbers are kept for error messages.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from biograd.errors import ModelFileError
+
+#: section kind -> whether it takes a name (the event name)
+SECTION_KINDS = {
+    "model": False,
+    "threshold": False,
+    "reset": False,
+    "slot_start": False,
+    "event": True,
+    "on_event": True,
+    "on_pre": True,
+    "on_post": True,
+}
+_SECTION = re.compile(r"^##\s*(?P<kind>[A-Za-z_]+)(?:\s+(?P<name>[A-Za-z_][A-Za-z0-9_]*))?\s*$")
+
+
+@dataclass(frozen=True)
+class Line:
+    """One source line: its 1-based number, the code without comment, and the comment."""
+
+    number: int
+    code: str
+    comment: str
+
+
+@dataclass
+class Section:
+    kind: str
+    name: str | None
+    header_line: int
+    lines: list[Line] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str, str | None]:
+        return (self.kind, self.name)
+
+    @property
+    def code(self) -> str:
+        """The section as Brian2 source (comments kept on model lines for Brian2's docs)."""
+        parts = []
+        for line in self.lines:
+            if not line.code:
+                continue
+            parts.append(f"{line.code}  # {line.comment}" if self.kind == "model" and line.comment else line.code)
+        return "\n".join(parts)
+
+
+@dataclass
+class EqsFile:
+    path: Path
+    title: str
+    header: str
+    sections: dict[tuple[str, str | None], Section]
+
+    def section(self, kind: str, name: str | None = None) -> Section | None:
+        return self.sections.get((kind, name))
+
+    def named(self, kind: str) -> dict[str, Section]:
+        return {name: s for (k, name), s in self.sections.items() if k == kind}
+
+
+def _split_comment(text: str) -> tuple[str, str]:
+    code, _, comment = text.partition("#")
+    return code.strip(), comment.strip()
+
+
+def read_eqs(path: str | Path) -> EqsFile:
+    """Parse an ``.eqs`` file into its header and sections (no Brian2 checks yet)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ModelFileError(path, f"cannot read equation file: {err.strerror}") from err
+    header: list[str] = []
+    sections: dict[tuple[str, str | None], Section] = {}
+    current: Section | None = None
+    for number, raw in enumerate(text.splitlines(), start=1):
+        stripped = raw.strip()
+        if stripped.startswith("##"):
+            match = _SECTION.match(stripped)
+            if not match or match["kind"] not in SECTION_KINDS:
+                raise ModelFileError(
+                    path, f"unknown section header {stripped!r}; expected one of "
+                    f"{', '.join('## ' + k + (' NAME' if n else '') for k, n in SECTION_KINDS.items())}",
+                    number)
+            kind, name = match["kind"], match["name"]
+            if SECTION_KINDS[kind] != (name is not None):
+                raise ModelFileError(path, f"section '## {kind}' {'needs' if SECTION_KINDS[kind] else 'takes no'}"
+                                     " event name", number)
+            if (kind, name) in sections:
+                raise ModelFileError(path, f"section '{stripped}' appears twice", number)
+            current = sections[(kind, name)] = Section(kind, name, number)
+            continue
+        if current is None:
+            if stripped and not stripped.startswith("#"):
+                raise ModelFileError(path, "code before the first '## section' header", number)
+            header.append(stripped.lstrip("#").strip())
+            continue
+        code, comment = _split_comment(raw)
+        if code or comment:
+            current.lines.append(Line(number, code, comment))
+    if not any(line for line in header):
+        raise ModelFileError(path, "missing header: start the file with '# <title>' and a description", 1)
+    if ("model", None) not in sections:
+        raise ModelFileError(path, "no '## model' section")
+    title = next(line for line in header if line)
+    return EqsFile(path, title, "\n".join(header).strip(), sections)

@@ -1,0 +1,160 @@
+"""Parameter tables (``equations/<element>.yaml``): values with units, descriptions, references, bounds.
+
+Schema (unknown keys are rejected)::
+
+    element: soma                 # must equal the .eqs file's stem
+    kind: neuron                  # or: synapse
+    description: One line on what the element is.
+    parameters:
+      tau_u:
+        value: 1 ms               # number and unit as a string
+        description: synaptic current time constant (du = dt/tau_u)
+        reference: Davies et al. 2018 (Loihi CUBA neuron); value is a reconstruction
+        bounds: [1 ms, 1 s]       # inclusive; either end may be null
+        reconstruction: true      # the paper's value is unknown; this is the project's choice
+    external:                     # names the element uses but does not define
+      n_f:
+        unit: "1"
+        description: forward-phase steps per sample
+        provided_by: model        # 'model' (network builder) or the element that defines it
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import brian2 as b2
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from biograd.errors import ModelFileError
+from biograd.units import parse_quantity, parse_unit, same_dimensions
+
+#: names Brian2 reserves (or that silently shadow Brian2 built-ins)
+RESERVED_NAMES = frozenset({"e", "i", "j", "N", "t", "dt", "xi", "pi", "inf", "lastspike", "not_refractory"})
+
+
+class Parameter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    value: str | float | int
+    description: str
+    reference: str
+    bounds: tuple[str | float | int | None, str | float | int | None] | None = None
+    reconstruction: bool = False
+
+    @field_validator("value")
+    @classmethod
+    def _parses(cls, value):
+        parse_quantity(value)
+        return value
+
+    @field_validator("bounds")
+    @classmethod
+    def _bounds_parse(cls, bounds):
+        for bound in bounds or ():
+            if bound is not None:
+                parse_quantity(bound)
+        return bounds
+
+    def quantity(self) -> b2.Quantity:
+        return parse_quantity(self.value)
+
+
+class External(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    unit: str = "1"
+    description: str
+    provided_by: str = "model"
+    kind: Literal["variable", "function"] = "variable"
+    args: list[Literal["t", "i"]] = ["t"]  # arguments of a function (TimedArray): [t] or [t, i]
+
+    @field_validator("unit")
+    @classmethod
+    def _unit_parses(cls, unit):
+        parse_unit(unit)
+        return unit
+
+
+class ParameterTable(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    element: str
+    kind: Literal["neuron", "synapse"]
+    description: str
+    parameters: dict[str, Parameter] = {}
+    external: dict[str, External] = {}
+
+
+def _key_lines(node, prefix=()) -> dict[tuple, int]:
+    """Map each key path of a YAML node tree to its 1-based line."""
+    lines: dict[tuple, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            path = (*prefix, key.value)
+            lines[path] = key.start_mark.line + 1
+            lines.update(_key_lines(value, path))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, value in enumerate(node.value):
+            lines[(*prefix, index)] = value.start_mark.line + 1
+            lines.update(_key_lines(value, (*prefix, index)))
+    return lines
+
+
+def _line_of(lines: dict[tuple, int], loc: tuple) -> int | None:
+    loc = tuple(loc)
+    while loc:
+        if loc in lines:
+            return lines[loc]
+        loc = loc[:-1]
+    return None
+
+
+def read_table(path: str | Path) -> ParameterTable:
+    """Read and validate a parameter table; errors name the file, the line and the problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ModelFileError(path, f"cannot read parameter table: {err.strerror}") from err
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        raise ModelFileError(path, f"invalid YAML: {getattr(err, 'problem', err)}",
+                             mark.line + 1 if mark else None) from err
+    if not isinstance(data, dict):
+        raise ModelFileError(path, "a parameter table must be a YAML mapping", 1)
+    lines = _key_lines(node)
+    try:
+        table = ParameterTable.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = ".".join(str(part) for part in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            message = "unknown key (allowed: see biograd/params.py)"
+        raise ModelFileError(path, f"{loc}: {message}", _line_of(lines, first["loc"])) from err
+    for name, param in table.parameters.items():
+        line = lines.get(("parameters", name))
+        if name in RESERVED_NAMES:
+            raise ModelFileError(path, f"parameter name {name!r} is reserved by Brian2", line)
+        check_bounds(path, name, param, line)
+    for name in table.external:
+        if name in RESERVED_NAMES:
+            raise ModelFileError(path, f"external name {name!r} is reserved by Brian2", lines.get(("external", name)))
+    return table
+
+
+def check_bounds(path: Path, name: str, param: Parameter, line: int | None, value: b2.Quantity | None = None):
+    """Raise if ``value`` (default: the table value) has other units than the bounds or lies outside them."""
+    value = param.quantity() if value is None else value
+    if param.bounds is None:
+        return
+    low, high = (None if b is None else parse_quantity(b) for b in param.bounds)
+    for bound in (low, high):
+        if bound is not None and not same_dimensions(bound, value):
+            raise ModelFileError(path, f"parameter {name!r}: value {value} and bound {bound} have different units",
+                                 line)
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ModelFileError(path, f"parameter {name!r} = {value} is outside its bounds [{low}, {high}]", line)

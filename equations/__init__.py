@@ -1,0 +1,1 @@
+"""Equation files (`*.eqs`) and parameter tables (`*.yaml`) of the BioGrad model (package data)."""

@@ -1,0 +1,252 @@
+"""The BioGrad network as Brian2 objects, composed from the element files in ``equations/``.
+
+One NeuronGroup per layer (``layer0`` input .. ``layerL`` output), forward Synapses ``W1..WL``
+and, unless feedback is ``transpose``, feedback Synapses ``B2..BL`` (B_l runs from layer l to
+layer l-1). Time is cut into slots of ``spec.n_slot`` steps; what every slot does comes from the
+TimedArray ``slot_kind`` (see ``equations/schedule.eqs``), the sample it shows from the
+TimedArrays ``stimulus`` and ``target`` (one row per slot). A run of ``n_slots`` slots is one
+*chunk*; between chunks only arrays change (weights, TimedArray values, learning rates), so a
+cpp_standalone build is compiled once and rerun with ``run_args``.
+
+Per slot, the groups record (before the slot-start reset) each layer's rate ``x_trace`` and
+forward input ``A_soma``, the hidden layers' apical potential ``d_apical``; the last slot is read
+from the final state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import brian2 as b2
+import numpy as np
+
+from biograd.elements import GroupSpec, Element, compose, load_element
+from biograd.errors import ModelFileError
+from biograd.params import check_bounds
+from biograd.units import parse_quantity
+from biograd.models.schedule import INFER
+from biograd.models.spec import NetworkSpec
+
+DT = 1 * b2.ms
+
+
+@dataclass
+class ChunkResult:
+    """What one chunk recorded: per layer and slot, rate, forward input and apical potential."""
+
+    rates: list[np.ndarray]  # rates[l][slot, neuron] = x_trace
+    inputs: list[np.ndarray]  # inputs[l][slot, neuron] = A_soma (l >= 1)
+    apical: dict[int, np.ndarray] = field(default_factory=dict)  # hidden l -> d_apical[slot, neuron]
+
+    def predictions(self) -> np.ndarray:
+        """Predicted class per slot: highest output rate, ties broken by the forward input."""
+        rates, inputs = self.rates[-1], self.inputs[-1]
+        return np.lexsort((inputs.T, rates.T), axis=0)[-1] if rates.size else np.zeros(0, np.int64)
+
+
+def _load_elements(names: list[str], spec: NetworkSpec, directory: Path | None) -> list[Element]:
+    elements = [load_element(n, directory) for n in names]
+    for el in elements:
+        for name, text in spec.params.get(el.name, {}).items():
+            if name not in el.table.parameters:
+                raise ModelFileError(el.table_path, f"override of unknown parameter {name!r} (params.{el.name})")
+            value = parse_quantity(text)
+            check_bounds(el.table_path, name, el.table.parameters[name], None, value)
+            el.values[name] = value
+    return elements
+
+
+def _same(a, b) -> bool:
+    try:
+        return bool(np.all(a == b))
+    except (TypeError, ValueError, b2.DimensionMismatchError):
+        return False
+
+
+class BioGradNetwork:
+    """Builds the Brian2 objects for ``spec`` and runs chunks of ``n_slots`` slots.
+
+    Works on the runtime device (numpy/cython) and on cpp_standalone: in standalone mode the
+    first :meth:`run_chunk` builds the project once and every chunk is a rerun with ``run_args``.
+    """
+
+    def __init__(self, spec: NetworkSpec, n_slots: int, *, seed: int = 0, equations: Path | None = None):
+        self.spec, self.n_slots, self.seed = spec, n_slots, seed
+        self.standalone = b2.get_device().__class__.__name__ == "CPPStandaloneDevice"
+        L, sizes = spec.n_layers, spec.sizes
+        b2.defaultclock.dt = DT
+        slot_dt = spec.n_slot * DT
+        input_rows = n_slots * spec.n_slot if spec.encoder == "events" else n_slots
+        self.slot_kind = b2.TimedArray(np.zeros(n_slots), dt=slot_dt, name="slot_kind")
+        self.stimulus = b2.TimedArray(np.zeros((input_rows, sizes[0])),
+                                      dt=DT if spec.encoder == "events" else slot_dt, name="stimulus")
+        self.target = b2.TimedArray(np.zeros((n_slots, sizes[-1])), dt=slot_dt, name="target")
+        common = {"n_slot": spec.n_slot, "n_f": spec.n_f, "n_e": spec.n_e, "slot_kind": self.slot_kind}
+        inputs = {"stimulus": self.stimulus, "event_counts": self.stimulus, "target": self.target}
+        self.layers: list[b2.NeuronGroup] = []
+        self.specs: list[GroupSpec] = []
+        objects: list = []
+        for layer in range(L + 1):
+            elements = _load_elements(spec.elements(layer), spec, equations)
+            used = set().union(*(el.table.external for el in elements))
+            provided = common | {"layer": layer, "err_phase": spec.err_phase(layer)} | \
+                {k: v for k, v in inputs.items() if k in used}
+            group_spec = compose(elements, provided)
+            group = b2.NeuronGroup(sizes[layer], **group_spec.neuron_kwargs(), name=f"layer{layer}")
+            for event, code in group_spec.on_event.items():
+                group.run_on_event(event, code)
+            if group_spec.slot_start:
+                objects.append(group.run_regularly(group_spec.slot_start, dt=slot_dt, when="start",
+                                                   name=f"layer{layer}_slot_start"))
+            for name, value in group_spec.initial_values.items():
+                setattr(group, name, value)
+            if "gain_error" in group.variables:
+                group.gain_error = spec.gain_output if layer == L else spec.gain_hidden
+            self.layers.append(group)
+            self.specs.append(group_spec)
+        self.forward: list[b2.Synapses] = [None]  # index = layer
+        self.feedback: dict[int, b2.Synapses] = {}
+        for layer in range(1, L + 1):
+            syn_spec = compose(_load_elements(spec.synapse_elements(layer), spec, equations),
+                               self._shared_namespace(layer - 1, layer))
+            syn = b2.Synapses(self.layers[layer - 1], self.layers[layer], **syn_spec.synapse_kwargs(),
+                              name=f"W{layer}")
+            syn.connect()
+            for name, value in syn_spec.initial_values.items():
+                setattr(syn, name, value)
+            self.forward.append(syn)
+            if spec.has_feedback_synapses(layer):
+                fb_spec = compose(_load_elements(["feedback_synapse"], spec, equations),
+                                  self._shared_namespace(layer, layer - 1))
+                fb = b2.Synapses(self.layers[layer], self.layers[layer - 1], **fb_spec.synapse_kwargs(),
+                                 name=f"B{layer}")
+                fb.connect()
+                for name, value in fb_spec.initial_values.items():
+                    setattr(fb, name, value)
+                self.feedback[layer] = fb
+        self.monitors = []
+        for layer, group in enumerate(self.layers):
+            variables = ["x_trace"] + (["A_soma"] if layer else []) + (["d_apical"] if "d_apical" in group.variables
+                                                                       else [])
+            self.monitors.append(b2.StateMonitor(group, variables, record=True, dt=slot_dt, when="start",
+                                                 order=-1, name=f"layer{layer}_slots"))
+        self.network = b2.Network(*self.layers, *objects, *self.forward[1:], *self.feedback.values(),
+                                  *self.monitors)
+        rng = np.random.default_rng(seed)
+        self.initial_weights = self.random_weights(rng)
+        self.set_weights(*self.initial_weights)
+        self._built = False
+        if not self.standalone:
+            self.network.store("initial")
+
+    def _shared_namespace(self, pre: int, post: int) -> dict:
+        """Constants a synapse needs to evaluate its pre/post subexpressions (e.g. eps_error_post).
+
+        Brian2 resolves those in the synapse's namespace: it gets the constants on which both
+        groups agree; per-group constants that differ (layer, err_phase) are left out.
+        """
+        a, b = self.specs[pre].namespace, self.specs[post].namespace
+        shared = {k: v for k, v in a.items() if k not in b or b[k] is v or _same(b[k], v)}
+        shared |= {k: v for k, v in b.items() if k not in a}
+        return shared
+
+    # ------------------------------------------------------------------ weights
+    def random_weights(self, rng: np.random.Generator) -> tuple[list[np.ndarray], dict[int, np.ndarray]]:
+        """Forward W_l ~ N(0, init_scale^2 * 2/N_{l-1}); feedback B_l drawn independently, same scale."""
+        sizes, scale = self.spec.sizes, self.spec.init_scale
+        W = [rng.normal(0, scale * np.sqrt(2 / sizes[l - 1]), (sizes[l], sizes[l - 1]))
+             for l in range(1, len(sizes))]
+        B = {l: rng.normal(0, scale * np.sqrt(2 / sizes[l - 1]), (sizes[l - 1], sizes[l]))
+             for l in self.feedback}
+        return W, B
+
+    def _state_items(self, W: list[np.ndarray], B: dict[int, np.ndarray]) -> dict:
+        """Map Brian2 variables to flat arrays. Synapses are all-to-all, created in (i, j) order."""
+        items = {self.forward[l + 1].variables["w"]: np.ascontiguousarray(w.T).ravel() for l, w in enumerate(W)}
+        items.update({self.feedback[l].variables["b"]: np.ascontiguousarray(b.T).ravel() for l, b in B.items()})
+        return items
+
+    def set_weights(self, W: list[np.ndarray], B: dict[int, np.ndarray]) -> None:
+        """W[l-1] has shape (N_l, N_{l-1}); B[l] has shape (N_{l-1}, N_l)."""
+        for l, w in enumerate(W, start=1):
+            self.forward[l].w = np.ascontiguousarray(w.T).ravel()
+        for l, b in B.items():
+            self.feedback[l].b = np.ascontiguousarray(b.T).ravel()
+        self._pending = (W, B)
+
+    def weights(self) -> tuple[list[np.ndarray], dict[int, np.ndarray]]:
+        """Current W (list, W[l-1] for layer l) and B (dict by layer) as dense matrices."""
+        sizes = self.spec.sizes
+        W = [np.asarray(self.forward[l].w[:]).reshape(sizes[l - 1], sizes[l]).T.copy()
+             for l in range(1, len(sizes))]
+        B = {l: np.asarray(fb.b[:]).reshape(sizes[l], sizes[l - 1]).T.copy() for l, fb in self.feedback.items()}
+        return W, B
+
+    # ------------------------------------------------------------------ running
+    def run_chunk(self, kinds: np.ndarray, stimulus: np.ndarray, targets: np.ndarray,
+                  W: list[np.ndarray] | None = None, B: dict[int, np.ndarray] | None = None,
+                  eta: float | None = None, results_directory: str | None = None) -> ChunkResult:
+        """Run one chunk of ``len(kinds) <= n_slots`` slots and return what it recorded.
+
+        ``stimulus`` has one row per slot (pixel intensities in [0, 1]) or, for the events
+        encoder, one row per time step; ``targets`` one row per slot. Weights default to the
+        current ones. Slots beyond ``len(kinds)`` are idle inference slots with no input.
+        """
+        spec, n = self.spec, len(kinds)
+        if n > self.n_slots:
+            raise ValueError(f"chunk of {n} slots exceeds the build size n_slots={self.n_slots}")
+        kind_values = np.full(self.n_slots, INFER, float)
+        kind_values[:n] = kinds
+        stim_values = np.zeros(self.stimulus.values.shape)
+        stim_values[: len(stimulus)] = stimulus
+        target_values = np.zeros(self.target.values.shape)
+        target_values[:n] = targets
+        if W is None or B is None:
+            W, B = self.weights() if (self._built or not self.standalone) else self._pending
+        duration = n * spec.n_slot * DT
+        if self.standalone:
+            run_args = {self.slot_kind: kind_values, self.stimulus: stim_values, self.target: target_values}
+            run_args |= self._state_items(W, B)
+            if eta is not None:
+                run_args |= {syn.variables["eta"]: eta for syn in self.forward[1:]}
+            if not self._built:
+                self.network.run(self.n_slots * spec.n_slot * DT)
+                b2.get_device().build(run=False, directory=None)
+                self._built = True
+            b2.get_device().run(run_args=run_args, results_directory=results_directory)
+        else:
+            self.network.restore("initial")
+            b2.seed(self.seed)
+            self._replace_timed_arrays({"slot_kind": kind_values, "stimulus": stim_values,
+                                        "event_counts": stim_values, "target": target_values})
+            self.set_weights(W, B)
+            if eta is not None:
+                for syn in self.forward[1:]:
+                    syn.eta = eta
+            self.network.run(duration, namespace={})
+        return self._collect(n, self.n_slots if self.standalone else n)
+
+    def _replace_timed_arrays(self, values: dict[str, np.ndarray]) -> None:
+        """Runtime device: give every group new TimedArrays with the chunk's values."""
+        old = {"slot_kind": self.slot_kind, "stimulus": self.stimulus, "event_counts": self.stimulus,
+               "target": self.target}
+        for group in self.layers:
+            for name, array in values.items():
+                if name in group.namespace:
+                    group.namespace[name] = b2.TimedArray(array, dt=old[name].dt * b2.second)
+
+    def _collect(self, n: int, n_run: int) -> ChunkResult:
+        """Rows for the first ``n`` of ``n_run`` slots; slot m is recorded at the start of slot m+1."""
+        rates, inputs, apical = [], [], {}
+        for layer, (group, monitor) in enumerate(zip(self.layers, self.monitors, strict=True)):
+            def per_slot(var):
+                recorded = np.asarray(getattr(monitor, var)).T  # (times, neurons)
+                if n < n_run:
+                    return recorded[1 : n + 1]
+                return np.concatenate([recorded[1:n], np.asarray(getattr(group, var)[:])[None, :]])
+            rates.append(per_slot("x_trace"))
+            inputs.append(per_slot("A_soma") if layer else np.zeros((n, 0)))
+            if "d_apical" in group.variables:
+                apical[layer] = per_slot("d_apical")
+        return ChunkResult(rates, inputs, apical)
