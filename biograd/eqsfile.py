@@ -127,7 +127,8 @@ def read_eqs(path: str | Path) -> EqsFile:
         if current is None:
             if stripped and not stripped.startswith("#"):
                 raise ModelFileError(path, "code before the first '## section' header", number)
-            header.append(stripped.lstrip("#").strip())
+            text = stripped[1:] if stripped.startswith("#") else stripped
+            header.append(text[1:] if text.startswith(" ") else text)
             continue
         code, comment = _split_comment(raw)
         if code or comment:

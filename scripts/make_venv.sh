@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Create the project's virtual environment with Python 3.12 and install the project into it.
+# Usage: scripts/make_venv.sh VENV_DIR EXTRAS
+set -euo pipefail
+venv=${1:-.venv}
+extras=${2:-dev}
+
+find_python() {
+  for candidate in "${PYTHON:-}" python3.12 "$HOME/.pyenv/versions/"3.12*/bin/python3.12 \
+                   /usr/local/bin/python3.12 /usr/bin/python3.12; do
+    [ -n "$candidate" ] || continue
+    for exe in $candidate; do
+      if command -v "$exe" >/dev/null 2>&1 && "$exe" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then
+        command -v "$exe"; return 0
+      fi
+    done
+  done
+  if command -v pyenv >/dev/null 2>&1; then
+    version=$(pyenv versions --bare 2>/dev/null | grep -E '^3\.12' | tail -n1 || true)
+    if [ -n "$version" ]; then echo "$(pyenv root)/versions/$version/bin/python3.12"; return 0; fi
+  fi
+  return 1
+}
+
+if ! python=$(find_python); then
+  cat >&2 <<MSG
+error: Python 3.12 not found (brian2 2.10.1, pinned by brian2cuda, needs Python 3.12).
+Install it, then rerun make:
+  pyenv install 3.12        (or: apt-get install python3.12 python3.12-venv)
+or point PYTHON at an interpreter:  make test PYTHON=/path/to/python3.12
+MSG
+  exit 1
+fi
+
+if [ ! -x "$venv/bin/python" ]; then
+  echo "creating $venv with $python"
+  "$python" -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install --quiet --upgrade pip
+if ! "$venv/bin/python" -m pip install --quiet -e ".[$extras]"; then
+  echo "error: installing the project into $venv failed (see pip's message above)." >&2
+  echo "Check the network access to PyPI, then rerun make; 'make clean' starts from scratch." >&2
+  exit 1
+fi
+echo "environment ready: $venv ($("$venv/bin/python" --version))"
