@@ -20,15 +20,25 @@ from pathlib import Path
 
 import brian2 as b2
 import numpy as np
-
-from biograd.elements import GroupSpec, Element, compose, load_element
-from biograd.errors import ModelFileError
-from biograd.params import check_bounds
-from biograd.units import parse_quantity
 from biograd.models.schedule import INFER
 from biograd.models.spec import NetworkSpec
 
+from biograd.elements import Element, GroupSpec, compose, load_element
+from biograd.errors import ModelFileError
+from biograd.params import check_bounds
+from biograd.units import parse_quantity
+
 DT = 1 * b2.ms
+
+
+@dataclass
+class PlasticState:
+    """What learning changes and a chunk carries on: W[l-1] = W_l (N_l x N_{l-1}),
+    B[l] = B_l (N_{l-1} x N_l) for layers with feedback synapses, bias[l] = sleep bias of layer l."""
+
+    W: list[np.ndarray]
+    B: dict[int, np.ndarray]
+    bias: dict[int, np.ndarray]
 
 
 @dataclass
@@ -133,9 +143,9 @@ class BioGradNetwork:
                                                  order=-1, name=f"layer{layer}_slots"))
         self.network = b2.Network(*self.layers, *objects, *self.forward[1:], *self.feedback.values(),
                                   *self.monitors)
-        rng = np.random.default_rng(seed)
-        self.initial_weights = self.random_weights(rng)
-        self.set_weights(*self.initial_weights)
+        self.initial_state = self.random_state(np.random.default_rng(seed))
+        self.state = self.initial_state
+        self._write_state(self.initial_state)
         self._built = False
         if not self.standalone:
             self.network.store("initial")
@@ -151,80 +161,75 @@ class BioGradNetwork:
         shared |= {k: v for k, v in b.items() if k not in a}
         return shared
 
-    # ------------------------------------------------------------------ weights
-    def random_weights(self, rng: np.random.Generator) -> tuple[list[np.ndarray], dict[int, np.ndarray]]:
-        """Forward W_l ~ N(0, init_scale^2 * 2/N_{l-1}); feedback B_l drawn independently, same scale."""
+    # ------------------------------------------------------------------ state
+    def random_state(self, rng: np.random.Generator) -> PlasticState:
+        """W_l ~ N(0, init_scale^2 * 2/N_{l-1}); B_l drawn independently with the same scale; bias 0."""
         sizes, scale = self.spec.sizes, self.spec.init_scale
         W = [rng.normal(0, scale * np.sqrt(2 / sizes[l - 1]), (sizes[l], sizes[l - 1]))
              for l in range(1, len(sizes))]
-        B = {l: rng.normal(0, scale * np.sqrt(2 / sizes[l - 1]), (sizes[l - 1], sizes[l]))
-             for l in self.feedback}
-        return W, B
+        B = {l: rng.normal(0, scale * np.sqrt(2 / sizes[l - 1]), (sizes[l - 1], sizes[l])) for l in self.feedback}
+        bias = {l: np.zeros(sizes[l]) for l in range(1, len(sizes))}
+        return PlasticState(W, B, bias)
 
-    def _state_items(self, W: list[np.ndarray], B: dict[int, np.ndarray]) -> dict:
-        """Map Brian2 variables to flat arrays. Synapses are all-to-all, created in (i, j) order."""
-        items = {self.forward[l + 1].variables["w"]: np.ascontiguousarray(w.T).ravel() for l, w in enumerate(W)}
-        items.update({self.feedback[l].variables["b"]: np.ascontiguousarray(b.T).ravel() for l, b in B.items()})
-        return items
+    def _views(self, state: PlasticState) -> dict:
+        """Brian2 variables -> flat arrays. Synapses are all-to-all, created in (i, j) order."""
+        views = {self.forward[l].w: np.ascontiguousarray(w.T).ravel() for l, w in enumerate(state.W, start=1)}
+        views |= {self.feedback[l].b: np.ascontiguousarray(b.T).ravel() for l, b in state.B.items()}
+        views |= {self.layers[l].b_soma: np.asarray(v, float) for l, v in state.bias.items()}
+        return views
 
-    def set_weights(self, W: list[np.ndarray], B: dict[int, np.ndarray]) -> None:
-        """W[l-1] has shape (N_l, N_{l-1}); B[l] has shape (N_{l-1}, N_l)."""
-        for l, w in enumerate(W, start=1):
-            self.forward[l].w = np.ascontiguousarray(w.T).ravel()
-        for l, b in B.items():
-            self.feedback[l].b = np.ascontiguousarray(b.T).ravel()
-        self._pending = (W, B)
+    def _write_state(self, state: PlasticState) -> None:
+        for view, values in self._views(state).items():
+            view[:] = values
 
-    def weights(self) -> tuple[list[np.ndarray], dict[int, np.ndarray]]:
-        """Current W (list, W[l-1] for layer l) and B (dict by layer) as dense matrices."""
+    def _read_state(self) -> PlasticState:
         sizes = self.spec.sizes
         W = [np.asarray(self.forward[l].w[:]).reshape(sizes[l - 1], sizes[l]).T.copy()
              for l in range(1, len(sizes))]
         B = {l: np.asarray(fb.b[:]).reshape(sizes[l], sizes[l - 1]).T.copy() for l, fb in self.feedback.items()}
-        return W, B
+        bias = {l: np.asarray(self.layers[l].b_soma[:]).copy() for l in range(1, len(sizes))}
+        return PlasticState(W, B, bias)
 
     # ------------------------------------------------------------------ running
     def run_chunk(self, kinds: np.ndarray, stimulus: np.ndarray, targets: np.ndarray,
-                  W: list[np.ndarray] | None = None, B: dict[int, np.ndarray] | None = None,
-                  eta: float | None = None, results_directory: str | None = None) -> ChunkResult:
-        """Run one chunk of ``len(kinds) <= n_slots`` slots and return what it recorded.
+                  state: PlasticState | None = None, *, eta: float | None = None, seed: int | None = None,
+                  results_directory: str | None = None) -> ChunkResult:
+        """Run ``len(kinds) <= n_slots`` slots from ``state`` (default: where the last chunk ended).
 
         ``stimulus`` has one row per slot (pixel intensities in [0, 1]) or, for the events
-        encoder, one row per time step; ``targets`` one row per slot. Weights default to the
-        current ones. Slots beyond ``len(kinds)`` are idle inference slots with no input.
+        encoder, one row per time step; ``targets`` one row per slot. Slots beyond ``len(kinds)``
+        are idle inference slots without input. The state after the chunk is ``self.state``.
+        ``seed`` reseeds the runtime device's random numbers (standalone: fixed at build).
         """
         spec, n = self.spec, len(kinds)
         if n > self.n_slots:
             raise ValueError(f"chunk of {n} slots exceeds the build size n_slots={self.n_slots}")
-        kind_values = np.full(self.n_slots, INFER, float)
-        kind_values[:n] = kinds
-        stim_values = np.zeros(self.stimulus.values.shape)
-        stim_values[: len(stimulus)] = stimulus
-        target_values = np.zeros(self.target.values.shape)
-        target_values[:n] = targets
-        if W is None or B is None:
-            W, B = self.weights() if (self._built or not self.standalone) else self._pending
-        duration = n * spec.n_slot * DT
+        state = self.state if state is None else state
+        values = {"slot_kind": np.full(self.n_slots, INFER, float), "stimulus": np.zeros(self.stimulus.values.shape),
+                  "target": np.zeros(self.target.values.shape)}
+        values["slot_kind"][:n] = kinds
+        values["stimulus"][: len(stimulus)] = stimulus
+        values["target"][:n] = targets
         if self.standalone:
-            run_args = {self.slot_kind: kind_values, self.stimulus: stim_values, self.target: target_values}
-            run_args |= self._state_items(W, B)
+            run_args = {self.slot_kind: values["slot_kind"], self.stimulus: values["stimulus"],
+                        self.target: values["target"]} | self._views(state)
             if eta is not None:
-                run_args |= {syn.variables["eta"]: eta for syn in self.forward[1:]}
+                run_args |= {syn.eta: eta for syn in self.forward[1:]}
             if not self._built:
-                self.network.run(self.n_slots * spec.n_slot * DT)
-                b2.get_device().build(run=False, directory=None)
+                self.network.run(self.n_slots * spec.n_slot * DT, namespace={})
+                b2.get_device().build(run=False)
                 self._built = True
             b2.get_device().run(run_args=run_args, results_directory=results_directory)
         else:
             self.network.restore("initial")
-            b2.seed(self.seed)
-            self._replace_timed_arrays({"slot_kind": kind_values, "stimulus": stim_values,
-                                        "event_counts": stim_values, "target": target_values})
-            self.set_weights(W, B)
+            b2.seed(self.seed if seed is None else seed)
+            self._replace_timed_arrays(values | {"event_counts": values["stimulus"]})
+            self._write_state(state)
             if eta is not None:
                 for syn in self.forward[1:]:
                     syn.eta = eta
-            self.network.run(duration, namespace={})
+            self.network.run(n * spec.n_slot * DT, namespace={})
+        self.state = self._read_state()
         return self._collect(n, self.n_slots if self.standalone else n)
 
     def _replace_timed_arrays(self, values: dict[str, np.ndarray]) -> None:
@@ -239,14 +244,15 @@ class BioGradNetwork:
     def _collect(self, n: int, n_run: int) -> ChunkResult:
         """Rows for the first ``n`` of ``n_run`` slots; slot m is recorded at the start of slot m+1."""
         rates, inputs, apical = [], [], {}
-        for layer, (group, monitor) in enumerate(zip(self.layers, self.monitors, strict=True)):
-            def per_slot(var):
-                recorded = np.asarray(getattr(monitor, var)).T  # (times, neurons)
-                if n < n_run:
-                    return recorded[1 : n + 1]
-                return np.concatenate([recorded[1:n], np.asarray(getattr(group, var)[:])[None, :]])
-            rates.append(per_slot("x_trace"))
-            inputs.append(per_slot("A_soma") if layer else np.zeros((n, 0)))
+        for layer, group in enumerate(self.layers):
+            rates.append(self._per_slot(layer, "x_trace", n, n_run))
+            inputs.append(self._per_slot(layer, "A_soma", n, n_run) if layer else np.zeros((n, 0)))
             if "d_apical" in group.variables:
-                apical[layer] = per_slot("d_apical")
+                apical[layer] = self._per_slot(layer, "d_apical", n, n_run)
         return ChunkResult(rates, inputs, apical)
+
+    def _per_slot(self, layer: int, var: str, n: int, n_run: int) -> np.ndarray:
+        recorded = np.asarray(getattr(self.monitors[layer], var)).T  # (times, neurons)
+        if n < n_run:
+            return recorded[1 : n + 1]
+        return np.concatenate([recorded[1:n], np.asarray(getattr(self.layers[layer], var)[:])[None, :]])

@@ -4,11 +4,11 @@ import shutil
 
 import brian2 as b2
 import pytest
+from biograd.models.network import BioGradNetwork
+from biograd.models.spec import NetworkSpec
 
 from biograd.elements import check_units, compose, equations_dir, load_element
 from biograd.errors import ModelFileError
-from biograd.models.network import BioGradNetwork
-from biograd.models.spec import NetworkSpec
 
 
 @pytest.fixture
@@ -117,7 +117,8 @@ def test_undefined_name(soma):
 
 
 def test_model_line_without_comment(soma):
-    edit(soma, "g_soma = int(A_soma > 0) : 1  # pseudo-derivative gate, backprop's f'(x)", "g_soma = int(A_soma > 0) : 1")
+    gate = "g_soma = int(A_soma > 0) : 1"
+    edit(soma, f"{gate}  # pseudo-derivative gate, backprop's f'(x)", gate)
     err = error_of(soma)
     assert "trailing comment" in err.problem and err.line == line_of(soma, "g_soma = int")
 
