@@ -21,10 +21,14 @@ pytestmark = pytest.mark.network
 
 
 def _real_mnist_dir() -> Path | None:
+    """The real MNIST folder, if it exists and holds the four original .gz files."""
     try:
-        return resolve_data_dir("mnist")
+        folder = resolve_data_dir("mnist")
     except DataError:
         return None
+    if folder is None or not all((folder / name).is_file() for name in MNIST_GZ_FILES):
+        return None
+    return folder
 
 
 REAL = _real_mnist_dir()
@@ -55,7 +59,7 @@ class _Handler(SimpleHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     if REAL is None:
-        pytest.skip("real MNIST files not found (set BIOGRAD_DATA or put them in ../shared/data)")
+        pytest.skip("real MNIST .gz files not found (set BIOGRAD_DATA or put them in ../shared/data/mnist)")
     root = tmp_path_factory.mktemp("www")
     for sub in ("good", "truncated", "wrong"):
         (root / sub).mkdir()

@@ -18,15 +18,20 @@ from biograd.data.paths import DATA_ENV, resolve_data_dir
 
 
 def _real_mnist_dir() -> Path | None:
+    """The real MNIST folder, if it exists and holds the four original .gz files."""
     try:
-        return resolve_data_dir("mnist")
+        folder = resolve_data_dir("mnist")
     except DataError:
         return None
+    if folder is None or not all((folder / f"{stem}.gz").is_file() for pair in mnist.SPLIT_FILES.values()
+                                 for stem in pair):
+        return None
+    return folder
 
 
 REAL = _real_mnist_dir()
 needs_real = pytest.mark.skipif(
-    REAL is None, reason="real MNIST not found (set BIOGRAD_DATA or put it in ../shared/data)"
+    REAL is None, reason="real MNIST .gz files not found (set BIOGRAD_DATA or put them in ../shared/data/mnist)"
 )
 
 

@@ -24,18 +24,22 @@ from biograd.data.nmnist import (
 from biograd.data.paths import resolve_data_dir
 
 
-def _real_nmnist_dir() -> Path | None:
+def _real_nmnist_dir() -> tuple[Path | None, Path | None]:
+    """The real N-MNIST folder and its raw folder, if they hold index.csv and the files tested below."""
     try:
-        return resolve_data_dir("nmnist")
+        folder = resolve_data_dir("nmnist")
     except DataError:
-        return None
+        return None, None
+    if folder is None:
+        return None, None
+    raw = folder / "raw" if (folder / "raw").is_dir() else folder
+    needed = [folder / "index.csv", raw / "Train" / "5" / "00001.bin", raw / "Train" / "0" / "00002.bin"]
+    return (folder, raw) if all(p.is_file() for p in needed) else (None, None)
 
 
-REAL = _real_nmnist_dir()
-RAW = None if REAL is None else (REAL / "raw" if (REAL / "raw").is_dir() else REAL)
-needs_real = pytest.mark.skipif(
-    REAL is None, reason="real N-MNIST not found (set BIOGRAD_DATA or put it in ../shared/data)"
-)
+REAL, RAW = _real_nmnist_dir()
+NO_REAL = "real N-MNIST (index.csv, raw/Train/...) not found (set BIOGRAD_DATA or use ../shared/data/nmnist)"
+needs_real = pytest.mark.skipif(REAL is None, reason=NO_REAL)
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
@@ -71,7 +75,7 @@ def write_index(path: Path, rows: list[dict[str, str]]) -> None:
 def small_tree(tmp_path) -> Path:
     """A copy of train ids 1..5 in ``<tmp>/nm/raw/Train/<label>/`` with the real index.csv beside raw/."""
     if REAL is None:
-        pytest.skip("real N-MNIST not found")
+        pytest.skip(NO_REAL)
     root = tmp_path / "nm"
     for row in index_rows()[:5]:
         assert row["split"] == "train"
