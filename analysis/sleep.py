@@ -1,0 +1,37 @@
+"""Sleep alone: how the Hebbian sleep rule turns random feedback weights B_l towards W_l^T."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from biograd.analysis.backprop import angle_deg
+from biograd.models.network import BioGradNetwork
+from biograd.models.schedule import INFER, sleep_block
+
+
+def sleep_alignment_curve(net: BioGradNetwork, n_chunks: int, *, sleep: bool = True) -> pd.DataFrame:
+    """Run ``n_chunks`` chunks of sleep (or of idle slots, ``sleep=False``) with W frozen.
+
+    Returns a tidy frame: one row per (chunk, layer) with the angle between B_l and W_l^T in
+    degrees, the simulated sleep steps so far, and the norms of B_l and W_l. Chunk 0 is the
+    starting point.
+    """
+    spec, n = net.spec, net.n_slots
+    layers = sorted(net.feedback)
+    per_layer = max(1, n // len(layers))
+    kinds = sleep_block(spec.n_layers, per_layer) if sleep else np.full(per_layer * len(layers), INFER)
+    zeros_in, zeros_out = np.zeros((len(kinds), spec.sizes[0])), np.zeros((len(kinds), spec.sizes[-1]))
+    rows = []
+
+    def record(chunk: int):
+        state = net.state
+        for l in layers:
+            rows.append({"chunk": chunk, "layer": l, "sleep": sleep, "sleep_steps": chunk * per_layer * spec.n_slot,
+                         "angle_deg": angle_deg(state.B[l], state.W[l - 1].T),
+                         "norm_B": float(np.linalg.norm(state.B[l])), "norm_W": float(np.linalg.norm(state.W[l - 1]))})
+
+    record(0)
+    for chunk in range(1, n_chunks + 1):
+        net.run_chunk(kinds, zeros_in, zeros_out, eta=0.0, seed=net.seed + chunk)
+        record(chunk)
+    return pd.DataFrame(rows)
