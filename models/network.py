@@ -217,7 +217,8 @@ class BioGradNetwork:
                 run_args |= {syn.eta: eta for syn in self.forward[1:]}
             if not self._built:
                 self.network.run(self.n_slots * spec.n_slot * DT, namespace={})
-                b2.get_device().build(run=False)
+                device = b2.get_device()  # set_device(..., directory=...) options apply to this build
+                device.build(**(dict(device.build_options) | {"run": False}))
                 self._built = True
             b2.get_device().run(run_args=run_args, results_directory=results_directory)
         else:

@@ -14,3 +14,18 @@ def _brian_runtime():
     b2.set_device("runtime")
     b2.device.reinit()
     b2.device.activate()
+
+
+@pytest.fixture
+def standalone(tmp_path):
+    """Switch to cpp_standalone (build once, rerun with run_args) in a fresh project folder."""
+
+    def activate(name: str = "build"):
+        options = {"build_on_run": False, "directory": str(tmp_path / name)}
+        b2.set_device("cpp_standalone", **options)
+        b2.device.reinit()  # forget objects and arrays of an earlier build
+        b2.device.activate(**options)
+        b2.prefs.devices.cpp_standalone.extra_make_args_unix = ["-j2"]
+
+    activate()
+    return activate

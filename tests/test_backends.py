@@ -1,0 +1,65 @@
+"""The same model on the runtime target (numpy) and on cpp_standalone: identical results."""
+
+import brian2 as b2
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from biograd.models.network import BioGradNetwork
+from biograd.models.schedule import TRAIN
+from biograd.models.spec import NetworkSpec
+
+pytestmark = pytest.mark.standalone
+
+# deterministic input: regular rate code, deterministic error rounding, no sleep (no random numbers)
+SPEC = NetworkSpec(sizes=(64, 20, 12, 10), feedback="fixed_random", params={"error_events": {"dither_error": 0}})
+
+
+def samples(start: int, n: int):
+    images, labels = load_digits(return_X_y=True)
+    targets = np.zeros((n, 10))
+    targets[np.arange(n), labels[start : start + n]] = SPEC.y_high
+    return np.full(n, TRAIN), images[start : start + n] / 16, targets
+
+
+def two_chunks(net: BioGradNetwork):
+    first = net.run_chunk(*samples(0, 3))
+    after_first = net.state
+    second = net.run_chunk(*samples(3, 3))
+    return first, after_first, second, net.state
+
+
+def assert_same_state(a, b):
+    for wa, wb in zip(a.W, b.W, strict=True):
+        np.testing.assert_allclose(wa, wb, rtol=0, atol=1e-12)
+    for l in a.B:
+        np.testing.assert_allclose(a.B[l], b.B[l], rtol=0, atol=1e-12)
+
+
+def test_runtime_and_standalone_agree(standalone):
+    sa = two_chunks(BioGradNetwork(SPEC, n_slots=3, seed=1))
+    b2.device.reinit()
+    b2.set_device("runtime")
+    b2.device.reinit()
+    b2.device.activate()
+    rt = two_chunks(BioGradNetwork(SPEC, n_slots=3, seed=1))
+    for res_sa, res_rt in ((sa[0], rt[0]), (sa[2], rt[2])):
+        for a, b in zip(res_sa.rates, res_rt.rates, strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert_same_state(sa[1], rt[1])
+    assert_same_state(sa[3], rt[3])
+    assert any(np.abs(w1 - w0).max() > 1e-4 for w1, w0 in zip(sa[3].W, sa[1].W, strict=True)), "weights learned"
+
+
+def test_run_args_rerun_equals_fresh_build(standalone):
+    net = BioGradNetwork(SPEC, n_slots=3, seed=1)
+    net.run_chunk(*samples(0, 3))
+    new_state = net.random_state(np.random.default_rng(99))
+    rerun = net.run_chunk(*samples(3, 3), new_state)
+    rerun_state = net.state
+    standalone("fresh")
+    fresh_net = BioGradNetwork(SPEC, n_slots=3, seed=1)
+    fresh = fresh_net.run_chunk(*samples(3, 3), new_state)
+    assert_same_state(rerun_state, fresh_net.state)
+    for a, b in zip(rerun.rates, fresh.rates, strict=True):
+        np.testing.assert_array_equal(a, b)
