@@ -59,5 +59,16 @@ def check(
         raise typer.Exit(1)
 
 
+@app.command()
+def demo(
+    epochs: Annotated[int, typer.Option(help="training epochs over the 4,000 embedded digits")] = 3,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+) -> None:
+    """Check model files and data, then train 784-100-10 (sleep mode) on the embedded MNIST digits."""
+    from biograd.demo import run
+
+    run(epochs=epochs, seed=seed)
+
+
 if __name__ == "__main__":
     app()
