@@ -49,7 +49,8 @@ def feedback_alignment_updates(rates, gates, target, B: Mapping[int, np.ndarray]
 def angle_deg(a: np.ndarray, b: np.ndarray) -> float:
     """Angle between two arrays seen as flat vectors, in degrees (nan if either is zero)."""
     a, b = np.ravel(a).astype(float), np.ravel(b).astype(float)
-    norm = np.linalg.norm(a) * np.linalg.norm(b)
-    if norm == 0:
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na == 0 or nb == 0:
         return float("nan")
-    return float(np.degrees(np.arccos(np.clip(a @ b / norm, -1.0, 1.0))))
+    a, b = a / na, b / nb  # 2*atan2(|a-b|, |a+b|) stays accurate near 0 and 180 degrees, unlike arccos
+    return float(np.degrees(2 * np.arctan2(np.linalg.norm(a - b), np.linalg.norm(a + b))))
