@@ -27,7 +27,7 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -m slow $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: no slow tests collected
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check biograd models analysis tests
+	$(VENV)/bin/ruff check .
 
 describe: $(STAMP)
 	$(PY) -m biograd.cli describe

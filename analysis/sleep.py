@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
 from biograd.analysis.backprop import angle_deg
 from biograd.models.network import BioGradNetwork
 from biograd.models.schedule import INFER, sleep_block

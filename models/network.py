@@ -20,11 +20,11 @@ from pathlib import Path
 
 import brian2 as b2
 import numpy as np
-from biograd.models.schedule import INFER
-from biograd.models.spec import NetworkSpec
 
 from biograd.elements import Element, GroupSpec, compose, load_element
 from biograd.errors import ModelFileError
+from biograd.models.schedule import INFER
+from biograd.models.spec import NetworkSpec
 from biograd.params import check_bounds
 from biograd.units import parse_quantity
 

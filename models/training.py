@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from biograd.models.network import BioGradNetwork, PlasticState
 from biograd.models.schedule import INFER, TRAIN, sleep_block
 from biograd.models.spec import NetworkSpec

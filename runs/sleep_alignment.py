@@ -8,15 +8,12 @@ import argparse
 from pathlib import Path
 
 import brian2 as b2
-import matplotlib
+import pandas as pd
+import seaborn as sns
 
-matplotlib.use("Agg")
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from biograd.analysis.sleep import sleep_alignment_curve  # noqa: E402
-from biograd.models.network import BioGradNetwork  # noqa: E402
-from biograd.models.spec import NetworkSpec  # noqa: E402
+from biograd.analysis.sleep import sleep_alignment_curve
+from biograd.models.network import BioGradNetwork
+from biograd.models.spec import NetworkSpec
 
 SPEC = NetworkSpec(sizes=(20, 40, 10), feedback="sleep", params={"feedback_synapse": {"eta_sleep": 0.003}})
 

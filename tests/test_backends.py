@@ -3,10 +3,11 @@
 import brian2 as b2
 import numpy as np
 import pytest
+from sklearn.datasets import load_digits
+
 from biograd.models.network import BioGradNetwork
 from biograd.models.schedule import TRAIN
 from biograd.models.spec import NetworkSpec
-from sklearn.datasets import load_digits
 
 pytestmark = pytest.mark.standalone
 

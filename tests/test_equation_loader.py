@@ -4,11 +4,11 @@ import shutil
 
 import brian2 as b2
 import pytest
-from biograd.models.network import BioGradNetwork
-from biograd.models.spec import NetworkSpec
 
 from biograd.elements import check_units, compose, equations_dir, load_element
 from biograd.errors import ModelFileError
+from biograd.models.network import BioGradNetwork
+from biograd.models.spec import NetworkSpec
 
 
 @pytest.fixture

@@ -1,10 +1,10 @@
 """Lint every element file shipped in equations/: loads, documents itself, passes Brian2's unit checks."""
 
 import pytest
-from biograd.models.spec import NetworkSpec
 
 from biograd.describe import describe_element, describe_model
 from biograd.elements import check_units, equations_dir, load_element
+from biograd.models.spec import NetworkSpec
 
 FILES = sorted(equations_dir().glob("*.eqs"))
 

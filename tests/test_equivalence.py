@@ -6,11 +6,12 @@ rounding, gains <= 1 so that no neuron saturates: |gain * delta| <= 1), tiny eta
 
 import numpy as np
 import pytest
+from sklearn.datasets import load_digits
+
 from biograd.analysis.backprop import angle_deg, backprop_updates, deltas, feedback_alignment_updates
 from biograd.models.network import BioGradNetwork
 from biograd.models.schedule import TRAIN
 from biograd.models.spec import NetworkSpec
-from sklearn.datasets import load_digits
 
 ETA = 1e-3
 N_SAMPLES = 20

@@ -8,9 +8,10 @@ and would still fail for any network that does not learn.
 
 import numpy as np
 import pytest
+from sklearn.datasets import load_digits
+
 from biograd.models.spec import NetworkSpec
 from biograd.models.training import TrainingPlan, accuracy, build, train_epoch, warm_up
-from sklearn.datasets import load_digits
 
 THRESHOLD = 0.70
 SPEC = NetworkSpec(sizes=(64, 64, 10), feedback="sleep")

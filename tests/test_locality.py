@@ -4,8 +4,8 @@ import shutil
 
 import pytest
 import yaml
-from biograd.analysis.locality import COLUMNS, audit, audit_element, violations
 
+from biograd.analysis.locality import COLUMNS, audit, audit_element, violations
 from biograd.elements import equations_dir, load_element
 
 EQS = equations_dir()

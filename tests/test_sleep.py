@@ -1,6 +1,7 @@
 """Sleep aligns the feedback weights: angle(B, W^T) falls from ~90 degrees to below 45 (W frozen)."""
 
 import numpy as np
+
 from biograd.analysis.sleep import sleep_alignment_curve
 from biograd.models.network import BioGradNetwork
 from biograd.models.spec import NetworkSpec
