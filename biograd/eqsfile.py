@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from biograd.errors import ModelFileError
+from biograd.errors import ModelFileError, read_model_file
 
 #: section kind -> whether it takes a name (the event name)
 SECTION_KINDS = {
@@ -100,10 +100,7 @@ def _split_comment(text: str) -> tuple[str, str]:
 def read_eqs(path: str | Path) -> EqsFile:
     """Parse an ``.eqs`` file into its header and sections (no Brian2 checks yet)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ModelFileError(path, f"cannot read equation file: {err.strerror}") from err
+    text = read_model_file(path, "equation file")
     header: list[str] = []
     sections: dict[tuple[str, str | None], Section] = {}
     current: Section | None = None

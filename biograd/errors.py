@@ -17,3 +17,12 @@ class ModelFileError(ValueError):
         self.problem = message
         where = f"{self.path}:{line}" if line is not None else f"{self.path}"
         super().__init__(f"{where}: {message}")
+
+
+def read_model_file(path: str | Path, what: str) -> str:
+    """The text of a model file; an unreadable file raises ModelFileError naming it and ``what`` it is."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ModelFileError(path, f"cannot read {what}: {err.strerror}") from err

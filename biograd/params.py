@@ -28,7 +28,7 @@ import brian2 as b2
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from biograd.errors import ModelFileError
+from biograd.errors import ModelFileError, read_model_file
 from biograd.units import parse_quantity, parse_unit, same_dimensions
 
 #: names Brian2 reserves (or that silently shadow Brian2 built-ins)
@@ -112,10 +112,7 @@ def _line_of(lines: dict[tuple, int], loc: tuple) -> int | None:
 def read_table(path: str | Path) -> ParameterTable:
     """Read and validate a parameter table; errors name the file, the line and the problem."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ModelFileError(path, f"cannot read parameter table: {err.strerror}") from err
+    text = read_model_file(path, "parameter table")
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
