@@ -1,0 +1,35 @@
+"""The command line: describe and check, on the shipped files and on a broken copy."""
+
+import shutil
+
+from typer.testing import CliRunner
+
+from biograd.cli import app
+from biograd.elements import equations_dir
+
+runner = CliRunner()
+
+
+def test_describe_model_and_element():
+    result = runner.invoke(app, ["describe", "--sizes", "64-32-10", "--feedback", "transpose"])
+    assert result.exit_code == 0, result.output
+    assert "# BioGrad network 64-32-10, feedback `transpose`" in result.output
+    assert "transpose_relay" in result.output
+    result = runner.invoke(app, ["describe", "feedback_synapse"])
+    assert result.exit_code == 0 and "eta_sleep" in result.output and "lambda_sleep" in result.output
+
+
+def test_describe_unknown_element_fails_clearly():
+    result = runner.invoke(app, ["describe", "dendrite"])
+    assert result.exit_code == 2 and "dendrite.eqs" in result.output and "not found" in result.output
+
+
+def test_check_shipped_and_broken(tmp_path):
+    result = runner.invoke(app, ["check"])
+    assert result.exit_code == 0 and "13 of 13 element files pass" in result.output
+    for path in equations_dir().glob("soma.*"):
+        shutil.copy(path, tmp_path / path.name)
+    broken = tmp_path / "soma.eqs"
+    broken.write_text(broken.read_text().replace("v_soma > v_th and", "v_soma > v_thr and"))
+    result = runner.invoke(app, ["check", str(tmp_path)])
+    assert result.exit_code == 1 and "undefined name 'v_thr'" in result.output and "0 of 1" in result.output
