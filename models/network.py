@@ -15,6 +15,7 @@ from the final state.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,15 @@ from biograd.params import check_bounds
 from biograd.units import parse_quantity
 
 DT = 1 * b2.ms
+SEED_VARIABLE = "BIOGRAD_CHUNK_SEED"
+# Standalone binaries seed their generators from std::random_device unless told otherwise; this
+# reseeds them, right before the simulation, from the seed run_chunk passes in the environment.
+_RESEED_FROM_ENVIRONMENT = f"""
+if (const char* _chunk_seed = std::getenv("{SEED_VARIABLE}")) {{
+    for (size_t _g = 0; _g < brian::_random_generators.size(); _g++)
+        brian::_random_generators[_g].seed(std::strtoul(_chunk_seed, nullptr, 10) + _g);
+}}
+"""
 
 
 @dataclass
@@ -199,7 +209,9 @@ class BioGradNetwork:
         ``stimulus`` has one row per slot (pixel intensities in [0, 1]) or, for the events
         encoder, one row per time step; ``targets`` one row per slot. Slots beyond ``len(kinds)``
         are idle inference slots without input. The state after the chunk is ``self.state``.
-        ``seed`` reseeds the runtime device's random numbers (standalone: fixed at build).
+        ``seed`` (default: the build's seed) seeds the random numbers of this chunk, on the runtime
+        device through ``brian2.seed`` and in standalone mode through the environment variable
+        read by the compiled binary, so that every chunk is reproducible on its own.
         """
         spec, n = self.spec, len(kinds)
         if n > self.n_slots:
@@ -216,11 +228,16 @@ class BioGradNetwork:
             if eta is not None:
                 run_args |= {syn.eta: eta for syn in self.forward[1:]}
             if not self._built:
+                b2.get_device().insert_code("main", _RESEED_FROM_ENVIRONMENT)
                 self.network.run(self.n_slots * spec.n_slot * DT, namespace={})
                 device = b2.get_device()  # set_device(..., directory=...) options apply to this build
                 device.build(**(dict(device.build_options) | {"run": False}))
                 self._built = True
-            b2.get_device().run(run_args=run_args, results_directory=results_directory)
+            os.environ[SEED_VARIABLE] = str(self.seed if seed is None else seed)
+            try:
+                b2.get_device().run(run_args=run_args, results_directory=results_directory)
+            finally:
+                del os.environ[SEED_VARIABLE]
         else:
             self.network.restore("initial")
             b2.seed(self.seed if seed is None else seed)

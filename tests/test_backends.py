@@ -63,3 +63,20 @@ def test_run_args_rerun_equals_fresh_build(standalone):
     assert_same_state(rerun_state, fresh_net.state)
     for a, b in zip(rerun.rates, fresh.rates, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_standalone_chunks_are_reproducible_with_random_numbers(standalone):
+    """Sleep noise and dithered error events use random numbers; a chunk seed makes them repeatable."""
+    spec = NetworkSpec(sizes=(64, 12, 10), feedback="sleep", params={"error_events": {"dither_error": 1}})
+    net = BioGradNetwork(spec, n_slots=4, seed=1)
+    kinds = np.array([3, 3, 1, 1])  # two sleep slots for W2, then two training samples
+    _, images, targets = samples(0, 4)
+
+    def state_after(seed):
+        net.run_chunk(kinds, images, targets, net.initial_state, seed=seed)
+        return net.state
+
+    a, b, c = state_after(5), state_after(5), state_after(6)
+    assert_same_state(a, b)
+    np.testing.assert_array_equal(a.bias[1], b.bias[1])
+    assert not np.array_equal(a.B[2], c.B[2]), "another seed gives other sleep noise"
