@@ -1,4 +1,4 @@
-"""Command line: ``biograd describe | check | demo``."""
+"""Command line: ``biograd describe | check | train | evaluate | demo``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 from rich.console import Console
 
@@ -13,6 +14,7 @@ from biograd.errors import ModelFileError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "runs" / "configs" / "demo.yaml"
 
 
 @app.command()
@@ -59,15 +61,91 @@ def check(
         raise typer.Exit(1)
 
 
+def _fail(err: Exception) -> typer.Exit:
+    console.print(f"[red]error:[/red] {err}")
+    return typer.Exit(2)
+
+
+@app.command()
+def train(
+    config: Annotated[Path | None, typer.Argument(help="run config (YAML), e.g. runs/configs/mnist_1h.yaml")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override, e.g. --set train.eta=0.01")] = None,
+    resume: Annotated[Path | None, typer.Option(help="continue this run directory from its last checkpoint")] = None,
+    out: Annotated[Path, typer.Option(help="folder for new run directories")] = Path("runs/out"),
+    progress: Annotated[bool, typer.Option(help="progress bar")] = True,
+) -> None:
+    """Train from a config into a new run directory, or --resume an interrupted run."""
+    from biograd.config import load_config
+    from biograd.rundir import RunDirectory
+    from biograd.trainer import Trainer, TrainingDiverged, start_run
+
+    if (config is None) == (resume is None):
+        raise _fail(ValueError("give a config file or --resume RUN_DIR (not both)"))
+    if resume and set_:
+        raise _fail(ValueError("--set cannot change a run that is resumed (its config.yaml is fixed)"))
+    try:
+        run = RunDirectory(resume) if resume else start_run(load_config(config, set_ or []), root=out)
+        console.print(f"run directory: {run.path}")
+        Trainer(run, progress=progress).train()
+    except (ModelFileError, FileNotFoundError, ValueError) as err:
+        raise _fail(err) from err
+    except TrainingDiverged as err:
+        console.print(f"[red]training stopped:[/red] {err}\n{run.read_json('status.json')['message']}")
+        raise typer.Exit(1) from err
+    _summary(run)
+
+
+def _summary(run) -> None:
+    from biograd.analysis.figures import learning_curve
+
+    metrics = run.metrics()
+    test = metrics[(metrics.split == "test") & (metrics.metric == "accuracy")]
+    figure = learning_curve(metrics, run.path / "learning_curve.png")
+    console.print(f"[bold]test accuracy {test.value.iloc[-1]:.2%}[/bold] after {test.epoch.iloc[-1]} epoch(s); "
+                  f"metrics: {run.path / 'metrics.parquet'}; learning curve: {figure}")
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory")],
+    checkpoint: Annotated[Path | None, typer.Option(help="weights file (default: the run's last checkpoint)")] = None,
+    split: Annotated[str, typer.Option(help="test | train")] = "test",
+) -> None:
+    """Accuracy of a run's weights (inference-only build), overall and per class."""
+    from rich.table import Table
+
+    from biograd.datasets import load_splits
+    from biograd.models.network import use_backend
+    from biograd.rundir import RunDirectory
+    from biograd.trainer import Evaluator
+
+    try:
+        run = RunDirectory(run_dir)
+        cfg = run.config
+        state, _ = run.load_checkpoint(checkpoint)
+        data = dict(zip(("train", "test"), load_splits(cfg.data, cfg.model, seed=cfg.train.seed), strict=True))[split]
+    except (ModelFileError, FileNotFoundError, ValueError, KeyError) as err:
+        raise _fail(err) from err
+    use_backend(cfg.train.backend, run.path / "build_eval")
+    predicted = Evaluator(cfg.model, data, cfg.train.eval_chunk, cfg.train.seed, run.equations).predict(state)
+    table = Table("class", "samples", "accuracy", title=f"{run.path.name}: {data.name}")
+    for label in np.unique(data.labels):
+        mask = data.labels == label
+        table.add_row(str(label), str(mask.sum()), f"{np.mean(predicted[mask] == label):.2%}")
+    console.print(table)
+    console.print(f"[bold]accuracy {np.mean(predicted == data.labels):.2%}[/bold] on {len(data)} samples")
+
+
 @app.command()
 def demo(
-    epochs: Annotated[int, typer.Option(help="training epochs over the 4,000 embedded digits")] = 3,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override, e.g. --set train.epochs=1")] = None,
 ) -> None:
-    """Check model files and data, then train 784-100-10 (sleep mode) on the embedded MNIST digits."""
-    from biograd.demo import run
+    """Check model files and data, then train the demo config (784-100-10, embedded MNIST digits)."""
+    from biograd.demo import check_data, check_model_files
 
-    run(epochs=epochs, seed=seed)
+    check_model_files(console)
+    check_data(console)
+    train(DEMO_CONFIG, set_, None, Path("runs/out"), True)
 
 
 if __name__ == "__main__":

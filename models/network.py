@@ -6,7 +6,8 @@ layer l-1). Time is cut into slots of ``spec.n_slot`` steps; what every slot doe
 TimedArray ``slot_kind`` (see ``equations/schedule.eqs``), the sample it shows from the
 TimedArrays ``stimulus`` and ``target`` (one row per slot). A run of ``n_slots`` slots is one
 *chunk*; between chunks only arrays change (weights, TimedArray values, learning rates), so a
-cpp_standalone build is compiled once and rerun with ``run_args``.
+cpp_standalone build is compiled once and rerun with ``run_args``. An ``inference`` build has
+slots of ``n_f`` steps and only the forward elements (no error events, feedback or learning).
 
 Per slot, the groups record (before the slot-start reset) each layer's rate ``x_trace`` and
 forward input ``A_soma``, the hidden layers' apical potential ``d_apical``; the last slot is read
@@ -39,6 +40,21 @@ if (const char* _chunk_seed = std::getenv("{SEED_VARIABLE}")) {{
         brian::_random_generators[_g].seed(std::strtoul(_chunk_seed, nullptr, 10) + _g);
 }}
 """
+
+
+def use_backend(backend: str, directory: Path | None = None) -> None:
+    """Where Brian2 runs: ``cpp_standalone`` (compiled once into ``directory``, rerun with run_args)
+    or the runtime device with code generation target ``numpy`` or ``cython`` (for debugging)."""
+    if backend == "cpp_standalone":
+        options = {"build_on_run": False, "directory": str(directory)}
+        b2.set_device("cpp_standalone", **options)
+        b2.device.reinit()  # forget the objects of an earlier build in this process
+        b2.device.activate(**options)
+    elif backend in ("numpy", "cython"):
+        b2.set_device("runtime")
+        b2.prefs.codegen.target = backend
+    else:
+        raise ValueError(f"unknown backend {backend!r} (cpp_standalone, numpy or cython)")
 
 
 @dataclass
@@ -91,24 +107,26 @@ class BioGradNetwork:
     first :meth:`run_chunk` builds the project once and every chunk is a rerun with ``run_args``.
     """
 
-    def __init__(self, spec: NetworkSpec, n_slots: int, *, seed: int = 0, equations: Path | None = None):
-        self.spec, self.n_slots, self.seed = spec, n_slots, seed
+    def __init__(self, spec: NetworkSpec, n_slots: int, *, seed: int = 0, equations: Path | None = None,
+                 inference: bool = False, report: str | None = None):
+        self.spec, self.n_slots, self.seed, self.inference, self.report = spec, n_slots, seed, inference, report
         self.standalone = b2.get_device().__class__.__name__ == "CPPStandaloneDevice"
         L, sizes = spec.n_layers, spec.sizes
+        self.slot_steps = spec.n_f if inference else spec.n_slot
         b2.defaultclock.dt = DT
-        slot_dt = spec.n_slot * DT
-        input_rows = n_slots * spec.n_slot if spec.encoder == "events" else n_slots
+        slot_dt = self.slot_steps * DT
+        input_rows = n_slots * self.slot_steps if spec.encoder == "events" else n_slots
         self.slot_kind = b2.TimedArray(np.zeros(n_slots), dt=slot_dt, name="slot_kind")
         self.stimulus = b2.TimedArray(np.zeros((input_rows, sizes[0])),
                                       dt=DT if spec.encoder == "events" else slot_dt, name="stimulus")
         self.target = b2.TimedArray(np.zeros((n_slots, sizes[-1])), dt=slot_dt, name="target")
-        common = {"n_slot": spec.n_slot, "n_f": spec.n_f, "n_e": spec.n_e, "slot_kind": self.slot_kind}
+        common = {"n_slot": self.slot_steps, "n_f": spec.n_f, "n_e": spec.n_e, "slot_kind": self.slot_kind}
         inputs = {"stimulus": self.stimulus, "event_counts": self.stimulus, "target": self.target}
         self.layers: list[b2.NeuronGroup] = []
         self.specs: list[GroupSpec] = []
         objects: list = []
         for layer in range(L + 1):
-            elements = _load_elements(spec.elements(layer), spec, equations)
+            elements = _load_elements(spec.elements(layer, inference), spec, equations)
             used = set().union(*(el.table.external for el in elements))
             provided = common | {"layer": layer, "err_phase": spec.err_phase(layer)} | \
                 {k: v for k, v in inputs.items() if k in used}
@@ -128,15 +146,18 @@ class BioGradNetwork:
         self.forward: list[b2.Synapses] = [None]  # index = layer
         self.feedback: dict[int, b2.Synapses] = {}
         for layer in range(1, L + 1):
-            syn_spec = compose(_load_elements(spec.synapse_elements(layer), spec, equations),
+            syn_spec = compose(_load_elements(spec.synapse_elements(layer, inference), spec, equations),
                                self._shared_namespace(layer - 1, layer))
+            if inference:  # forward transmission only: the learning pathways' events do not exist
+                syn_spec.on_post = {}
+                syn_spec.pathway_events = {p: e for p, e in syn_spec.pathway_events.items() if p in syn_spec.on_pre}
             syn = b2.Synapses(self.layers[layer - 1], self.layers[layer], **syn_spec.synapse_kwargs(),
                               name=f"W{layer}")
             syn.connect()
             for name, value in syn_spec.initial_values.items():
                 setattr(syn, name, value)
             self.forward.append(syn)
-            if spec.has_feedback_synapses(layer):
+            if spec.has_feedback_synapses(layer) and not inference:
                 fb_spec = compose(_load_elements(["feedback_synapse"], spec, equations),
                                   self._shared_namespace(layer, layer - 1))
                 fb = b2.Synapses(self.layers[layer], self.layers[layer - 1], **fb_spec.synapse_kwargs(),
@@ -184,7 +205,8 @@ class BioGradNetwork:
     def _views(self, state: PlasticState) -> dict:
         """Brian2 variables -> flat arrays. Synapses are all-to-all, created in (i, j) order."""
         views = {self.forward[l].w: np.ascontiguousarray(w.T).ravel() for l, w in enumerate(state.W, start=1)}
-        views |= {self.feedback[l].b: np.ascontiguousarray(b.T).ravel() for l, b in state.B.items()}
+        views |= {self.feedback[l].b: np.ascontiguousarray(b.T).ravel() for l, b in state.B.items()
+                  if l in self.feedback}  # an inference build has no feedback synapses
         views |= {self.layers[l].b_soma: np.asarray(v, float) for l, v in state.bias.items()}
         return views
 
@@ -201,6 +223,15 @@ class BioGradNetwork:
         return PlasticState(W, B, bias)
 
     # ------------------------------------------------------------------ running
+    def compile(self) -> None:
+        """cpp_standalone: generate and compile the project once (later chunks rerun it); runtime: nothing."""
+        if self.standalone and not self._built:
+            b2.get_device().insert_code("main", _RESEED_FROM_ENVIRONMENT)
+            self.network.run(self.n_slots * self.slot_steps * DT, namespace={}, report=self.report)
+            device = b2.get_device()  # set_device(..., directory=...) options apply to this build
+            device.build(**(dict(device.build_options) | {"run": False}))
+            self._built = True
+
     def run_chunk(self, kinds: np.ndarray, stimulus: np.ndarray, targets: np.ndarray,
                   state: PlasticState | None = None, *, eta: float | None = None, seed: int | None = None,
                   results_directory: str | None = None) -> ChunkResult:
@@ -213,7 +244,7 @@ class BioGradNetwork:
         device through ``brian2.seed`` and in standalone mode through the environment variable
         read by the compiled binary, so that every chunk is reproducible on its own.
         """
-        spec, n = self.spec, len(kinds)
+        n = len(kinds)
         if n > self.n_slots:
             raise ValueError(f"chunk of {n} slots exceeds the build size n_slots={self.n_slots}")
         state = self.state if state is None else state
@@ -223,16 +254,13 @@ class BioGradNetwork:
         values["stimulus"][: len(stimulus)] = stimulus
         values["target"][:n] = targets
         if self.standalone:
-            run_args = {self.slot_kind: values["slot_kind"], self.stimulus: values["stimulus"],
-                        self.target: values["target"]} | self._views(state)
+            arrays = {self.slot_kind: values["slot_kind"], self.stimulus: values["stimulus"],
+                      self.target: values["target"]}
+            used = [ns for group in self.layers for ns in group.namespace.values() if isinstance(ns, b2.TimedArray)]
+            run_args = {array: v for array, v in arrays.items() if any(array is u for u in used)} | self._views(state)
             if eta is not None:
                 run_args |= {syn.eta: eta for syn in self.forward[1:]}
-            if not self._built:
-                b2.get_device().insert_code("main", _RESEED_FROM_ENVIRONMENT)
-                self.network.run(self.n_slots * spec.n_slot * DT, namespace={})
-                device = b2.get_device()  # set_device(..., directory=...) options apply to this build
-                device.build(**(dict(device.build_options) | {"run": False}))
-                self._built = True
+            self.compile()
             os.environ[SEED_VARIABLE] = str(self.seed if seed is None else seed)
             try:
                 b2.get_device().run(run_args=run_args, results_directory=results_directory)
@@ -246,7 +274,7 @@ class BioGradNetwork:
             if eta is not None:
                 for syn in self.forward[1:]:
                     syn.eta = eta
-            self.network.run(n * spec.n_slot * DT, namespace={})
+            self.network.run(n * self.slot_steps * DT, namespace={}, report=self.report)
         self.state = self._read_state()
         return self._collect(n, self.n_slots if self.standalone else n)
 

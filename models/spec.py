@@ -50,17 +50,19 @@ class NetworkSpec(BaseModel):
         """Error phase in which ``layer`` emits: output 1, the layer below 2, ..., input never (0)."""
         return 0 if layer == 0 else self.n_layers - layer + 1
 
-    def elements(self, layer: int) -> list[str]:
-        """Element files composed into the group of ``layer``."""
+    def elements(self, layer: int, inference: bool = False) -> list[str]:
+        """Element files composed into the group of ``layer`` (``inference``: forward pass only)."""
+        if inference:
+            return ["schedule", f"input_{self.encoder}" if layer == 0 else "soma", "eligibility"]
         if layer == 0:
             return ["schedule", f"input_{self.encoder}", "eligibility", "sleep_noise"]
         if layer == self.n_layers:
             return ["schedule", "soma", "eligibility", "teacher", "error_events"]
         return ["schedule", "soma", "eligibility", "sleep_noise", "apical", "error_events"]
 
-    def synapse_elements(self, layer: int) -> list[str]:
+    def synapse_elements(self, layer: int, inference: bool = False) -> list[str]:
         """Elements of the forward synapse W_layer (the transpose relay comes first, see its file)."""
-        relay = ["transpose_relay"] if self.feedback == "transpose" and layer >= 2 else []
+        relay = ["transpose_relay"] if self.feedback == "transpose" and layer >= 2 and not inference else []
         return [*relay, "forward_synapse"]
 
     def has_feedback_synapses(self, layer: int) -> bool:

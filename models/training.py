@@ -1,38 +1,81 @@
-"""Online training and evaluation of a :class:`BioGradNetwork`, chunk by chunk (batch size 1).
+"""Online training of a :class:`BioGradNetwork` as a fixed sequence of steps (batch size 1).
 
-A chunk is one sleep block (``sleep`` mode) followed by ``samples_per_chunk`` training samples;
-the network is built for that many slots once, and every chunk only changes arrays.
+A run is the same list of steps every time for the same config, data and seed:
+
+    warm-up chunks   sleep blocks only (sleep mode), so that B starts aligned with W^T
+    evaluate         test accuracy of the untrained network (epoch 0)
+    per epoch e      train chunks: one sleep block, then ``sleep_every`` samples in random order,
+                     learning rate eta * eta_decay^(e-1); then one evaluate step (epoch e)
+
+Every step carries its own seed (from the run seed, epoch and chunk), so a run resumed at step k
+repeats exactly what the uninterrupted run did from step k on. One chunk is one network run:
+the build has ``sleep block + sleep_every`` slots and every chunk only changes arrays.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
+from biograd.config import TrainConfig
+from biograd.datasets import Split, chunk_stimulus
 from biograd.models.network import BioGradNetwork, PlasticState
 from biograd.models.schedule import INFER, TRAIN, sleep_block
 from biograd.models.spec import NetworkSpec
 
+EVALUATION = 2**32 - 1  # the "epoch" entry of evaluation seeds (used only by Poisson inputs)
+
 
 @dataclass(frozen=True)
-class TrainingPlan:
-    """How samples, sleep and learning rates are scheduled (values from docs/biograd-model.md)."""
+class Step:
+    """One step of a run: a warm-up chunk, a training chunk, or an evaluation."""
 
-    samples_per_chunk: int = 100
-    sleep_slots: int = 13  # slots of sleep per feedback layer per block (13 x 40 steps ~ 500 steps)
-    warmup_blocks: int = 0  # sleep blocks before the first sample (sleep mode)
-    eta: float = 0.03
-    eta_decay: float = 0.7  # eta is multiplied by this after every epoch
+    kind: Literal["warmup", "train", "evaluate"]
+    epoch: int  # epoch in progress (train), epochs completed (evaluate), 0 (warm-up)
+    index: int  # chunk within the epoch or the warm-up
+    seed: int = 0
+    eta: float = 0.0
+    blocks: int = 0  # sleep blocks before the samples
+    samples: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # training sample indices
 
-    def slots_per_chunk(self, spec: NetworkSpec) -> int:
-        return self.samples_per_chunk + len(self.sleep(spec))
 
-    def sleep(self, spec: NetworkSpec) -> np.ndarray:
-        """Slot kinds of one sleep block (empty unless the feedback mode is ``sleep``)."""
-        if spec.feedback != "sleep" or spec.n_layers < 2:
-            return np.zeros(0, np.int64)
-        return sleep_block(spec.n_layers, self.sleep_slots)
+def step_seed(seed: int, epoch: int, index: int) -> int:
+    """A 32-bit seed of its own for every (run seed, epoch, chunk)."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
+
+
+def sleep_kinds(spec: NetworkSpec, train: TrainConfig) -> np.ndarray:
+    """Slot kinds of one sleep block (empty unless the feedback mode is ``sleep``)."""
+    if spec.feedback != "sleep" or spec.n_layers < 2:
+        return np.zeros(0, np.int64)
+    return sleep_block(spec.n_layers, train.sleep_slots(spec))
+
+
+def slots_per_chunk(spec: NetworkSpec, train: TrainConfig) -> int:
+    return train.sleep_every + len(sleep_kinds(spec, train))
+
+
+def plan_steps(spec: NetworkSpec, train: TrainConfig, n_train: int) -> list[Step]:
+    """The whole run, step by step (see the module docstring)."""
+    steps = []
+    block = len(sleep_kinds(spec, train))
+    if block and train.warmup_sleep_blocks:
+        per_chunk = max(1, slots_per_chunk(spec, train) // block)
+        for index in range(math.ceil(train.warmup_sleep_blocks / per_chunk)):
+            blocks = min(per_chunk, train.warmup_sleep_blocks - index * per_chunk)
+            steps.append(Step("warmup", 0, index, step_seed(train.seed, 0, index), blocks=blocks))
+    steps.append(Step("evaluate", 0, 0))
+    for epoch in range(1, train.epochs + 1):
+        order = np.random.default_rng([train.seed, epoch]).permutation(n_train)
+        eta = train.eta * train.eta_decay ** (epoch - 1)
+        for index, start in enumerate(range(0, n_train, train.sleep_every)):
+            steps.append(Step("train", epoch, index, step_seed(train.seed, epoch, index), eta, 1 if block else 0,
+                              order[start : start + train.sleep_every]))
+        steps.append(Step("evaluate", epoch, 0))
+    return steps
 
 
 def targets_for(labels: np.ndarray, n_out: int, y_high: float) -> np.ndarray:
@@ -42,53 +85,38 @@ def targets_for(labels: np.ndarray, n_out: int, y_high: float) -> np.ndarray:
     return targets
 
 
-def build(spec: NetworkSpec, plan: TrainingPlan, seed: int = 0) -> BioGradNetwork:
-    return BioGradNetwork(spec, n_slots=plan.slots_per_chunk(spec), seed=seed)
+def build(spec: NetworkSpec, train: TrainConfig, **kwargs) -> BioGradNetwork:
+    """The training build: one chunk of slots (sleep block + ``sleep_every`` samples)."""
+    return BioGradNetwork(spec, n_slots=slots_per_chunk(spec, train), seed=train.seed, **kwargs)
 
 
-def warm_up(net: BioGradNetwork, plan: TrainingPlan) -> PlasticState:
-    """Sleep blocks before training, so that B starts aligned (sleep mode only)."""
-    block = plan.sleep(net.spec)
-    per_chunk = max(1, net.n_slots // max(1, len(block)))
-    for start in range(0, plan.warmup_blocks, per_chunk):
-        kinds = np.tile(block, min(per_chunk, plan.warmup_blocks - start))
-        net.run_chunk(kinds, np.zeros((len(kinds), net.spec.sizes[0])), np.zeros((len(kinds), net.spec.sizes[-1])),
-                      eta=0.0, seed=net.seed + 7919 * (start + 1))
-    return net.state
-
-
-def train_epoch(net: BioGradNetwork, images: np.ndarray, labels: np.ndarray, plan: TrainingPlan, *,
-                epoch: int = 0, rng: np.random.Generator | None = None, progress=None) -> float:
-    """One pass over the data in random order; returns the running training accuracy."""
+def run_step(net: BioGradNetwork, step: Step, split: Split, train: TrainConfig) -> int:
+    """Run a warm-up or training chunk; returns how many samples were classified right
+    (the prediction of the forward phase, before the sample's own update)."""
     spec = net.spec
-    order = (rng or np.random.default_rng(epoch)).permutation(len(images))
-    eta = plan.eta * plan.eta_decay**epoch
-    block = plan.sleep(spec)
-    correct = 0
-    for chunk, start in enumerate(range(0, len(order), plan.samples_per_chunk)):
-        idx = order[start : start + plan.samples_per_chunk]
-        kinds = np.concatenate([block, np.full(len(idx), TRAIN)])
-        stim = np.zeros((len(kinds), spec.sizes[0]))
-        stim[len(block):] = images[idx]
-        tgt = np.zeros((len(kinds), spec.sizes[-1]))
-        tgt[len(block):] = targets_for(labels[idx], spec.sizes[-1], spec.y_high)
-        result = net.run_chunk(kinds, stim, tgt, eta=eta, seed=net.seed + 1_000_003 * epoch + chunk)
-        correct += int(np.sum(result.predictions()[len(block):] == labels[idx]))
-        if progress is not None:
-            progress(len(idx))
-    return correct / len(images)
+    kinds = np.concatenate([np.tile(sleep_kinds(spec, train), step.blocks), np.full(len(step.samples), TRAIN)])
+    n_before = len(kinds) - len(step.samples)
+    stimulus = chunk_stimulus(split, step.samples, net.slot_steps, n_before)
+    targets = np.zeros((len(kinds), spec.sizes[-1]))
+    targets[n_before:] = targets_for(split.labels[step.samples], spec.sizes[-1], spec.y_high)
+    result = net.run_chunk(kinds, stimulus, targets, eta=step.eta, seed=step.seed)
+    return int(np.sum(result.predictions()[n_before:] == split.labels[step.samples]))
 
 
-def predict(net: BioGradNetwork, images: np.ndarray) -> np.ndarray:
-    """Class predictions with learning off (inference slots), state unchanged."""
-    state, out = net.state, []
-    for start in range(0, len(images), net.n_slots):
-        batch = images[start : start + net.n_slots]
-        result = net.run_chunk(np.full(len(batch), INFER), batch, np.zeros((len(batch), net.spec.sizes[-1])), state)
+def predict(net: BioGradNetwork, split: Split, state: PlasticState | None = None) -> np.ndarray:
+    """Class predictions for every sample of ``split`` (inference slots; the network's state is kept)."""
+    kept = net.state
+    state = kept if state is None else state
+    out = []
+    for start in range(0, len(split), net.n_slots):
+        index = np.arange(start, min(start + net.n_slots, len(split)))
+        stimulus = chunk_stimulus(split, index, net.slot_steps)
+        result = net.run_chunk(np.full(len(index), INFER), stimulus, np.zeros((len(index), net.spec.sizes[-1])),
+                               state, seed=step_seed(net.seed, EVALUATION, start))
         out.append(result.predictions())
-    net.state = state
-    return np.concatenate(out)
+    net.state = kept
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 
-def accuracy(net: BioGradNetwork, images: np.ndarray, labels: np.ndarray) -> float:
-    return float(np.mean(predict(net, images) == labels))
+def accuracy(net: BioGradNetwork, split: Split, state: PlasticState | None = None) -> float:
+    return float(np.mean(predict(net, split, state) == split.labels))

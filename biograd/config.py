@@ -1,0 +1,108 @@
+"""Run configuration: YAML files validated by pydantic, with ``--set key=value`` overrides.
+
+A config has four sections (unknown keys are rejected, durations are unit strings)::
+
+    name: mnist_1h
+    model: {sizes: [784, 500, 10], feedback: sleep, n_f: 20, n_e: 10, params: {...}}   # NetworkSpec
+    data:  {source: mnist, n_train: null, n_test: null}
+    train: {epochs: 6, sleep_every: 100, sleep_duration: 500 ms, warmup_sleep_blocks: 300,
+            eta: 0.03, eta_decay: 0.7, seed: 0, backend: cpp_standalone, max_weight: 100,
+            eval_chunk: 1000, report: null}
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Literal
+
+import brian2 as b2
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from biograd.errors import ModelFileError, read_model_file
+from biograd.models.spec import NetworkSpec
+from biograd.units import parse_quantity
+
+
+class DataConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    source: Literal["embedded", "sklearn", "mnist", "nmnist"] = "embedded"
+    data_dir: str | None = Field(None, description="folder of the data set (default: BIOGRAD_DATA, ../shared/data)")
+    n_train: int | None = Field(None, ge=1, description="use the first n training samples (None: all)")
+    n_test: int | None = Field(None, ge=1, description="use the first n test samples (None: all)")
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="held-out part of data sets without a test split")
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    epochs: int = Field(1, ge=1)
+    sleep_every: int = Field(100, ge=1, description="samples between sleep blocks; also the chunk size")
+    sleep_duration: str = Field("500 ms", description="sleep per feedback layer per block (rounded up to slots)")
+    warmup_sleep_blocks: int = Field(0, ge=0, description="sleep blocks before the first sample (sleep mode)")
+    eta: float = Field(0.03, ge=0)
+    eta_decay: float = Field(0.7, gt=0, le=1, description="eta is multiplied by this after every epoch")
+    seed: int = 0
+    backend: Literal["cpp_standalone", "numpy", "cython"] = "cpp_standalone"
+    max_weight: float = Field(100.0, gt=0, description="stop when any |w| or |b| exceeds this (exploding)")
+    eval_chunk: int = Field(1000, ge=1, description="test samples per run of the inference-only build")
+    report: Literal["text", "stdout"] | None = Field(None, description="Brian2's progress report inside each run")
+
+    @field_validator("sleep_duration")
+    @classmethod
+    def _is_duration(cls, value: str) -> str:
+        if b2.get_dimensions(parse_quantity(value)) is not b2.second.dim:
+            raise ValueError(f"sleep_duration must be a time such as '500 ms', got {value!r}")
+        return value
+
+    def sleep_slots(self, spec: NetworkSpec) -> int:
+        """Slots of sleep per feedback layer per block: sleep_duration / (n_slot * dt), rounded up."""
+        steps = float(parse_quantity(self.sleep_duration) / b2.ms)
+        return max(1, math.ceil(steps / spec.n_slot))
+
+
+class RunConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    model: NetworkSpec
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+
+
+def _set(path: Path, tree: dict, dotted: str, value) -> None:
+    keys = dotted.split(".")
+    for key in keys[:-1]:
+        node = tree.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ModelFileError(path, f"--set {dotted}: {key!r} is not a section")
+        tree = node
+    tree[keys[-1]] = value
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
+    """Read a YAML config, apply ``key.sub=value`` overrides (values parsed as YAML) and validate."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(read_model_file(path, "config")) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        raise ModelFileError(path, f"invalid YAML: {getattr(err, 'problem', err)}", line) from err
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ModelFileError(path, f"override {item!r} is not of the form key.sub=value")
+        _set(path, data, key.strip(), yaml.safe_load(text))
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        problems = []
+        for e in err.errors():
+            key = ".".join(str(p) for p in e["loc"])
+            message = "unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
+            problems.append(f"{key}: {message}")
+        raise ModelFileError(path, "; ".join(problems)) from err
+
+
+def dump_config(config: RunConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

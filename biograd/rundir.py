@@ -1,0 +1,180 @@
+"""Run directories: ``runs/out/<time>_<name>_<hash>/``, one per training run, never overwritten.
+
+Contents::
+
+    config.yaml        the resolved config (defaults filled in, overrides applied)
+    equations/         copies of the equation files and parameter tables the run used
+    versions.json      python, brian2, numpy, biograd versions, git commit (and whether dirty), machine
+    checkpoint.npz     the last good state: weights, progress, metrics so far (atomic, every chunk)
+    weights_epoch<k>.npz  weights after epoch k
+    metrics.parquet    tidy metrics: one row per observation (epoch, chunk, samples, split, metric, layer, value)
+    timings.json       build and training times
+    status.json        running | finished | diverged, with a message
+    build/             the compiled standalone project (cpp_standalone runs)
+
+``<hash>`` is the first 8 hex digits of sha256(resolved config + equation files), so runs that
+differ in anything that matters have different names even when started in the same second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from biograd.config import RunConfig, dump_config, load_config
+from biograd.models.network import PlasticState
+
+METRIC_COLUMNS = ("epoch", "chunk", "samples", "split", "metric", "layer", "value")
+METRIC_SCHEMA = pa.schema([("epoch", pa.int64()), ("chunk", pa.int64()), ("samples", pa.int64()),
+                           ("split", pa.string()), ("metric", pa.string()), ("layer", pa.int64()),
+                           ("value", pa.float64())])
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a reader (or a crash) sees the old file or the new, never half."""
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
+        tmp.write(data)
+        tmp.flush()
+        os.fsync(tmp.fileno())
+    os.replace(tmp.name, path)
+
+
+def _git_commit(folder: Path) -> dict:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "dirty": None}
+
+
+def versions(source: Path) -> dict:
+    packages = ["biograd", "brian2", "numpy", "pandas", "pyarrow", "pydantic", "tonic", "brian2cuda"]
+    found = {}
+    for name in packages:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return {"python": platform.python_version(), "packages": found, "git": _git_commit(source),
+            "machine": {"node": platform.node(), "system": platform.platform(), "cpus": os.cpu_count()}}
+
+
+@dataclass
+class Progress:
+    """Where a run stands: steps done (chunks and evaluations), the metrics rows written so far,
+    and counters of the epoch in progress."""
+
+    step: int = 0
+    rows: list[dict] | None = None
+    epoch_correct: int = 0
+    epoch_seen: int = 0
+
+    def __post_init__(self):
+        self.rows = [] if self.rows is None else self.rows
+
+
+class RunDirectory:
+    """One run's folder. :meth:`create` makes a new one; ``RunDirectory(path)`` opens an existing one."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not (self.path / "config.yaml").is_file():
+            raise FileNotFoundError(f"{self.path}: not a run directory (no config.yaml)")
+
+    @classmethod
+    def create(cls, config: RunConfig, equations: Path, root: Path = Path("runs/out")) -> RunDirectory:
+        text = dump_config(config)
+        digest = hashlib.sha256(text.encode())
+        files = sorted([*equations.glob("*.eqs"), *equations.glob("*.yaml")])
+        for file in files:
+            digest.update(file.name.encode() + file.read_bytes())
+        name = f"{time.strftime('%Y%m%d-%H%M%S')}_{config.name}_{digest.hexdigest()[:8]}"
+        root.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1, 1000):  # an existing run directory is never overwritten: a twin gets -2, -3, ...
+            path = root / (name if attempt == 1 else f"{name}-{attempt}")
+            try:
+                path.mkdir()
+                break
+            except FileExistsError:
+                continue
+        (path / "equations").mkdir()
+        for file in files:
+            shutil.copy2(file, path / "equations" / file.name)
+        atomic_write(path / "config.yaml", text.encode())
+        atomic_write(path / "versions.json", json.dumps(versions(Path(__file__).parent), indent=2).encode())
+        return cls(path)
+
+    # ------------------------------------------------------------------ files
+    @property
+    def config(self) -> RunConfig:
+        return load_config(self.path / "config.yaml")
+
+    @property
+    def equations(self) -> Path:
+        return self.path / "equations"
+
+    @property
+    def build_dir(self) -> Path:
+        return self.path / "build"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / "checkpoint.npz"
+
+    def write_json(self, name: str, content: dict) -> None:
+        atomic_write(self.path / name, json.dumps(content, indent=2).encode())
+
+    def read_json(self, name: str) -> dict:
+        path = self.path / name
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def set_status(self, status: str, message: str = "") -> None:
+        self.write_json("status.json", {"status": status, "message": message, "time": time.strftime("%FT%T")})
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, state: PlasticState, progress: Progress, path: Path | None = None) -> None:
+        """Weights and progress in one atomically written ``.npz``; metrics.parquet follows it."""
+        arrays = {f"W{l}": w for l, w in enumerate(state.W, start=1)}
+        arrays |= {f"B{l}": b for l, b in state.B.items()} | {f"bias{l}": v for l, v in state.bias.items()}
+        meta = {"step": progress.step, "epoch_correct": progress.epoch_correct, "epoch_seen": progress.epoch_seen,
+                "rows": progress.rows}
+        buffer = io.BytesIO()
+        np.savez(buffer, progress=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
+        atomic_write(path or self.checkpoint_path, buffer.getvalue())
+        if path is None:
+            self.write_metrics(progress.rows)
+
+    def load_checkpoint(self, path: Path | None = None) -> tuple[PlasticState, Progress]:
+        with np.load(path or self.checkpoint_path) as data:
+            meta = json.loads(data["progress"].tobytes())
+            W = [data[f"W{l}"] for l in range(1, 1 + sum(k.startswith("W") for k in data.files))]
+            B = {int(k[1:]): data[k] for k in data.files if k.startswith("B")}
+            bias = {int(k[4:]): data[k] for k in data.files if k.startswith("bias")}
+        return PlasticState(W, B, bias), Progress(meta["step"], meta["rows"], meta["epoch_correct"],
+                                                  meta["epoch_seen"])
+
+    def write_metrics(self, rows: list[dict]) -> None:
+        table = pa.Table.from_pylist(rows, schema=METRIC_SCHEMA)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        atomic_write(self.path / "metrics.parquet", sink.getvalue().to_pybytes())
+
+    def metrics(self):
+        """metrics.parquet as a pandas DataFrame."""
+        return pq.read_table(self.path / "metrics.parquet").to_pandas()

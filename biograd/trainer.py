@@ -1,0 +1,191 @@
+"""Training runs: a config in, a run directory out, resumable after a kill at any point.
+
+The trainer walks the step plan of :mod:`biograd.models.training` and, after every step, writes
+an atomic checkpoint (weights + progress + metrics), so ``train(resume=True)`` continues from the
+last finished step and ends bit-identical to an uninterrupted run. Weights that become NaN or
+exceed ``train.max_weight`` stop the run (status ``diverged``) before they are checkpointed.
+
+Evaluation uses an inference-only build (slots of ``n_f`` steps, no error phases, no feedback).
+On cpp_standalone the training build owns this process's device, so the inference build lives in
+a worker process, compiled once and rerun with ``run_args`` like the training build.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from biograd.analysis.backprop import angle_deg
+from biograd.config import RunConfig
+from biograd.datasets import Split, load_splits
+from biograd.models.network import BioGradNetwork, PlasticState, use_backend
+from biograd.models.spec import NetworkSpec
+from biograd.models.training import Step, build, plan_steps, predict, run_step
+from biograd.rundir import Progress, RunDirectory
+
+
+class TrainingDiverged(RuntimeError):
+    """Weights became NaN/inf or exceeded ``max_weight``; the run directory keeps the last good checkpoint."""
+
+
+def check_health(state: PlasticState, max_weight: float) -> None:
+    arrays = {f"W{l}": w for l, w in enumerate(state.W, start=1)} | {f"B{l}": b for l, b in state.B.items()}
+    arrays |= {f"bias{l}": v for l, v in state.bias.items()}
+    for name, values in arrays.items():
+        if not np.all(np.isfinite(values)):
+            raise TrainingDiverged(f"{name} has {np.sum(~np.isfinite(values))} NaN/inf entries")
+        if name[0] in "WB" and np.max(np.abs(values)) > max_weight:
+            raise TrainingDiverged(f"max |{name}| = {np.max(np.abs(values)):.3g} exceeds train.max_weight = "
+                                   f"{max_weight} (exploding weights; lower train.eta?)")
+
+
+def alignment_rows(state: PlasticState, base: dict) -> list[dict]:
+    """angle(B_l, W_l^T) in degrees for every layer with feedback weights."""
+    return [base | {"metric": "angle_B_WT", "layer": l, "value": angle_deg(b, state.W[l - 1].T)}
+            for l, b in sorted(state.B.items())]
+
+
+# ---------------------------------------------------------------------- evaluation
+class Evaluator:
+    """Predicts a split with an inference-only build of ``spec``, ``chunk`` samples per run."""
+
+    def __init__(self, spec: NetworkSpec, split: Split, chunk: int, seed: int, equations: Path | None):
+        self.split = split
+        self.net = BioGradNetwork(spec, n_slots=min(chunk, len(split)), seed=seed, equations=equations,
+                                  inference=True)
+        self.net.compile()
+
+    def predict(self, state: PlasticState) -> np.ndarray:
+        return predict(self.net, self.split, state)
+
+
+_worker: Evaluator | None = None
+
+
+def _start_worker(backend: str, directory: Path, *args) -> None:
+    global _worker
+    use_backend(backend, directory)
+    _worker = Evaluator(*args)
+
+
+def _worker_predict(state: PlasticState) -> np.ndarray:
+    return _worker.predict(state)
+
+
+class WorkerEvaluator:
+    """An :class:`Evaluator` in a worker process with its own cpp_standalone device."""
+
+    def __init__(self, directory: Path, *args):
+        self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=_start_worker, initargs=("cpp_standalone", directory, *args))
+        self.pool.submit(int)  # start the worker now: it compiles while the training build compiles
+
+    def predict(self, state: PlasticState) -> np.ndarray:
+        return self.pool.submit(_worker_predict, state).result()
+
+    def close(self) -> None:
+        self.pool.shutdown()
+
+
+# ---------------------------------------------------------------------- training
+class Trainer:
+    """Trains the run in ``run`` from its config; ``progress`` shows a bar over all samples."""
+
+    def __init__(self, run: RunDirectory, progress: bool = True):
+        self.run, self.progress = run, progress
+        self.config: RunConfig = run.config
+
+    def train(self) -> Progress:
+        """Run (or continue) every step of the plan; returns the final progress with all metrics rows."""
+        cfg, run = self.config, self.run
+        spec, train_cfg = cfg.model, cfg.train
+        t_start = time.perf_counter()
+        for stale in run.path.glob(".checkpoint.npz.*"):  # a kill during a checkpoint write
+            stale.unlink()
+        train_split, test_split = load_splits(cfg.data, spec, seed=train_cfg.seed)
+        steps = plan_steps(spec, train_cfg, len(train_split))
+        use_backend(train_cfg.backend, run.build_dir)
+        net = build(spec, train_cfg, equations=run.equations, report=train_cfg.report)
+        progress = Progress()
+        if run.checkpoint_path.is_file():
+            net.state, progress = run.load_checkpoint()
+        eval_args = (spec, test_split, train_cfg.eval_chunk, train_cfg.seed, run.equations)
+        evaluator = (WorkerEvaluator(run.path / "build_eval", *eval_args) if train_cfg.backend == "cpp_standalone"
+                     else Evaluator(*eval_args))
+        timings = {"started": time.strftime("%FT%T"), "resumed_at_step": progress.step, "build_s": 0.0,
+                   "train_s": 0.0, "evaluate_s": 0.0, "warmup_s": 0.0, "samples": 0}
+        sessions = run.read_json("timings.json").get("sessions", [])
+
+        def write_timings() -> None:  # after every step, so that a killed session is recorded too
+            timings["wall_s"] = time.perf_counter() - t_start
+            run.write_json("timings.json", {"sessions": [*sessions, timings]})
+
+        run.set_status("running", f"step {progress.step} of {len(steps)}")
+        t0 = time.perf_counter()
+        net.compile()
+        timings["build_s"] = time.perf_counter() - t0
+        done = sum(len(s.samples) for s in steps[: progress.step])
+        bar = tqdm(total=sum(len(s.samples) for s in steps), initial=done, unit="sample", disable=not self.progress,
+                   desc=cfg.name, dynamic_ncols=True)
+        try:
+            for step in steps[progress.step :]:
+                t0 = time.perf_counter()
+                rows = self._do(step, net, evaluator, train_split, test_split, progress, done)
+                elapsed = time.perf_counter() - t0
+                timings[f"{'evaluate' if step.kind == 'evaluate' else step.kind}_s"] += elapsed
+                if step.kind == "train":
+                    done += len(step.samples)
+                    timings["samples"] += len(step.samples)
+                    rows.append(rows[0] | {"metric": "samples_per_s", "value": len(step.samples) / elapsed})
+                    bar.update(len(step.samples))
+                    bar.set_postfix(epoch=step.epoch, acc=f"{progress.epoch_correct / progress.epoch_seen:.3f}")
+                check_health(net.state, train_cfg.max_weight)
+                progress.rows.extend(rows)
+                progress.step += 1
+                run.save_checkpoint(net.state, progress)
+                write_timings()
+                if step.kind == "evaluate":
+                    run.save_checkpoint(net.state, progress, run.path / f"weights_epoch{step.epoch}.npz")
+                    bar.write(f"epoch {step.epoch}: test accuracy {rows[0]['value']:.4f}")
+        except TrainingDiverged as err:
+            run.set_status("diverged", f"step {progress.step} ({steps[progress.step].kind}, epoch "
+                           f"{steps[progress.step].epoch}): {err}; last good checkpoint: {run.checkpoint_path}")
+            raise
+        finally:
+            bar.close()
+            if isinstance(evaluator, WorkerEvaluator):
+                evaluator.close()
+            write_timings()
+        run.set_status("finished", f"{len(steps)} steps")
+        return progress
+
+    def _do(self, step: Step, net: BioGradNetwork, evaluator, train_split: Split, test_split: Split,
+            progress: Progress, done: int) -> list[dict]:
+        """Run one step; returns its metrics rows."""
+        if step.kind == "evaluate":
+            correct = evaluator.predict(net.state) == test_split.labels
+            progress.epoch_correct = progress.epoch_seen = 0
+            base = {"epoch": step.epoch, "chunk": None, "samples": done, "split": "test", "layer": None}
+            return [base | {"metric": "accuracy", "value": float(np.mean(correct))}, *alignment_rows(net.state, base)]
+        correct = run_step(net, step, train_split, self.config.train)
+        if step.kind == "warmup":
+            base = {"epoch": 0, "chunk": step.index, "samples": 0, "split": "sleep", "layer": None}
+            return alignment_rows(net.state, base)
+        progress.epoch_correct += correct
+        progress.epoch_seen += len(step.samples)
+        base = {"epoch": step.epoch, "chunk": step.index, "samples": done + len(step.samples), "split": "train",
+                "layer": None}
+        return [base | {"metric": "accuracy", "value": correct / len(step.samples)}, *alignment_rows(net.state, base)]
+
+
+def start_run(config: RunConfig, equations: Path | None = None, root: Path = Path("runs/out")) -> RunDirectory:
+    """A new run directory for ``config`` (equation files copied from ``equations``, default the model's)."""
+    from biograd.elements import equations_dir
+
+    return RunDirectory.create(config, equations or equations_dir(), root)
+

@@ -1,0 +1,71 @@
+"""Run configs: shipped configs validate; bad keys, units, overrides and YAML give clear errors."""
+
+from pathlib import Path
+
+import pytest
+
+from biograd.config import dump_config, load_config
+from biograd.errors import ModelFileError
+
+CONFIGS = sorted((Path(__file__).parents[1] / "runs" / "configs").glob("*.yaml"))
+
+
+def write(tmp_path, text: str) -> Path:
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    return path
+
+
+MINIMAL = "name: t\nmodel: {sizes: [64, 10]}\n"
+
+
+def test_shipped_configs_are_valid():
+    assert {p.stem for p in CONFIGS} >= {"demo", "mnist_1h", "mnist_2h", "nmnist"}
+    for path in CONFIGS:
+        cfg = load_config(path)
+        assert cfg.name == path.stem
+        assert cfg.model.sizes[0] == (2312 if cfg.data.source == "nmnist" else 784)
+        assert cfg.train.sleep_slots(cfg.model) >= 1
+
+
+def test_defaults_and_round_trip(tmp_path):
+    cfg = load_config(write(tmp_path, MINIMAL))
+    assert cfg.data.source == "embedded" and cfg.train.backend == "cpp_standalone"
+    again = load_config(write(tmp_path, dump_config(cfg)))
+    assert again == cfg
+
+
+def test_overrides_are_parsed_as_yaml(tmp_path):
+    cfg = load_config(write(tmp_path, MINIMAL), ["train.eta=0.01", "model.sizes=[64, 32, 10]",
+                                                 "model.feedback=transpose", "data.n_train=null"])
+    assert cfg.train.eta == 0.01 and cfg.model.sizes == (64, 32, 10) and cfg.model.feedback == "transpose"
+    assert cfg.data.n_train is None
+
+
+def test_sleep_duration_rounds_up_to_slots(tmp_path):
+    cfg = load_config(write(tmp_path, MINIMAL + "train: {sleep_duration: 41 ms}\n"))
+    assert cfg.model.n_slot == 30 and cfg.train.sleep_slots(cfg.model) == 2
+
+
+@pytest.mark.parametrize(("text", "overrides", "message"), [
+    (MINIMAL + "train: {etaa: 0.1}\n", [], "train.etaa: unknown key"),
+    (MINIMAL + "colour: red\n", [], "colour: unknown key"),
+    (MINIMAL, ["train.sleep_duration=5 mV"], "sleep_duration must be a time such as '500 ms', got '5 mV'"),
+    (MINIMAL, ["train.sleep_duration=5 parsecs"], "train.sleep_duration"),
+    (MINIMAL, ["train.eta=-1"], "train.eta: Input should be greater than or equal to 0"),
+    (MINIMAL, ["model.feedback=mirror"], "model.feedback: Input should be 'transpose', 'fixed_random' or 'sleep'"),
+    (MINIMAL, ["train.eta"], "override 'train.eta' is not of the form key.sub=value"),
+    (MINIMAL, ["name.x=1"], "--set name.x: 'name' is not a section"),
+    ("model: {sizes: [64, 10]}\n", [], "name: Field required"),
+    ("name: t\nmodel: {sizes: [64, 10]\n", [], "invalid YAML"),
+])
+def test_errors_name_the_file_and_the_problem(tmp_path, text, overrides, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ModelFileError) as err:
+        load_config(path, overrides)
+    assert str(err.value).startswith(str(path)) and message in str(err.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ModelFileError, match="cannot read config"):
+        load_config(tmp_path / "nope.yaml")

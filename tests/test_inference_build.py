@@ -1,0 +1,33 @@
+"""The inference-only build (slots of n_f steps, forward elements only) computes exactly what the
+training build computes in its inference slots, at less cost."""
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from biograd.datasets import Split
+from biograd.models.network import BioGradNetwork
+from biograd.models.schedule import INFER
+from biograd.models.spec import NetworkSpec
+from biograd.models.training import predict
+
+
+@pytest.mark.parametrize("feedback", ["sleep", "transpose"])
+def test_inference_build_equals_training_build(feedback):
+    images, labels = load_digits(return_X_y=True)
+    split = Split(images[:30] / 16, labels[:30], "digits")
+    spec = NetworkSpec(sizes=(64, 24, 16, 10), feedback=feedback, init_scale=1.5)
+    training = BioGradNetwork(spec, n_slots=30, seed=2)
+    inference = BioGradNetwork(spec, n_slots=30, seed=2, inference=True)
+    assert inference.slot_steps == spec.n_f < training.slot_steps == spec.n_slot
+    assert not inference.feedback and all(not syn.events.get("post_err_pos") for syn in inference.forward[1:])
+    kinds, targets = np.full(30, INFER), np.zeros((30, 10))
+    a = training.run_chunk(kinds, split.inputs, targets)
+    b = inference.run_chunk(kinds, split.inputs, targets, training.initial_state)
+    for layer in range(4):
+        assert np.array_equal(a.rates[layer], b.rates[layer])
+        assert np.array_equal(a.inputs[layer], b.inputs[layer])
+    assert a.rates[1].max() > 0.2 and a.rates[3].max() > 0.2  # activity reaches the output
+    assert np.array_equal(predict(inference, split, training.initial_state), a.predictions())
+    for x, y in zip(inference.state.W, training.initial_state.W, strict=True):
+        assert np.array_equal(x, y)  # no learning in an inference build

@@ -1,0 +1,176 @@
+"""Training runs: step plan, run directories, checkpoints, resume after SIGKILL, divergence stop."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from biograd.config import load_config
+from biograd.models.training import plan_steps
+from biograd.rundir import RunDirectory
+from biograd.trainer import Trainer, TrainingDiverged, check_health, start_run
+
+TINY = """\
+name: tiny
+model: {sizes: [64, 16, 10], feedback: sleep}
+data: {source: sklearn, n_train: 200, n_test: 100}
+train: {epochs: 1, sleep_every: 40, sleep_duration: 100 ms, warmup_sleep_blocks: 3, backend: numpy, seed: 5}
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+    return path
+
+
+def test_plan_shows_every_sample_once_per_epoch_with_own_seeds(tiny):
+    cfg = load_config(tiny, ["train.epochs=3", "train.warmup_sleep_blocks=7"])
+    steps = plan_steps(cfg.model, cfg.train, 200)
+    again = plan_steps(cfg.model, cfg.train, 200)
+    assert all(a.seed == b.seed and np.array_equal(a.samples, b.samples) for a, b in zip(steps, again, strict=True))
+    warmup = [s for s in steps if s.kind == "warmup"]
+    assert sum(s.blocks for s in warmup) == 7 and all(s.eta == 0 for s in warmup)
+    for epoch in (1, 2, 3):
+        train = [s for s in steps if s.kind == "train" and s.epoch == epoch]
+        assert np.array_equal(np.sort(np.concatenate([s.samples for s in train])), np.arange(200))
+        assert all(len(s.samples) <= 40 and s.blocks == 1 for s in train)
+        assert all(s.eta == pytest.approx(0.03 * 0.7 ** (epoch - 1)) for s in train)
+    assert [s.epoch for s in steps if s.kind == "evaluate"] == [0, 1, 2, 3]
+    seeds = [s.seed for s in steps if s.kind != "evaluate"]
+    assert len(set(seeds)) == len(seeds)
+
+
+def test_no_sleep_blocks_without_sleep_mode(tiny):
+    cfg = load_config(tiny, ["model.feedback=fixed_random"])
+    steps = plan_steps(cfg.model, cfg.train, 200)
+    assert not [s for s in steps if s.kind == "warmup"] and all(s.blocks == 0 for s in steps)
+
+
+def test_run_directory_contents_and_never_overwritten(tiny, tmp_path):
+    cfg = load_config(tiny)
+    first = start_run(cfg, root=tmp_path / "out")
+    second = start_run(cfg, root=tmp_path / "out")  # same config, same second: a new directory
+    assert first.path != second.path and first.path.name.split("_")[1] == "tiny"
+    assert first.config == cfg
+    assert {p.name for p in first.equations.iterdir()} >= {"soma.eqs", "soma.yaml", "forward_synapse.eqs"}
+    versions = first.read_json("versions.json")
+    assert versions["packages"]["brian2"] == "2.10.1" and "commit" in versions["git"]
+
+
+def test_check_health_names_the_problem():
+    from biograd.models.network import PlasticState
+
+    good = PlasticState([np.ones((2, 2))], {}, {1: np.zeros(2)})
+    check_health(good, 10)
+    with pytest.raises(TrainingDiverged, match="W1 has 1 NaN/inf entries"):
+        check_health(PlasticState([np.array([[np.nan, 0.0]])], {}, {}), 10)
+    with pytest.raises(TrainingDiverged, match=r"max \|W1\| = 20 exceeds train.max_weight = 10"):
+        check_health(PlasticState([np.array([[20.0, 0.0]])], {}, {}), 10)
+
+
+def test_exploding_weights_stop_with_last_good_checkpoint(tiny, tmp_path):
+    run = start_run(load_config(tiny, ["train.eta=50", "train.max_weight=1.5"]), root=tmp_path)
+    with pytest.raises(TrainingDiverged, match="exceeds train.max_weight = 1.5"):
+        Trainer(run, progress=False).train()
+    status = run.read_json("status.json")
+    assert status["status"] == "diverged" and "(train, epoch 1)" in status["message"]
+    state, progress = run.load_checkpoint()
+    assert progress.step >= 2  # warm-up and the first evaluation were good
+    check_health(state, 1.5)
+    assert len(run.metrics()) == len(progress.rows)
+
+
+def _train(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "biograd.cli", "train", "--no-progress", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _compare(a: RunDirectory, b: RunDirectory) -> None:
+    state_a, progress_a = a.load_checkpoint()
+    state_b, progress_b = b.load_checkpoint()
+    for x, y in zip([*state_a.W, *state_a.B.values(), *state_a.bias.values()],
+                    [*state_b.W, *state_b.B.values(), *state_b.bias.values()], strict=True):
+        assert np.array_equal(x, y)  # bit-identical, not just close
+    keep = lambda m: m[m.metric != "samples_per_s"].reset_index(drop=True)  # noqa: E731 (timings differ)
+    assert keep(a.metrics()).equals(keep(b.metrics()))
+    assert progress_a.step == progress_b.step
+
+
+def resume_after_kill(config: Path, out: Path, kill_after_step: int, timeout: float) -> None:
+    """An uninterrupted run and a run SIGKILLed mid-chunk then resumed end bit-identical."""
+    whole = _train(str(config), "--out", str(out / "whole"))
+    assert whole.wait(timeout) == 0, whole.stdout.read()
+    killed = _train(str(config), "--out", str(out / "killed"))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = list((out / "killed").glob("*/checkpoint.npz"))
+        if runs and RunDirectory(runs[0].parent).load_checkpoint()[1].step >= kill_after_step:
+            break
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the next chunk
+    os.kill(killed.pid, signal.SIGKILL)
+    assert killed.wait() == -signal.SIGKILL
+    run = RunDirectory(runs[0].parent)
+    assert run.read_json("status.json")["status"] == "running"
+    resumed = _train("--resume", str(run.path))
+    assert resumed.wait(timeout) == 0, resumed.stdout.read()
+    assert run.read_json("status.json")["status"] == "finished"
+    sessions = run.read_json("timings.json")["sessions"]
+    assert len(sessions) == 2 and sessions[1]["resumed_at_step"] >= kill_after_step
+    _compare(RunDirectory(next((out / "whole").iterdir())), run)
+
+
+def test_resume_after_sigkill_is_bit_identical_numpy(tiny, tmp_path):
+    resume_after_kill(tiny, tmp_path, kill_after_step=3, timeout=300)
+
+
+@pytest.mark.slow
+@pytest.mark.standalone
+def test_resume_after_sigkill_is_bit_identical_standalone(tiny, tmp_path):
+    config = tmp_path / "standalone.yaml"
+    config.write_text(TINY.replace("backend: numpy", "backend: cpp_standalone").replace("epochs: 1", "epochs: 2")
+                      .replace("n_train: 200", "n_train: 600"))
+    resume_after_kill(config, tmp_path, kill_after_step=8, timeout=600)
+
+
+def test_cli_train_and_evaluate(tiny, tmp_path):
+    from typer.testing import CliRunner
+
+    from biograd.cli import app
+
+    result = CliRunner().invoke(app, ["train", str(tiny), "--out", str(tmp_path), "--no-progress",
+                                      "--set", "data.n_train=80"])
+    assert result.exit_code == 0, result.output
+    run = RunDirectory(next(tmp_path.glob("*_tiny_*")))
+    assert (run.path / "learning_curve.png").stat().st_size > 10_000
+    assert (run.path / "weights_epoch1.npz").is_file()
+    metrics = run.metrics()
+    assert list(metrics.columns) == ["epoch", "chunk", "samples", "split", "metric", "layer", "value"]
+    final = metrics[(metrics.split == "test") & (metrics.metric == "accuracy")].value.iloc[-1]
+    assert f"test accuracy {final:.2%}" in result.output
+    result = CliRunner().invoke(app, ["evaluate", str(run.path)])
+    assert result.exit_code == 0, result.output
+    assert f"accuracy {final:.2%} on 100 samples" in result.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["train"], "give a config file or --resume RUN_DIR"),
+    (["train", "{tiny}", "--set", "train.etaa=1"], "train.etaa: unknown key"),
+    (["train", "--resume", "{tmp}", "--set", "train.eta=1"], "--set cannot change a run that is resumed"),
+    (["train", "--resume", "{tmp}"], "not a run directory (no config.yaml)"),
+    (["train", "{tiny}", "--set", "data.source=nmnist", "--set", "data.data_dir={tmp}/none"], "does not exist"),
+])
+def test_cli_train_errors(tiny, tmp_path, args, message):
+    from typer.testing import CliRunner
+
+    from biograd.cli import app
+
+    result = CliRunner().invoke(app, [a.format(tiny=tiny, tmp=tmp_path) for a in args])
+    assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
