@@ -10,29 +10,32 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
+from biograd.config import TrainConfig
+from biograd.datasets import Split
 from biograd.models.spec import NetworkSpec
-from biograd.models.training import TrainingPlan, accuracy, build, train_epoch, warm_up
+from biograd.models.training import accuracy, build, plan_steps, run_step
 
 THRESHOLD = 0.70
 SPEC = NetworkSpec(sizes=(64, 64, 10), feedback="sleep")
-PLAN = TrainingPlan(samples_per_chunk=100, sleep_slots=5, warmup_blocks=20, eta=0.03)
+TRAIN = TrainConfig(sleep_every=100, sleep_duration="200 ms", warmup_sleep_blocks=20, eta=0.03, seed=1)
 
 
-def split():
+def split() -> tuple[Split, Split]:
     images, labels = load_digits(return_X_y=True)
     order = np.random.default_rng(0).permutation(len(images))
     images, labels = images[order] / 16, labels[order]
-    return images[:1200], labels[:1200], images[1200:], labels[1200:]
+    return Split(images[:1200], labels[:1200], "train"), Split(images[1200:], labels[1200:], "test")
 
 
 def train_and_test(epochs: int) -> tuple[float, float]:
-    x_train, y_train, x_test, y_test = split()
-    net = build(SPEC, PLAN, seed=1)
-    before = accuracy(net, x_test, y_test)
-    warm_up(net, PLAN)
-    for epoch in range(epochs):
-        train_epoch(net, x_train, y_train, PLAN, epoch=epoch)
-    after = accuracy(net, x_test, y_test)
+    train, test = split()
+    config = TRAIN.model_copy(update={"epochs": epochs})
+    net = build(SPEC, config)
+    before = accuracy(net, test)
+    for step in plan_steps(SPEC, config, len(train)):
+        if step.kind != "evaluate":
+            run_step(net, step, train, config)
+    after = accuracy(net, test)
     print(f"\nheld-out accuracy: before {before:.3f}, after {epochs} epoch(s) {after:.3f}")
     return before, after
 

@@ -1,0 +1,92 @@
+"""Training and inference speed on cpp_standalone, 1 process, compile time excluded.
+
+    python runs/benchmark.py                       # 784-100-10, 784-500-10, 784-500-500-10
+    python runs/benchmark.py --sizes 784-500-10 --samples 5000
+
+Each network trains ``--samples`` embedded MNIST digits with the mnist configs' schedule (sleep
+mode, a 500-step sleep block per feedback layer every 100 samples: forward + error phases + sleep
+all counted) and then predicts 1,000 digits with the inference-only build. Every network runs in
+a process of its own (one standalone build per process). Results: runs/out/benchmark/speed.csv.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+
+OUT = Path("runs/out/benchmark")
+DEFAULT_SIZES = ["784-100-10", "784-500-10", "784-500-500-10"]
+
+
+def measure(sizes: str, samples: int, feedback: str) -> dict:
+    """Train and infer in this process; returns one row of speeds."""
+    import numpy as np
+
+    from biograd.config import TrainConfig
+    from biograd.data.embedded import load_embedded_mnist
+    from biograd.datasets import Split
+    from biograd.models.network import use_backend
+    from biograd.models.spec import NetworkSpec
+    from biograd.models.training import build, plan_steps, run_step
+    from biograd.trainer import Evaluator
+
+    digits = load_embedded_mnist()
+    data = Split(digits.images, digits.labels, "embedded")
+    spec = NetworkSpec(sizes=tuple(int(n) for n in sizes.split("-")), feedback=feedback)
+    train = TrainConfig(sleep_every=100, sleep_duration="500 ms", epochs=max(1, -(-samples // len(data))))
+    use_backend("cpp_standalone", OUT / f"build_{sizes}_{feedback}")
+    net = build(spec, train)
+    t0 = time.perf_counter()
+    net.compile()
+    compile_s = time.perf_counter() - t0
+    steps = [s for s in plan_steps(spec, train, len(data)) if s.kind == "train"]
+    done, t0 = 0, time.perf_counter()
+    for step in steps:
+        run_step(net, step, data, train)
+        done += len(step.samples)
+        if done >= samples:
+            break
+    train_s = time.perf_counter() - t0
+    use_backend("cpp_standalone", OUT / f"build_{sizes}_{feedback}_inference")
+    evaluator = Evaluator(spec, Split(data.inputs[:1000], data.labels[:1000], "first 1000"), 1000, 0, None)
+    t0 = time.perf_counter()
+    predicted = evaluator.predict(net.state)
+    infer_s = time.perf_counter() - t0
+    return {"sizes": sizes, "feedback": feedback, "train_samples": done, "train_samples_per_s": done / train_s,
+            "inference_samples_per_s": 1000 / infer_s, "compile_s": compile_s,
+            "train_accuracy_first_1000_after": float(np.mean(predicted == data.labels[:1000]))}
+
+
+def main(
+    sizes: Annotated[list[str] | None, typer.Option(help="network, e.g. 784-500-10 (repeatable)")] = None,
+    samples: Annotated[int, typer.Option(help="training samples per network")] = 3000,
+    feedback: Annotated[str, typer.Option(help="transpose | fixed_random | sleep")] = "sleep",
+    one: Annotated[bool, typer.Option(hidden=True)] = False,
+) -> None:
+    if one:
+        print(json.dumps(measure(sizes[0], samples, feedback)))
+        return
+    OUT.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for net in sizes or DEFAULT_SIZES:
+        out = subprocess.run([sys.executable, __file__, "--one", "--sizes", net, "--samples", str(samples),
+                              "--feedback", feedback], capture_output=True, text=True, check=True).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]) | {"machine": f"{platform.node()} "
+                                                                          f"({platform.processor() or 'cpu'})"})
+        print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
+    table = pd.DataFrame(rows)
+    path = OUT / "speed.csv"
+    table.to_csv(path, mode="a", header=not path.exists(), index=False)
+    print(f"\n{table.to_string(index=False)}\nappended to {path}")
+
+
+if __name__ == "__main__":
+    typer.run(main)
