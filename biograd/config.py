@@ -5,7 +5,7 @@ A config has four sections (unknown keys are rejected, durations are unit string
     name: mnist_1h
     model: {sizes: [784, 500, 10], feedback: sleep, n_f: 20, n_e: 10, params: {...}}   # NetworkSpec
     data:  {source: mnist, n_train: null, n_test: null}
-    train: {epochs: 6, sleep_every: 100, sleep_duration: 500 ms, warmup_sleep_blocks: 300,
+    train: {epochs: 6, sleep_every: 100, chunk: 1000, sleep_duration: 500 ms, warmup_sleep_blocks: 300,
             eta: 0.03, eta_decay: 0.7, seed: 0, backend: cpp_standalone, max_weight: 100,
             eval_chunk: 1000, report: null}
 """
@@ -37,7 +37,8 @@ class DataConfig(BaseModel):
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     epochs: int = Field(1, ge=1)
-    sleep_every: int = Field(100, ge=1, description="samples between sleep blocks; also the chunk size")
+    sleep_every: int = Field(100, ge=1, description="samples between sleep blocks")
+    chunk: int = Field(1000, ge=1, description="training samples per run of the compiled network (and per checkpoint)")
     sleep_duration: str = Field("500 ms", description="sleep per feedback layer per block (rounded up to slots)")
     warmup_sleep_blocks: int = Field(0, ge=0, description="sleep blocks before the first sample (sleep mode)")
     eta: float = Field(0.03, ge=0)

@@ -149,8 +149,8 @@ class BioGradNetwork:
             syn_spec = compose(_load_elements(spec.synapse_elements(layer, inference), spec, equations),
                                self._shared_namespace(layer - 1, layer))
             if inference:  # forward transmission only: the learning pathways' events do not exist
-                syn_spec.on_post = {}
-                syn_spec.pathway_events = {p: e for p, e in syn_spec.pathway_events.items() if p in syn_spec.on_pre}
+                syn_spec.on_pre, syn_spec.on_post = {"pre": syn_spec.on_pre["pre"]}, {}
+                syn_spec.pathway_events = {"pre": "spike"}
             syn = b2.Synapses(self.layers[layer - 1], self.layers[layer], **syn_spec.synapse_kwargs(),
                               name=f"W{layer}")
             syn.connect()

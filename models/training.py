@@ -4,12 +4,13 @@ A run is the same list of steps every time for the same config, data and seed:
 
     warm-up chunks   sleep blocks only (sleep mode), so that B starts aligned with W^T
     evaluate         test accuracy of the untrained network (epoch 0)
-    per epoch e      train chunks: one sleep block, then ``sleep_every`` samples in random order,
-                     learning rate eta * eta_decay^(e-1); then one evaluate step (epoch e)
+    per epoch e      train chunks of ``chunk`` samples in random order, a sleep block before every
+                     ``sleep_every``-th sample of the epoch, learning rate eta * eta_decay^(e-1);
+                     then one evaluate step (epoch e)
 
 Every step carries its own seed (from the run seed, epoch and chunk), so a run resumed at step k
 repeats exactly what the uninterrupted run did from step k on. One chunk is one network run:
-the build has ``sleep block + sleep_every`` slots and every chunk only changes arrays.
+the build has room for ``chunk`` samples and their sleep blocks, and every chunk only changes arrays.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 from biograd.config import TrainConfig
 from biograd.datasets import Split, chunk_stimulus
 from biograd.models.network import BioGradNetwork, PlasticState
-from biograd.models.schedule import INFER, TRAIN, sleep_block
+from biograd.models.schedule import INFER, sleep_block, training_schedule
 from biograd.models.spec import NetworkSpec
 
 EVALUATION = 2**32 - 1  # the "epoch" entry of evaluation seeds (used only by Poisson inputs)
@@ -38,8 +39,9 @@ class Step:
     index: int  # chunk within the epoch or the warm-up
     seed: int = 0
     eta: float = 0.0
-    blocks: int = 0  # sleep blocks before the samples
+    blocks: int = 0  # sleep blocks (warm-up)
     samples: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # training sample indices
+    first: int = 0  # position of samples[0] in the epoch (sleep blocks precede positions k*sleep_every)
 
 
 def step_seed(seed: int, epoch: int, index: int) -> int:
@@ -55,7 +57,19 @@ def sleep_kinds(spec: NetworkSpec, train: TrainConfig) -> np.ndarray:
 
 
 def slots_per_chunk(spec: NetworkSpec, train: TrainConfig) -> int:
-    return train.sleep_every + len(sleep_kinds(spec, train))
+    """Build size: ``chunk`` samples and the (at most ceil(chunk/sleep_every)) sleep blocks among them."""
+    return train.chunk + math.ceil(train.chunk / train.sleep_every) * len(sleep_kinds(spec, train))
+
+
+def chunk_slots(spec: NetworkSpec, train: TrainConfig, step: Step) -> tuple[np.ndarray, np.ndarray]:
+    """Slot kinds of a step and the sample each slot shows (-1: none, in sleep slots)."""
+    block = sleep_kinds(spec, train)
+    if step.kind == "warmup":
+        kinds = np.tile(block, step.blocks)
+        return kinds, np.full(len(kinds), -1)
+    kinds, position = training_schedule(len(step.samples), spec.n_layers, sleep_every=train.sleep_every if len(block)
+                                        else 0, sleep_slots=train.sleep_slots(spec), start_index=step.first)
+    return kinds, np.where(position >= 0, step.samples[np.maximum(position - step.first, 0)], -1)
 
 
 def plan_steps(spec: NetworkSpec, train: TrainConfig, n_train: int) -> list[Step]:
@@ -71,9 +85,9 @@ def plan_steps(spec: NetworkSpec, train: TrainConfig, n_train: int) -> list[Step
     for epoch in range(1, train.epochs + 1):
         order = np.random.default_rng([train.seed, epoch]).permutation(n_train)
         eta = train.eta * train.eta_decay ** (epoch - 1)
-        for index, start in enumerate(range(0, n_train, train.sleep_every)):
-            steps.append(Step("train", epoch, index, step_seed(train.seed, epoch, index), eta, 1 if block else 0,
-                              order[start : start + train.sleep_every]))
+        for index, start in enumerate(range(0, n_train, train.chunk)):
+            steps.append(Step("train", epoch, index, step_seed(train.seed, epoch, index), eta,
+                              samples=order[start : start + train.chunk], first=start))
         steps.append(Step("evaluate", epoch, 0))
     return steps
 
@@ -94,13 +108,12 @@ def run_step(net: BioGradNetwork, step: Step, split: Split, train: TrainConfig) 
     """Run a warm-up or training chunk; returns how many samples were classified right
     (the prediction of the forward phase, before the sample's own update)."""
     spec = net.spec
-    kinds = np.concatenate([np.tile(sleep_kinds(spec, train), step.blocks), np.full(len(step.samples), TRAIN)])
-    n_before = len(kinds) - len(step.samples)
-    stimulus = chunk_stimulus(split, step.samples, net.slot_steps, n_before)
+    kinds, shown = chunk_slots(spec, train, step)
+    slots = shown >= 0
     targets = np.zeros((len(kinds), spec.sizes[-1]))
-    targets[n_before:] = targets_for(split.labels[step.samples], spec.sizes[-1], spec.y_high)
-    result = net.run_chunk(kinds, stimulus, targets, eta=step.eta, seed=step.seed)
-    return int(np.sum(result.predictions()[n_before:] == split.labels[step.samples]))
+    targets[slots] = targets_for(split.labels[shown[slots]], spec.sizes[-1], spec.y_high)
+    result = net.run_chunk(kinds, chunk_stimulus(split, shown, net.slot_steps), targets, eta=step.eta, seed=step.seed)
+    return int(np.sum(result.predictions()[slots] == split.labels[shown[slots]]))
 
 
 def predict(net: BioGradNetwork, split: Split, state: PlasticState | None = None) -> np.ndarray:
@@ -110,7 +123,7 @@ def predict(net: BioGradNetwork, split: Split, state: PlasticState | None = None
     out = []
     for start in range(0, len(split), net.n_slots):
         index = np.arange(start, min(start + net.n_slots, len(split)))
-        stimulus = chunk_stimulus(split, index, net.slot_steps)
+        stimulus = chunk_stimulus(split, index, net.slot_steps)  # every slot shows a sample
         result = net.run_chunk(np.full(len(index), INFER), stimulus, np.zeros((len(index), net.spec.sizes[-1])),
                                state, seed=step_seed(net.seed, EVALUATION, start))
         out.append(result.predictions())

@@ -17,7 +17,7 @@ from biograd.models.training import accuracy, build, plan_steps, run_step
 
 THRESHOLD = 0.70
 SPEC = NetworkSpec(sizes=(64, 64, 10), feedback="sleep")
-TRAIN = TrainConfig(sleep_every=100, sleep_duration="200 ms", warmup_sleep_blocks=20, eta=0.03, seed=1)
+TRAIN = TrainConfig(sleep_every=100, chunk=100, sleep_duration="200 ms", warmup_sleep_blocks=20, eta=0.03, seed=1)
 
 
 def split() -> tuple[Split, Split]:

@@ -61,8 +61,8 @@ def test_forward_and_feedback_rules_are_local_and_event_driven(df, element):
 
 
 def test_forward_update_is_three_factor(df):
-    rows = df[(df.element == "forward_synapse") & (df.section == "on_post")]
-    assert set(rows.event) == {"err_end"}
+    rows = df[(df.element == "forward_synapse") & (df.event == "learn")]
+    assert len(rows) == 1 and set(rows.section) == {"on_pre"}
     for category, writes in zip(rows.category, rows.writes, strict=True):
         assert writes == ("w",)
         assert category["eps_error_post"] == "post_variable" and category["x_trace_pre"] == "pre_variable"
@@ -78,7 +78,8 @@ def test_teacher_and_inputs_are_reported_not_failed(df):
 def test_rule_writing_presynaptic_state_from_on_post_is_a_violation(tmp_path):
     _copy(tmp_path, "forward_synapse")
     _add_external(tmp_path / "forward_synapse.yaml", "u_soma_pre")
-    _edit_eqs(tmp_path / "forward_synapse.eqs", "## on_post err_end\n", "## on_post err_end\nu_soma_pre += w\n")
+    _edit_eqs(tmp_path / "forward_synapse.eqs", "## on_pre learn\n",
+              "## on_post err_pos\nu_soma_pre += w\n\n## on_pre learn\n")
     bad = violations(audit(tmp_path))
     assert list(bad.statement) == ["u_soma_pre += w"]
     assert "weight transport" in bad.reason.iloc[0] and bad.section.iloc[0] == "on_post"
@@ -98,7 +99,7 @@ def test_declaration_marks_but_does_not_hide_the_violation(tmp_path):
     _copy(tmp_path, "forward_synapse")
     path = tmp_path / "forward_synapse.eqs"
     _add_external(tmp_path / "forward_synapse.yaml", "u_soma_pre")
-    _edit_eqs(path, "## on_post err_end\n", "## on_post err_end\nu_soma_pre += w\n")
+    _edit_eqs(path, "## on_pre learn\n", "## on_post err_pos\nu_soma_pre += w\n\n## on_pre learn\n")
     _edit_eqs(path, "\n## model\n", "# locality: non-local (weight transport) - declared exception\n\n## model\n")
     rows = audit(tmp_path)
     assert violations(rows).empty

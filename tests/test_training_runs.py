@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from biograd.config import load_config
-from biograd.models.training import plan_steps
+from biograd.models.schedule import TRAIN
+from biograd.models.training import chunk_slots, plan_steps
 from biograd.rundir import RunDirectory
 from biograd.trainer import Trainer, TrainingDiverged, check_health, start_run
 
@@ -19,7 +20,7 @@ TINY = """\
 name: tiny
 model: {sizes: [64, 16, 10], feedback: sleep}
 data: {source: sklearn, n_train: 200, n_test: 100}
-train: {epochs: 1, sleep_every: 40, sleep_duration: 100 ms, warmup_sleep_blocks: 3, backend: numpy, seed: 5}
+train: {epochs: 1, sleep_every: 20, chunk: 40, sleep_duration: 100 ms, warmup_sleep_blocks: 3, backend: numpy, seed: 5}
 """
 
 
@@ -40,7 +41,13 @@ def test_plan_shows_every_sample_once_per_epoch_with_own_seeds(tiny):
     for epoch in (1, 2, 3):
         train = [s for s in steps if s.kind == "train" and s.epoch == epoch]
         assert np.array_equal(np.sort(np.concatenate([s.samples for s in train])), np.arange(200))
-        assert all(len(s.samples) <= 40 and s.blocks == 1 for s in train)
+        assert all(len(s.samples) <= 40 for s in train)
+        slots = [chunk_slots(cfg.model, cfg.train, s) for s in train]
+        kinds, shown = np.concatenate([k for k, _ in slots]), np.concatenate([x for _, x in slots])
+        assert np.array_equal(shown[kinds == TRAIN], np.concatenate([s.samples for s in train]))
+        sleep = np.flatnonzero(kinds != TRAIN)  # a block of 3 slots (100 ms) before every 20th sample
+        assert cfg.train.sleep_slots(cfg.model) == 3 and len(sleep) == 10 * 3 and np.all(shown[sleep] == -1)
+        assert np.array_equal(np.cumsum(kinds == TRAIN)[sleep[::3]], np.arange(0, 200, 20))
         assert all(s.eta == pytest.approx(0.03 * 0.7 ** (epoch - 1)) for s in train)
     assert [s.epoch for s in steps if s.kind == "evaluate"] == [0, 1, 2, 3]
     seeds = [s.seed for s in steps if s.kind != "evaluate"]
@@ -50,7 +57,8 @@ def test_plan_shows_every_sample_once_per_epoch_with_own_seeds(tiny):
 def test_no_sleep_blocks_without_sleep_mode(tiny):
     cfg = load_config(tiny, ["model.feedback=fixed_random"])
     steps = plan_steps(cfg.model, cfg.train, 200)
-    assert not [s for s in steps if s.kind == "warmup"] and all(s.blocks == 0 for s in steps)
+    assert not [s for s in steps if s.kind == "warmup"]
+    assert all(np.all(chunk_slots(cfg.model, cfg.train, s)[0] == TRAIN) for s in steps if s.kind == "train")
 
 
 def test_run_directory_contents_and_never_overwritten(tiny, tmp_path):
