@@ -46,7 +46,7 @@ def _first(split: Split, n: int | None) -> Split:
 
 def _nmnist(cfg: DataConfig, split: str, n_f: int, limit: int | None) -> Split:
     samples = load_nmnist(cfg.data_dir, split=split, limit=limit)
-    dt_us = NMNIST_DURATION_US / n_f
+    dt_us = -(-NMNIST_DURATION_US // n_f)  # whole microseconds; the last bin may reach past 315 ms
     counts = np.stack([bin_events(s.events, dt_us=dt_us, n_bins=n_f, sensor=SENSOR_SIZE) for s in samples])
     return Split(counts, np.array([s.label for s in samples], np.int64), f"nmnist-{split}")
 
