@@ -23,8 +23,10 @@ import io
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -71,7 +73,8 @@ def versions(source: Path) -> dict:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             found[name] = None
-    return {"python": platform.python_version(), "packages": found, "git": _git_commit(source),
+    return {"command": shlex.join(sys.argv), "python": platform.python_version(), "packages": found,
+            "git": _git_commit(source),
             "machine": {"node": platform.node(), "system": platform.platform(), "cpus": os.cpu_count()}}
 
 

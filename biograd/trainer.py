@@ -13,6 +13,8 @@ a worker process, compiled once and rerun with ``run_args`` like the training bu
 from __future__ import annotations
 
 import multiprocessing
+import shlex
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -117,7 +119,8 @@ class Trainer:
         eval_args = (spec, test_split, train_cfg.eval_chunk, train_cfg.seed, run.equations)
         evaluator = (WorkerEvaluator(run.path / "build_eval", *eval_args) if train_cfg.backend == "cpp_standalone"
                      else Evaluator(*eval_args))
-        timings = {"started": time.strftime("%FT%T"), "resumed_at_step": progress.step, "build_s": 0.0,
+        timings = {"command": shlex.join(sys.argv), "started": time.strftime("%FT%T"),
+                   "resumed_at_step": progress.step, "build_s": 0.0,
                    "train_s": 0.0, "evaluate_s": 0.0, "warmup_s": 0.0, "samples": 0}
         sessions = run.read_json("timings.json").get("sessions", [])
 
