@@ -31,3 +31,4 @@ def test_inference_build_equals_training_build(feedback):
     assert np.array_equal(predict(inference, split, training.initial_state), a.predictions())
     for x, y in zip(inference.state.W, training.initial_state.W, strict=True):
         assert np.array_equal(x, y)  # no learning in an inference build
+

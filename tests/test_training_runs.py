@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from biograd.config import load_config
-from biograd.models.schedule import TRAIN
+from biograd.models.network import BioGradNetwork
+from biograd.models.schedule import INFER, TRAIN
+from biograd.models.spec import NetworkSpec
 from biograd.models.training import chunk_slots, plan_steps
 from biograd.rundir import RunDirectory
 from biograd.trainer import Trainer, TrainingDiverged, check_health, start_run
@@ -182,3 +184,9 @@ def test_cli_train_errors(tiny, tmp_path, args, message):
 
     result = CliRunner().invoke(app, [a.format(tiny=tiny, tmp=tmp_path) for a in args])
     assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+
+
+def test_brian2_report_inside_runs(capsys):
+    net = BioGradNetwork(NetworkSpec(sizes=(64, 10)), n_slots=2, report="text")
+    net.run_chunk(np.full(2, INFER), np.zeros((2, 64)), np.zeros((2, 10)))
+    assert "Starting simulation" in capsys.readouterr().out
