@@ -13,7 +13,7 @@ from rich.console import Console
 from biograd.errors import ModelFileError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-console = Console()
+console = Console(soft_wrap=True)  # long paths stay on one line, copyable
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "runs" / "configs" / "demo.yaml"
 
 

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -76,6 +77,10 @@ def versions(source: Path) -> dict:
     return {"command": shlex.join(sys.argv), "python": platform.python_version(), "packages": found,
             "git": _git_commit(source),
             "machine": {"node": platform.node(), "system": platform.platform(), "cpus": os.cpu_count()}}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, truncated or not a checkpoint."""
 
 
 @dataclass
@@ -164,13 +169,19 @@ class RunDirectory:
             self.write_metrics(progress.rows)
 
     def load_checkpoint(self, path: Path | None = None) -> tuple[PlasticState, Progress]:
-        with np.load(path or self.checkpoint_path) as data:
-            meta = json.loads(data["progress"].tobytes())
-            W = [data[f"W{l}"] for l in range(1, 1 + sum(k.startswith("W") for k in data.files))]
-            B = {int(k[1:]): data[k] for k in data.files if k.startswith("B")}
-            bias = {int(k[4:]): data[k] for k in data.files if k.startswith("bias")}
-        return PlasticState(W, B, bias), Progress(meta["step"], meta["rows"], meta["epoch_correct"],
-                                                  meta["epoch_seen"])
+        """Weights and progress; a file that is not a readable checkpoint raises CheckpointError."""
+        path = path or self.checkpoint_path
+        try:
+            with np.load(path) as data:
+                meta = json.loads(data["progress"].tobytes())
+                W = [data[f"W{l}"] for l in range(1, 1 + sum(k.startswith("W") for k in data.files))]
+                B = {int(k[1:]): data[k] for k in data.files if k.startswith("B")}
+                bias = {int(k[4:]): data[k] for k in data.files if k.startswith("bias")}
+            progress = Progress(meta["step"], meta["rows"], meta["epoch_correct"], meta["epoch_seen"])
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as err:
+            raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err}); the "
+                                  f"weights after each epoch are in {self.path}/weights_epoch<k>.npz") from err
+        return PlasticState(W, B, bias), progress
 
     def write_metrics(self, rows: list[dict]) -> None:
         table = pa.Table.from_pylist(rows, schema=METRIC_SCHEMA)

@@ -190,3 +190,16 @@ def test_brian2_report_inside_runs(capsys):
     net = BioGradNetwork(NetworkSpec(sizes=(64, 10)), n_slots=2, report="text")
     net.run_chunk(np.full(2, INFER), np.zeros((2, 64)), np.zeros((2, 10)))
     assert "Starting simulation" in capsys.readouterr().out
+
+
+def test_corrupt_checkpoint_is_named_and_left_alone(tiny, tmp_path):
+    from typer.testing import CliRunner
+
+    from biograd.cli import app
+
+    run = start_run(load_config(tiny), root=tmp_path)
+    run.checkpoint_path.write_bytes(b"PK\x03\x04 truncated")
+    result = CliRunner().invoke(app, ["train", "--resume", str(run.path)])
+    assert result.exit_code == 2
+    assert f"{run.checkpoint_path}: not a readable checkpoint" in " ".join(result.output.split())
+    assert run.checkpoint_path.read_bytes() == b"PK\x03\x04 truncated"  # nothing lost or overwritten
