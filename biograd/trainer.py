@@ -104,6 +104,15 @@ class Trainer:
 
     def train(self) -> Progress:
         """Run (or continue) every step of the plan; returns the final progress with all metrics rows."""
+        try:
+            return self._train()
+        except TrainingDiverged:
+            raise
+        except BaseException as err:  # the run directory says why it stopped (Ctrl-C included)
+            self.run.set_status("failed", f"{type(err).__name__}: {err}")
+            raise
+
+    def _train(self) -> Progress:
         cfg, run = self.config, self.run
         spec, train_cfg = cfg.model, cfg.train
         t_start = time.perf_counter()

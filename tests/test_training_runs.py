@@ -175,7 +175,8 @@ def test_cli_train_and_evaluate(tiny, tmp_path):
     (["train", "{tiny}", "--set", "train.etaa=1"], "train.etaa: unknown key"),
     (["train", "--resume", "{tmp}", "--set", "train.eta=1"], "--set cannot change a run that is resumed"),
     (["train", "--resume", "{tmp}"], "not a run directory (no config.yaml)"),
-    (["train", "{tiny}", "--set", "data.source=nmnist", "--set", "data.data_dir={tmp}/none"], "does not exist"),
+    (["train", "{tiny}", "--out", "{tmp}", "--set", "data.source=nmnist", "--set", "data.data_dir={tmp}/none"],
+     "does not exist"),
 ])
 def test_cli_train_errors(tiny, tmp_path, args, message):
     from typer.testing import CliRunner
@@ -183,7 +184,10 @@ def test_cli_train_errors(tiny, tmp_path, args, message):
     from biograd.cli import app
 
     result = CliRunner().invoke(app, [a.format(tiny=tiny, tmp=tmp_path) for a in args])
-    assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+    assert result.exit_code == 2 and message in result.output, result.output
+    for run in tmp_path.glob("*_tiny_*"):  # a run that could not start says why
+        status = RunDirectory(run).read_json("status.json")
+        assert status["status"] == "failed" and message in status["message"]
 
 
 def test_brian2_report_inside_runs(capsys):
