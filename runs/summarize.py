@@ -38,5 +38,6 @@ def summary(path: Path) -> dict:
 
 
 if __name__ == "__main__":
-    rows = [summary(Path(p)) for p in sys.argv[1:] if (Path(p) / "metrics.parquet").is_file()]
+    rows = [summary(Path(p)) for p in sys.argv[1:] if (Path(p) / "metrics.parquet").is_file()
+            and (RunDirectory(p).metrics().split == "test").any()]
     print(pd.DataFrame(rows).to_markdown(index=False))
