@@ -96,13 +96,9 @@ def train(
 
 
 def _summary(run) -> None:
-    from biograd.analysis.figures import learning_curve
-
-    metrics = run.metrics()
-    test = metrics[(metrics.split == "test") & (metrics.metric == "accuracy")]
-    figure = learning_curve(metrics, run.path / "learning_curve.png")
-    console.print(f"[bold]test accuracy {test.value.iloc[-1]:.2%}[/bold] after {test.epoch.iloc[-1]} epoch(s); "
-                  f"metrics: {run.path / 'metrics.parquet'}; learning curve: {figure}")
+    test = run.test_accuracy()
+    console.print(f"[bold]test accuracy {test.iloc[-1]:.2%}[/bold] after {test.index[-1]} epoch(s); "
+                  f"metrics: {run.path / 'metrics.parquet'}; learning curve: {run.learning_curve_path}")
 
 
 @app.command()

@@ -1,7 +1,7 @@
 """Training and test splits for a run, and the stimulus rows they give a chunk of slots.
 
 Images (MNIST, embedded digits, sklearn digits) give one row of pixel intensities per slot.
-N-MNIST events are binned so that the whole recording (``nmnist_duration``) falls into the
+N-MNIST events are binned so that the whole recording (``NMNIST_DURATION_US``) falls into the
 ``n_f`` forward steps (time compressed, bin width = duration / n_f), one row per time step.
 """
 

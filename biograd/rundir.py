@@ -8,9 +8,10 @@ Contents::
     checkpoint.npz     the last good state: weights, progress, metrics so far (atomic, every chunk)
     weights_epoch<k>.npz  weights after epoch k
     metrics.parquet    tidy metrics: one row per observation (epoch, chunk, samples, split, metric, layer, value)
-    timings.json       build and training times
-    status.json        running | finished | diverged, with a message
-    build/             the compiled standalone project (cpp_standalone runs)
+    timings.json       build and training times, one entry per session
+    status.json        running | finished | diverged | failed, with a message
+    learning_curve.png accuracy and angle(B, W^T) against training samples (when finished)
+    build/, build_eval/  the compiled training and inference-only projects (cpp_standalone runs)
 
 ``<hash>`` is the first 8 hex digits of sha256(resolved config + equation files), so runs that
 differ in anything that matters have different names even when started in the same second.
@@ -41,7 +42,6 @@ import pyarrow.parquet as pq
 from biograd.config import RunConfig, dump_config, load_config
 from biograd.models.network import PlasticState
 
-METRIC_COLUMNS = ("epoch", "chunk", "samples", "split", "metric", "layer", "value")
 METRIC_SCHEMA = pa.schema([("epoch", pa.int64()), ("chunk", pa.int64()), ("samples", pa.int64()),
                            ("split", pa.string()), ("metric", pa.string()), ("layer", pa.int64()),
                            ("value", pa.float64())])
@@ -145,6 +145,10 @@ class RunDirectory:
     def checkpoint_path(self) -> Path:
         return self.path / "checkpoint.npz"
 
+    @property
+    def learning_curve_path(self) -> Path:
+        return self.path / "learning_curve.png"
+
     def write_json(self, name: str, content: dict) -> None:
         atomic_write(self.path / name, json.dumps(content, indent=2).encode())
 
@@ -158,12 +162,10 @@ class RunDirectory:
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, state: PlasticState, progress: Progress, path: Path | None = None) -> None:
         """Weights and progress in one atomically written ``.npz``; metrics.parquet follows it."""
-        arrays = {f"W{l}": w for l, w in enumerate(state.W, start=1)}
-        arrays |= {f"B{l}": b for l, b in state.B.items()} | {f"bias{l}": v for l, v in state.bias.items()}
         meta = {"step": progress.step, "epoch_correct": progress.epoch_correct, "epoch_seen": progress.epoch_seen,
                 "rows": progress.rows}
         buffer = io.BytesIO()
-        np.savez(buffer, progress=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
+        np.savez(buffer, progress=np.frombuffer(json.dumps(meta).encode(), np.uint8), **state.named())
         atomic_write(path or self.checkpoint_path, buffer.getvalue())
         if path is None:
             self.write_metrics(progress.rows)
@@ -174,14 +176,12 @@ class RunDirectory:
         try:
             with np.load(path) as data:
                 meta = json.loads(data["progress"].tobytes())
-                W = [data[f"W{l}"] for l in range(1, 1 + sum(k.startswith("W") for k in data.files))]
-                B = {int(k[1:]): data[k] for k in data.files if k.startswith("B")}
-                bias = {int(k[4:]): data[k] for k in data.files if k.startswith("bias")}
+                state = PlasticState.from_named({k: data[k] for k in data.files if k != "progress"})
             progress = Progress(meta["step"], meta["rows"], meta["epoch_correct"], meta["epoch_seen"])
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as err:
             raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err}); the "
                                   f"weights after each epoch are in {self.path}/weights_epoch<k>.npz") from err
-        return PlasticState(W, B, bias), progress
+        return state, progress
 
     def write_metrics(self, rows: list[dict]) -> None:
         table = pa.Table.from_pylist(rows, schema=METRIC_SCHEMA)
@@ -192,3 +192,8 @@ class RunDirectory:
     def metrics(self):
         """metrics.parquet as a pandas DataFrame."""
         return pq.read_table(self.path / "metrics.parquet").to_pandas()
+
+    def test_accuracy(self):
+        """Test accuracy after each epoch (epoch 0: before training), a pandas Series indexed by epoch."""
+        metrics = self.metrics()
+        return metrics[(metrics.split == "test") & (metrics.metric == "accuracy")].set_index("epoch").value

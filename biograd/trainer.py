@@ -23,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from biograd.analysis.backprop import angle_deg
+from biograd.analysis.figures import learning_curve
 from biograd.config import RunConfig
 from biograd.datasets import Split, load_splits
 from biograd.models.network import BioGradNetwork, PlasticState, use_backend
@@ -36,9 +37,7 @@ class TrainingDiverged(RuntimeError):
 
 
 def check_health(state: PlasticState, max_weight: float) -> None:
-    arrays = {f"W{l}": w for l, w in enumerate(state.W, start=1)} | {f"B{l}": b for l, b in state.B.items()}
-    arrays |= {f"bias{l}": v for l, v in state.bias.items()}
-    for name, values in arrays.items():
+    for name, values in state.named().items():
         if not np.all(np.isfinite(values)):
             raise TrainingDiverged(f"{name} has {np.sum(~np.isfinite(values))} NaN/inf entries")
         if name[0] in "WB" and np.max(np.abs(values)) > max_weight:
@@ -149,7 +148,7 @@ class Trainer:
                 t0 = time.perf_counter()
                 rows = self._do(step, net, evaluator, train_split, test_split, progress, done)
                 elapsed = time.perf_counter() - t0
-                timings[f"{'evaluate' if step.kind == 'evaluate' else step.kind}_s"] += elapsed
+                timings[f"{step.kind}_s"] += elapsed
                 if step.kind == "train":
                     done += len(step.samples)
                     timings["samples"] += len(step.samples)
@@ -173,6 +172,7 @@ class Trainer:
             if isinstance(evaluator, WorkerEvaluator):
                 evaluator.close()
             write_timings()
+        learning_curve(run.metrics(), run.learning_curve_path)
         run.set_status("finished", f"{len(steps)} steps")
         return progress
 

@@ -66,6 +66,18 @@ class PlasticState:
     B: dict[int, np.ndarray]
     bias: dict[int, np.ndarray]
 
+    def named(self) -> dict[str, np.ndarray]:
+        """Every array by name: W1.., B2.., bias1.. (checkpoint keys, health-check messages)."""
+        arrays = {f"W{l}": w for l, w in enumerate(self.W, start=1)} | {f"B{l}": b for l, b in self.B.items()}
+        return arrays | {f"bias{l}": v for l, v in self.bias.items()}
+
+    @classmethod
+    def from_named(cls, arrays) -> PlasticState:
+        """Inverse of :meth:`named` (``arrays`` may hold other keys too)."""
+        W = [arrays[f"W{l}"] for l in range(1, 1 + sum(k.startswith("W") for k in arrays))]
+        B = {int(k[1:]): arrays[k] for k in arrays if k.startswith("B")}
+        return cls(W, B, {int(k[4:]): arrays[k] for k in arrays if k.startswith("bias")})
+
 
 @dataclass
 class ChunkResult:
@@ -174,6 +186,9 @@ class BioGradNetwork:
                                                  order=-1, name=f"layer{layer}_slots"))
         self.network = b2.Network(*self.layers, *objects, *self.forward[1:], *self.feedback.values(),
                                   *self.monitors)
+        used = {id(ns) for group in self.layers for ns in group.namespace.values() if isinstance(ns, b2.TimedArray)}
+        self._used_arrays = [name for name in ("slot_kind", "stimulus", "target")  # an inference build has no target
+                             if id(getattr(self, name)) in used]
         self.initial_state = self.random_state(np.random.default_rng(seed))
         self.state = self.initial_state
         self._write_state(self.initial_state)
@@ -254,10 +269,7 @@ class BioGradNetwork:
         values["stimulus"][: len(stimulus)] = stimulus
         values["target"][:n] = targets
         if self.standalone:
-            arrays = {self.slot_kind: values["slot_kind"], self.stimulus: values["stimulus"],
-                      self.target: values["target"]}
-            used = [ns for group in self.layers for ns in group.namespace.values() if isinstance(ns, b2.TimedArray)]
-            run_args = {array: v for array, v in arrays.items() if any(array is u for u in used)} | self._views(state)
+            run_args = {getattr(self, name): values[name] for name in self._used_arrays} | self._views(state)
             if eta is not None:
                 run_args |= {syn.eta: eta for syn in self.forward[1:]}
             self.compile()

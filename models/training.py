@@ -100,7 +100,7 @@ def targets_for(labels: np.ndarray, n_out: int, y_high: float) -> np.ndarray:
 
 
 def build(spec: NetworkSpec, train: TrainConfig, **kwargs) -> BioGradNetwork:
-    """The training build: one chunk of slots (sleep block + ``sleep_every`` samples)."""
+    """The training build: room for one chunk (``chunk`` samples and their sleep blocks)."""
     return BioGradNetwork(spec, n_slots=slots_per_chunk(spec, train), seed=train.seed, **kwargs)
 
 

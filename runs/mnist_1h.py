@@ -7,7 +7,6 @@ metrics.parquet and learning_curve.png; `biograd train --resume <run directory>`
 
 from pathlib import Path
 
-from biograd.analysis.figures import learning_curve
 from biograd.config import load_config
 from biograd.trainer import Trainer, start_run
 
@@ -23,7 +22,5 @@ if __name__ == "__main__":
     run = start_run(load_config(CONFIG, OVERRIDES))
     print(f"run directory: {run.path}")
     Trainer(run).train()
-    metrics = run.metrics()
-    test = metrics[(metrics.split == "test") & (metrics.metric == "accuracy")]
-    print(test[["epoch", "samples", "value"]].rename(columns={"value": "test accuracy"}).to_string(index=False))
-    print(f"learning curve: {learning_curve(metrics, run.path / 'learning_curve.png')}")
+    print(run.test_accuracy().rename("test accuracy").to_string())
+    print(f"learning curve: {run.learning_curve_path}")

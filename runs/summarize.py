@@ -16,7 +16,7 @@ from biograd.rundir import RunDirectory
 def summary(path: Path) -> dict:
     run = RunDirectory(path)
     cfg, metrics = run.config, run.metrics()
-    test = metrics[(metrics.split == "test") & (metrics.metric == "accuracy")].set_index("epoch").value
+    test = run.test_accuracy()
     speed = metrics[metrics.metric == "samples_per_s"].value
     angles = metrics[(metrics.metric == "angle_B_WT") & (metrics.split == "test")]
     sessions = run.read_json("timings.json").get("sessions", [])

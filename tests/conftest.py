@@ -3,6 +3,8 @@
 import brian2 as b2
 import pytest
 
+from biograd.models.network import use_backend
+
 
 @pytest.fixture(autouse=True)
 def _brian_runtime():
@@ -21,10 +23,7 @@ def standalone(tmp_path):
     """Switch to cpp_standalone (build once, rerun with run_args) in a fresh project folder."""
 
     def activate(name: str = "build"):
-        options = {"build_on_run": False, "directory": str(tmp_path / name)}
-        b2.set_device("cpp_standalone", **options)
-        b2.device.reinit()  # forget objects and arrays of an earlier build
-        b2.device.activate(**options)
+        use_backend("cpp_standalone", tmp_path / name)  # forgets objects and arrays of an earlier build
         b2.prefs.devices.cpp_standalone.extra_make_args_unix = ["-j2"]
 
     activate()

@@ -105,9 +105,10 @@ def _train(*args: str) -> subprocess.Popen:
 def _compare(a: RunDirectory, b: RunDirectory) -> None:
     state_a, progress_a = a.load_checkpoint()
     state_b, progress_b = b.load_checkpoint()
-    for x, y in zip([*state_a.W, *state_a.B.values(), *state_a.bias.values()],
-                    [*state_b.W, *state_b.B.values(), *state_b.bias.values()], strict=True):
-        assert np.array_equal(x, y)  # bit-identical, not just close
+    arrays_a, arrays_b = state_a.named(), state_b.named()
+    assert arrays_a.keys() == arrays_b.keys()
+    for name, x in arrays_a.items():
+        assert np.array_equal(x, arrays_b[name]), name  # bit-identical, not just close
     keep = lambda m: m[m.metric != "samples_per_s"].reset_index(drop=True)  # noqa: E731 (timings differ)
     assert keep(a.metrics()).equals(keep(b.metrics()))
     assert progress_a.step == progress_b.step
@@ -163,7 +164,7 @@ def test_cli_train_and_evaluate(tiny, tmp_path):
     assert (run.path / "weights_epoch1.npz").is_file()
     metrics = run.metrics()
     assert list(metrics.columns) == ["epoch", "chunk", "samples", "split", "metric", "layer", "value"]
-    final = metrics[(metrics.split == "test") & (metrics.metric == "accuracy")].value.iloc[-1]
+    final = run.test_accuracy().iloc[-1]
     assert f"test accuracy {final:.2%}" in result.output
     result = CliRunner().invoke(app, ["evaluate", str(run.path)])
     assert result.exit_code == 0, result.output
