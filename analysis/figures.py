@@ -36,3 +36,63 @@ def learning_curve(metrics: pd.DataFrame, path: Path, window: int = 10) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def accuracy_curves(metrics: pd.DataFrame, path: Path) -> Path:
+    """Test accuracy after each epoch, one line per run (``run``/``feedback`` columns, see analysis.runs)."""
+    test = metrics[(metrics.split == "test") & (metrics.metric == "accuracy")]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    sns.lineplot(test, x="epoch", y="value", hue="feedback", style="run", markers=True, dashes=False, ax=ax)
+    ax.set(ylabel="test accuracy", title="accuracy after each epoch")
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def alignment_over_training(alignment: pd.DataFrame, path: Path) -> Path:
+    """Angle between BioGrad's weight change and backprop (solid) or feedback alignment (dashed),
+    per layer, against training samples; mean and 95% interval over the probed samples."""
+    shown = alignment[alignment["mode"] != "feedback_alignment_vs_backprop"]
+    grid = sns.relplot(shown, x="samples", y="angle_deg", hue="feedback", style="mode", col="layer", kind="line",
+                       errorbar=("ci", 95), markers=True, height=3.5, aspect=1.1, facet_kws={"sharey": False})
+    grid.set_axis_labels("training samples", "angle [deg]")
+    grid.set_titles("W{col_name}")
+    for ax in grid.axes.flat:
+        ax.set_ylim(0, 95)
+    grid.figure.suptitle("BioGrad's weight change against backprop and feedback alignment", y=1.03)
+    grid.savefig(path, dpi=120)
+    plt.close(grid.figure)
+    return path
+
+
+def sleep_alignment(metrics: pd.DataFrame, path: Path) -> Path:
+    """angle(B_l, W_l^T) through the warm-up sleep blocks (left) and over training (right)."""
+    angles = metrics[metrics.metric == "angle_B_WT"].assign(layer=lambda d: d.layer.map(lambda l: f"B{int(l)}"))
+    warmup, training = angles[angles.split == "sleep"], angles[angles.split.isin(["train", "test"])]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    if len(warmup):
+        sns.lineplot(warmup.assign(chunk=warmup.chunk + 1), x="chunk", y="value", hue="layer", style="run",
+                     ax=axes[0])
+    axes[0].set(xlabel="warm-up sleep chunks", ylabel="angle(B, W^T) [deg]", ylim=(0, 95), title="warm-up sleep")
+    if len(training):
+        sns.lineplot(training, x="samples", y="value", hue="layer", style="run", ax=axes[1])
+    axes[1].set(xlabel="training samples", title="during training (sleep every sleep_every samples)")
+    return _save(fig, path)
+
+
+def rate_distributions(rates: pd.DataFrame, path: Path) -> Path:
+    """Distribution of per-neuron forward rates per layer, after the first and the last epoch."""
+    kept = rates[rates.epoch.isin([rates.epoch.min(), rates.epoch.max()])]
+    grid = sns.displot(kept.assign(epoch=kept.epoch.map(lambda e: f"epoch {e}")), x="rate_hz", hue="epoch",
+                       col="layer", row="feedback", kind="hist", element="step", stat="probability",
+                       common_norm=False, bins=20, height=3, aspect=1.2, facet_kws={"sharey": False})
+    grid.set_axis_labels("forward rate per neuron [Hz]", "fraction of neurons")
+    grid.savefig(path, dpi=120)
+    plt.close(grid.figure)
+    return path

@@ -1,4 +1,4 @@
-"""Command line: ``biograd describe | check | train | evaluate | demo``."""
+"""Command line: ``biograd describe | check | train | evaluate | probe | report | demo``."""
 
 from __future__ import annotations
 
@@ -130,6 +130,39 @@ def evaluate(
         table.add_row(str(label), str(mask.sum()), f"{np.mean(predicted[mask] == label):.2%}")
     console.print(table)
     console.print(f"[bold]accuracy {np.mean(predicted == data.labels):.2%}[/bold] on {len(data)} samples")
+
+
+@app.command()
+def probe(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory with weights_epoch<k>.npz")],
+    samples: Annotated[int, typer.Option(help="training samples to probe at every epoch's weights")] = 16,
+    backend: Annotated[str | None, typer.Option(help="cpp_standalone | numpy | cython (default: the run's)")] = None,
+) -> None:
+    """Measure BioGrad's weight changes afterwards at a run's epoch weights (gradient alignment)."""
+    from biograd.recording import probe_run
+    from biograd.rundir import RunDirectory
+
+    try:
+        out = probe_run(RunDirectory(run_dir), samples, backend)
+    except (ModelFileError, FileNotFoundError, FileExistsError, ValueError) as err:
+        raise _fail(err) from err
+    console.print(f"probes of {samples} samples per epoch: {out}")
+
+
+@app.command()
+def report(
+    run_dirs: Annotated[list[Path], typer.Argument(help="one or more run directories")],
+    out: Annotated[Path | None, typer.Option(help="folder for a comparison of several runs "
+                                                  "(default: <run>/report for a single run)")] = None,
+) -> None:
+    """Figures and a Markdown summary (alignment, plausibility, energy) of one run, or several compared."""
+    from biograd.analysis.report import write_report
+
+    try:
+        path = write_report(run_dirs, out)
+    except (ModelFileError, FileNotFoundError, ValueError) as err:
+        raise _fail(err) from err
+    console.print(f"report: {path}")
 
 
 @app.command()

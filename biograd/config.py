@@ -1,6 +1,6 @@
 """Run configuration: YAML files validated by pydantic, with ``--set key=value`` overrides.
 
-A config has four sections (unknown keys are rejected, durations are unit strings)::
+A config has five sections (unknown keys are rejected, durations are unit strings)::
 
     name: mnist_1h
     model: {sizes: [784, 500, 10], feedback: sleep, n_f: 20, n_e: 10, params: {...}}   # NetworkSpec
@@ -8,6 +8,7 @@ A config has four sections (unknown keys are rejected, durations are unit string
     train: {epochs: 6, sleep_every: 100, chunk: 1000, sleep_duration: 500 ms, warmup_sleep_blocks: 300,
             eta: 0.03, eta_decay: 0.7, seed: 0, backend: cpp_standalone, max_weight: 100,
             eval_chunk: 1000, report: null}
+    record: {activity: true, probe_samples: 0, probe_every: 0, arrays: false}
 """
 
 from __future__ import annotations
@@ -62,12 +63,27 @@ class TrainConfig(BaseModel):
         return max(1, math.ceil(steps / spec.n_slot))
 
 
+class RecordConfig(BaseModel):
+    """What a training run records besides accuracy and angle(B, W^T) (biograd.recording)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    activity: bool = Field(True, description="per training chunk and layer: rates, spikes, error events and "
+                           "operation counts; per-neuron rates of each epoch's last chunk")
+    probe_samples: int = Field(0, ge=0, description="training samples whose BioGrad weight change is measured "
+                               "at every probe point (0: no probes)")
+    probe_every: int = Field(0, ge=0, description="probe also every this many training chunks (0: only before "
+                             "training and after each epoch)")
+    arrays: bool = Field(False, description="write W, B and the probed samples' dW, rates and gates as .npz "
+                         "into recording/ at every probe point (large)")
+
+
 class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     model: NetworkSpec
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
+    record: RecordConfig = RecordConfig()
 
 
 def _set(path: Path, tree: dict, dotted: str, value) -> None:

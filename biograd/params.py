@@ -17,6 +17,12 @@ Schema (unknown keys are rejected)::
         unit: "1"
         description: forward-phase steps per sample
         provided_by: model        # 'model' (network builder) or the element that defines it
+    observables:                  # optional: the range a measured quantity should stay in (see OBSERVABLES)
+      rate:
+        range: [0 Hz, 200 Hz]     # inclusive; either end may be null; the unit is the observable's
+        description: what the range means
+        reference: where it comes from
+        reconstruction: true
 """
 
 from __future__ import annotations
@@ -33,6 +39,16 @@ from biograd.units import parse_quantity, parse_unit, same_dimensions
 
 #: names Brian2 reserves (or that silently shadow Brian2 built-ins)
 RESERVED_NAMES = frozenset({"e", "i", "j", "N", "t", "dt", "xi", "pi", "inf", "lastspike", "not_refractory"})
+
+#: per-layer quantities the analysis package measures (biograd.analysis.activity), with their units;
+#: a parameter table may declare the range each should stay in for the layers that use the element
+OBSERVABLES = {
+    "rate": "Hz",  # mean forward-phase firing rate of the layer's neurons
+    "silent_fraction": "1",  # fraction of (neuron, sample) pairs without a forward-phase spike
+    "saturated_fraction": "1",  # fraction of (neuron, sample) pairs spiking in every forward step
+    "error_rate": "Hz",  # error events per second of a neuron's own error window
+    "error_saturated_fraction": "1",  # fraction of (neuron, sample) pairs sending an event in every window step
+}
 
 
 class Parameter(BaseModel):
@@ -76,6 +92,17 @@ class External(BaseModel):
         return unit
 
 
+class Observable(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    range: tuple[str | float | int | None, str | float | int | None]
+    description: str
+    reference: str
+    reconstruction: bool = False
+
+    def bounds(self) -> tuple[b2.Quantity | None, b2.Quantity | None]:
+        return tuple(None if b is None else parse_quantity(b) for b in self.range)
+
+
 class ParameterTable(BaseModel):
     model_config = ConfigDict(extra="forbid")
     element: str
@@ -83,6 +110,7 @@ class ParameterTable(BaseModel):
     description: str
     parameters: dict[str, Parameter] = {}
     external: dict[str, External] = {}
+    observables: dict[str, Observable] = {}
 
 
 def _key_lines(node, prefix=()) -> dict[tuple, int]:
@@ -140,6 +168,15 @@ def read_table(path: str | Path) -> ParameterTable:
     for name in table.external:
         if name in RESERVED_NAMES:
             raise ModelFileError(path, f"external name {name!r} is reserved by Brian2", lines.get(("external", name)))
+    for name, observable in table.observables.items():
+        line = lines.get(("observables", name))
+        if name not in OBSERVABLES:
+            raise ModelFileError(path, f"unknown observable {name!r} (measured: {', '.join(OBSERVABLES)})", line)
+        unit = parse_unit(OBSERVABLES[name])
+        for bound in observable.bounds():
+            if bound is not None and not same_dimensions(bound, unit):
+                raise ModelFileError(path, f"observable {name!r}: bound {bound} must be in units of "
+                                     f"{OBSERVABLES[name]!r}", line)
     return table
 
 

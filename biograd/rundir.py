@@ -7,7 +7,12 @@ Contents::
     versions.json      python, brian2, numpy, biograd versions, git commit (and whether dirty), machine
     checkpoint.npz     the last good state: weights, progress, metrics so far (atomic, every chunk)
     weights_epoch<k>.npz  weights after epoch k
-    metrics.parquet    tidy metrics: one row per observation (epoch, chunk, samples, split, metric, layer, value)
+    metrics.parquet    tidy metrics: one row per observation (epoch, chunk, samples, split, metric, layer, value):
+                       accuracy, angle(B, W^T), |B|, |W|, samples/s, and with ``record.activity`` rates,
+                       spikes, error events and operation counts (biograd.analysis.activity)
+    alignment.parquet  probed samples' gradient alignment (``record.probe_samples``; biograd.analysis.alignment)
+    neuron_rates.parquet  per-neuron forward rates of each epoch's last training chunk (``record.activity``)
+    recording/         W, B and probed dW, rates and gates per probe point (``record.arrays``)
     timings.json       build and training times, one entry per session
     status.json        running | finished | diverged | failed, with a message
     learning_curve.png accuracy and angle(B, W^T) against training samples (when finished)
@@ -45,6 +50,22 @@ from biograd.models.network import PlasticState
 METRIC_SCHEMA = pa.schema([("epoch", pa.int64()), ("chunk", pa.int64()), ("samples", pa.int64()),
                            ("split", pa.string()), ("metric", pa.string()), ("layer", pa.int64()),
                            ("value", pa.float64())])
+
+
+TABLES = {  # parquet tables of a run directory besides metrics.parquet, kept in the checkpoint's progress
+    "alignment": pa.schema([("epoch", pa.int64()), ("chunk", pa.int64()), ("samples", pa.int64()),
+                            ("sample", pa.int64()), ("layer", pa.int64()), ("mode", pa.string()),
+                            ("angle_deg", pa.float64()), ("norm_ratio", pa.float64())]),
+    "neuron_rates": pa.schema([("epoch", pa.int64()), ("chunk", pa.int64()), ("samples", pa.int64()),
+                               ("layer", pa.int64()), ("neuron", pa.int64()), ("rate_hz", pa.float64())]),
+}
+
+
+def write_parquet(path: Path, rows: list[dict], schema: pa.Schema) -> None:
+    """Rows (dicts) as a parquet file with ``schema``, written atomically."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), sink)
+    atomic_write(path, sink.getvalue().to_pybytes())
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -86,15 +107,17 @@ class CheckpointError(ValueError):
 @dataclass
 class Progress:
     """Where a run stands: steps done (chunks and evaluations), the metrics rows written so far,
-    and counters of the epoch in progress."""
+    the rows of the other tables (:data:`TABLES`), and counters of the epoch in progress."""
 
     step: int = 0
     rows: list[dict] | None = None
     epoch_correct: int = 0
     epoch_seen: int = 0
+    tables: dict[str, list[dict]] | None = None
 
     def __post_init__(self):
         self.rows = [] if self.rows is None else self.rows
+        self.tables = {name: [] for name in TABLES} | (self.tables or {})
 
 
 class RunDirectory:
@@ -163,12 +186,15 @@ class RunDirectory:
     def save_checkpoint(self, state: PlasticState, progress: Progress, path: Path | None = None) -> None:
         """Weights and progress in one atomically written ``.npz``; metrics.parquet follows it."""
         meta = {"step": progress.step, "epoch_correct": progress.epoch_correct, "epoch_seen": progress.epoch_seen,
-                "rows": progress.rows}
+                "rows": progress.rows, "tables": progress.tables}
         buffer = io.BytesIO()
         np.savez(buffer, progress=np.frombuffer(json.dumps(meta).encode(), np.uint8), **state.named())
         atomic_write(path or self.checkpoint_path, buffer.getvalue())
         if path is None:
             self.write_metrics(progress.rows)
+            for name, rows in progress.tables.items():
+                if rows:
+                    write_parquet(self.path / f"{name}.parquet", rows, TABLES[name])
 
     def load_checkpoint(self, path: Path | None = None) -> tuple[PlasticState, Progress]:
         """Weights and progress; a file that is not a readable checkpoint raises CheckpointError."""
@@ -177,21 +203,24 @@ class RunDirectory:
             with np.load(path) as data:
                 meta = json.loads(data["progress"].tobytes())
                 state = PlasticState.from_named({k: data[k] for k in data.files if k != "progress"})
-            progress = Progress(meta["step"], meta["rows"], meta["epoch_correct"], meta["epoch_seen"])
+            progress = Progress(meta["step"], meta["rows"], meta["epoch_correct"], meta["epoch_seen"],
+                                meta.get("tables"))  # checkpoints before the analysis tables have none
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as err:
             raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err}); the "
                                   f"weights after each epoch are in {self.path}/weights_epoch<k>.npz") from err
         return state, progress
 
     def write_metrics(self, rows: list[dict]) -> None:
-        table = pa.Table.from_pylist(rows, schema=METRIC_SCHEMA)
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
-        atomic_write(self.path / "metrics.parquet", sink.getvalue().to_pybytes())
+        write_parquet(self.path / "metrics.parquet", rows, METRIC_SCHEMA)
 
     def metrics(self):
         """metrics.parquet as a pandas DataFrame."""
         return pq.read_table(self.path / "metrics.parquet").to_pandas()
+
+    def table(self, name: str):
+        """``<name>.parquet`` (one of :data:`TABLES`) as a pandas DataFrame; empty if the run has none."""
+        path = self.path / f"{name}.parquet"
+        return (pq.read_table(path) if path.is_file() else TABLES[name].empty_table()).to_pandas()
 
     def test_accuracy(self):
         """Test accuracy after each epoch (epoch 0: before training), a pandas Series indexed by epoch."""

@@ -12,6 +12,7 @@ a worker process, compiled once and rerun with ``run_args`` like the training bu
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import shlex
 import sys
@@ -29,6 +30,7 @@ from biograd.datasets import Split, load_splits
 from biograd.models.network import BioGradNetwork, PlasticState, use_backend
 from biograd.models.spec import NetworkSpec
 from biograd.models.training import Step, build, plan_steps, predict, run_step
+from biograd.recording import Recorder
 from biograd.rundir import Progress, RunDirectory
 
 
@@ -46,9 +48,10 @@ def check_health(state: PlasticState, max_weight: float) -> None:
 
 
 def alignment_rows(state: PlasticState, base: dict) -> list[dict]:
-    """angle(B_l, W_l^T) in degrees for every layer with feedback weights."""
-    return [base | {"metric": "angle_B_WT", "layer": l, "value": angle_deg(b, state.W[l - 1].T)}
-            for l, b in sorted(state.B.items())]
+    """angle(B_l, W_l^T) in degrees and the norms |B_l|, |W_l| for every layer with feedback weights."""
+    return [base | {"metric": metric, "layer": l, "value": value} for l, b in sorted(state.B.items())
+            for metric, value in [("angle_B_WT", angle_deg(b, state.W[l - 1].T)), ("norm_B", float(np.linalg.norm(b))),
+                                  ("norm_W", float(np.linalg.norm(state.W[l - 1])))]]
 
 
 # ---------------------------------------------------------------------- evaluation
@@ -119,6 +122,8 @@ class Trainer:
             stale.unlink()
         train_split, test_split = load_splits(cfg.data, spec, seed=train_cfg.seed)
         steps = plan_steps(spec, train_cfg, len(train_split))
+        self.chunks_per_epoch = math.ceil(len(train_split) / train_cfg.chunk)
+        self.recorder = Recorder(cfg.record, train_cfg, train_split, run.path)
         use_backend(train_cfg.backend, run.build_dir)
         net = build(spec, train_cfg, equations=run.equations, report=train_cfg.report)
         progress = Progress()
@@ -129,7 +134,7 @@ class Trainer:
                      else Evaluator(*eval_args))
         timings = {"command": shlex.join(sys.argv), "started": time.strftime("%FT%T"),
                    "resumed_at_step": progress.step, "build_s": 0.0,
-                   "train_s": 0.0, "evaluate_s": 0.0, "warmup_s": 0.0, "samples": 0}
+                   "train_s": 0.0, "evaluate_s": 0.0, "warmup_s": 0.0, "probe_s": 0.0, "samples": 0}
         sessions = run.read_json("timings.json").get("sessions", [])
 
         def write_timings() -> None:  # after every step, so that a killed session is recorded too
@@ -149,6 +154,12 @@ class Trainer:
                 rows = self._do(step, net, evaluator, train_split, test_split, progress, done)
                 elapsed = time.perf_counter() - t0
                 timings[f"{step.kind}_s"] += elapsed
+                if self.recorder.probes_after(step, self.chunks_per_epoch):
+                    t0 = time.perf_counter()
+                    metrics, alignment = self.recorder.probe_rows(net, rows[0], f"step{progress.step:05d}")
+                    rows += metrics
+                    progress.tables["alignment"] += alignment
+                    timings["probe_s"] += time.perf_counter() - t0
                 if step.kind == "train":
                     done += len(step.samples)
                     timings["samples"] += len(step.samples)
@@ -184,15 +195,18 @@ class Trainer:
             progress.epoch_correct = progress.epoch_seen = 0
             base = {"epoch": step.epoch, "chunk": None, "samples": done, "split": "test", "layer": None}
             return [base | {"metric": "accuracy", "value": float(np.mean(correct))}, *alignment_rows(net.state, base)]
-        correct = run_step(net, step, train_split, self.config.train)
+        run = run_step(net, step, train_split, self.config.train)
         if step.kind == "warmup":
             base = {"epoch": 0, "chunk": step.index, "samples": 0, "split": "sleep", "layer": None}
-            return alignment_rows(net.state, base)
-        progress.epoch_correct += correct
+            return [*alignment_rows(net.state, base), *self.recorder.chunk_rows(run, base, net.spec)]
+        progress.epoch_correct += run.correct
         progress.epoch_seen += len(step.samples)
         base = {"epoch": step.epoch, "chunk": step.index, "samples": done + len(step.samples), "split": "train",
                 "layer": None}
-        return [base | {"metric": "accuracy", "value": correct / len(step.samples)}, *alignment_rows(net.state, base)]
+        if step.index == self.chunks_per_epoch - 1:
+            progress.tables["neuron_rates"] += self.recorder.rate_rows(run, base)
+        return [base | {"metric": "accuracy", "value": run.correct / len(step.samples)},
+                *alignment_rows(net.state, base), *self.recorder.chunk_rows(run, base, net.spec)]
 
 
 def start_run(config: RunConfig, equations: Path | None = None, root: Path = Path("runs/out")) -> RunDirectory:

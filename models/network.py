@@ -10,8 +10,9 @@ cpp_standalone build is compiled once and rerun with ``run_args``. An ``inferenc
 slots of ``n_f`` steps and only the forward elements (no error events, feedback or learning).
 
 Per slot, the groups record (before the slot-start reset) each layer's rate ``x_trace`` and
-forward input ``A_soma``, the hidden layers' apical potential ``d_apical``; the last slot is read
-from the final state.
+forward input ``A_soma``, the hidden layers' apical potential ``d_apical``, and in a training
+build the spikes ``n_spikes`` (any phase) and signed error events ``n_error`` of the slot; the
+last slot is read from the final state.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from biograd.params import check_bounds
 from biograd.units import parse_quantity
 
 DT = 1 * b2.ms
+RECORDED = {"d_apical": "apical", "n_spikes": "spikes", "n_error": "errors"}  # optional per-slot variables
 SEED_VARIABLE = "BIOGRAD_CHUNK_SEED"
 # Standalone binaries seed their generators from std::random_device unless told otherwise; this
 # reseeds them, right before the simulation, from the seed run_chunk passes in the environment.
@@ -81,11 +83,25 @@ class PlasticState:
 
 @dataclass
 class ChunkResult:
-    """What one chunk recorded: per layer and slot, rate, forward input and apical potential."""
+    """What one chunk recorded per layer and slot (training builds also count spikes and error events)."""
 
     rates: list[np.ndarray]  # rates[l][slot, neuron] = x_trace
     inputs: list[np.ndarray]  # inputs[l][slot, neuron] = A_soma (l >= 1)
     apical: dict[int, np.ndarray] = field(default_factory=dict)  # hidden l -> d_apical[slot, neuron]
+    spikes: dict[int, np.ndarray] = field(default_factory=dict)  # l -> n_spikes[slot, neuron], any phase
+    errors: dict[int, np.ndarray] = field(default_factory=dict)  # l -> n_error[slot, neuron], signed events
+
+    @classmethod
+    def concatenate(cls, results: list[ChunkResult]) -> ChunkResult:
+        """The slots of several results one after the other."""
+        def join(arrays):
+            return np.concatenate(arrays) if arrays else np.zeros((0, 0))
+
+        first = results[0]
+        return cls([join([r.rates[l] for r in results]) for l in range(len(first.rates))],
+                   [join([r.inputs[l] for r in results]) for l in range(len(first.inputs))],
+                   *({l: join([getattr(r, name)[l] for r in results]) for l in getattr(first, name)}
+                     for name in ("apical", "spikes", "errors")))
 
     def predictions(self) -> np.ndarray:
         """Predicted class per slot: highest output rate, ties broken by the forward input."""
@@ -180,8 +196,7 @@ class BioGradNetwork:
                 self.feedback[layer] = fb
         self.monitors = []
         for layer, group in enumerate(self.layers):
-            variables = ["x_trace"] + (["A_soma"] if layer else []) + (["d_apical"] if "d_apical" in group.variables
-                                                                       else [])
+            variables = ["x_trace"] + (["A_soma"] if layer else []) + [v for v in RECORDED if v in group.variables]
             self.monitors.append(b2.StateMonitor(group, variables, record=True, dt=slot_dt, when="start",
                                                  order=-1, name=f"layer{layer}_slots"))
         self.network = b2.Network(*self.layers, *objects, *self.forward[1:], *self.feedback.values(),
@@ -301,13 +316,14 @@ class BioGradNetwork:
 
     def _collect(self, n: int, n_run: int) -> ChunkResult:
         """Rows for the first ``n`` of ``n_run`` slots; slot m is recorded at the start of slot m+1."""
-        rates, inputs, apical = [], [], {}
+        result = ChunkResult([], [])
         for layer, group in enumerate(self.layers):
-            rates.append(self._per_slot(layer, "x_trace", n, n_run))
-            inputs.append(self._per_slot(layer, "A_soma", n, n_run) if layer else np.zeros((n, 0)))
-            if "d_apical" in group.variables:
-                apical[layer] = self._per_slot(layer, "d_apical", n, n_run)
-        return ChunkResult(rates, inputs, apical)
+            result.rates.append(self._per_slot(layer, "x_trace", n, n_run))
+            result.inputs.append(self._per_slot(layer, "A_soma", n, n_run) if layer else np.zeros((n, 0)))
+            for var, attribute in RECORDED.items():
+                if var in group.variables:
+                    getattr(result, attribute)[layer] = self._per_slot(layer, var, n, n_run)
+        return result
 
     def _per_slot(self, layer: int, var: str, n: int, n_run: int) -> np.ndarray:
         recorded = np.asarray(getattr(self.monitors[layer], var)).T  # (times, neurons)

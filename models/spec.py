@@ -55,10 +55,10 @@ class NetworkSpec(BaseModel):
         if inference:
             return ["schedule", f"input_{self.encoder}" if layer == 0 else "soma", "eligibility"]
         if layer == 0:
-            return ["schedule", f"input_{self.encoder}", "eligibility", "sleep_noise"]
+            return ["schedule", f"input_{self.encoder}", "eligibility", "sleep_noise", "activity"]
         if layer == self.n_layers:
-            return ["schedule", "soma", "eligibility", "teacher", "error_events"]
-        return ["schedule", "soma", "eligibility", "sleep_noise", "apical", "error_events"]
+            return ["schedule", "soma", "eligibility", "teacher", "error_events", "activity"]
+        return ["schedule", "soma", "eligibility", "sleep_noise", "apical", "error_events", "activity"]
 
     def synapse_elements(self, layer: int, inference: bool = False) -> list[str]:
         """Elements of the forward synapse W_layer (the transpose relay comes first, see its file)."""

@@ -21,13 +21,15 @@ from typing import Literal
 
 import numpy as np
 
+from biograd.analysis.alignment import ProbeSample
 from biograd.config import TrainConfig
 from biograd.datasets import Split, chunk_stimulus
-from biograd.models.network import BioGradNetwork, PlasticState
-from biograd.models.schedule import INFER, sleep_block, training_schedule
+from biograd.models.network import BioGradNetwork, ChunkResult, PlasticState
+from biograd.models.schedule import INFER, TRAIN, sleep_block, training_schedule
 from biograd.models.spec import NetworkSpec
 
 EVALUATION = 2**32 - 1  # the "epoch" entry of evaluation seeds (used only by Poisson inputs)
+PROBE = 2**32 - 2  # the "epoch" entry of probe seeds
 
 
 @dataclass(frozen=True)
@@ -104,16 +106,46 @@ def build(spec: NetworkSpec, train: TrainConfig, **kwargs) -> BioGradNetwork:
     return BioGradNetwork(spec, n_slots=slots_per_chunk(spec, train), seed=train.seed, **kwargs)
 
 
-def run_step(net: BioGradNetwork, step: Step, split: Split, train: TrainConfig) -> int:
-    """Run a warm-up or training chunk; returns how many samples were classified right
-    (the prediction of the forward phase, before the sample's own update)."""
+@dataclass
+class StepRun:
+    """What a warm-up or training chunk did: right predictions (of the forward phase, before the
+    sample's own update), the slot kinds and what the network recorded."""
+
+    correct: int
+    kinds: np.ndarray
+    result: ChunkResult
+
+
+def run_step(net: BioGradNetwork, step: Step, split: Split, train: TrainConfig) -> StepRun:
+    """Run a warm-up or training chunk."""
     spec = net.spec
     kinds, shown = chunk_slots(spec, train, step)
     slots = shown >= 0
     targets = np.zeros((len(kinds), spec.sizes[-1]))
     targets[slots] = targets_for(split.labels[shown[slots]], spec.sizes[-1], spec.y_high)
     result = net.run_chunk(kinds, chunk_stimulus(split, shown, net.slot_steps), targets, eta=step.eta, seed=step.seed)
-    return int(np.sum(result.predictions()[slots] == split.labels[shown[slots]]))
+    return StepRun(int(np.sum(result.predictions()[slots] == split.labels[shown[slots]])), kinds, result)
+
+
+def probe(net: BioGradNetwork, split: Split, indices: np.ndarray, state: PlasticState,
+          seed: int) -> tuple[list[ProbeSample], ChunkResult]:
+    """Measure BioGrad's weight change for each sample of ``indices``, every one from ``state``.
+
+    Each sample is a training slot run on its own with learning rate 1 (the change per unit eta);
+    dW_l = W_l after - W_l before. Returns the samples (rates, gates 1[A > 0], target, dW) and the
+    chunk results stacked slot by slot (for activity rows). The network's state is kept.
+    """
+    kept, samples, results = net.state, [], []
+    for k, index in enumerate(np.asarray(indices)):
+        target = targets_for(split.labels[[index]], net.spec.sizes[-1], net.spec.y_high)
+        result = net.run_chunk(np.array([TRAIN]), chunk_stimulus(split, np.array([index]), net.slot_steps), target,
+                               state, eta=1.0, seed=step_seed(seed, PROBE, k))
+        samples.append(ProbeSample(int(index), target[0], [r[0] for r in result.rates],
+                                   [None] + [(a[0] > 0).astype(float) for a in result.inputs[1:]],
+                                   [w1 - w0 for w1, w0 in zip(net.state.W, state.W, strict=True)]))
+        results.append(result)
+    net.state = kept
+    return samples, ChunkResult.concatenate(results)
 
 
 def predict(net: BioGradNetwork, split: Split, state: PlasticState | None = None) -> np.ndarray:

@@ -1,17 +1,20 @@
 """BioGrad computes the backprop gradient: per-sample Brian2 weight changes vs the rate network.
 
 Two hidden layers, fine error quantisation (n_e = 100 steps per error phase, deterministic
-rounding, gains <= 1 so that no neuron saturates: |gain * delta| <= 1), tiny eta so W barely moves within a sample.
+rounding, gains <= 1 so that no neuron saturates: |gain * delta| <= 1). The weight changes are
+measured by biograd.models.training.probe (learning rate 1, scaled here to ETA), the tool the
+analysis package uses on real runs.
 """
 
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from biograd.analysis.backprop import angle_deg, backprop_updates, deltas, feedback_alignment_updates
+from biograd.analysis.backprop import angle_deg, deltas, weight_updates
+from biograd.datasets import Split
 from biograd.models.network import BioGradNetwork
-from biograd.models.schedule import TRAIN
 from biograd.models.spec import NetworkSpec
+from biograd.models.training import probe
 
 ETA = 1e-3
 N_SAMPLES = 20
@@ -23,24 +26,18 @@ def fine_spec(feedback: str) -> NetworkSpec:
 
 
 def per_sample_updates(feedback: str):
-    """(Brian2 dW, reference dW) per sample and layer, each sample from the same initial state."""
+    """(Brian2 dW, reference dW, rates) per sample, each sample probed from the same initial state."""
     images, labels = load_digits(return_X_y=True)
     net = BioGradNetwork(fine_spec(feedback), n_slots=1, seed=3)
     start = net.initial_state
-    for s in range(N_SAMPLES):
-        target = np.zeros((1, 10))
-        target[0, labels[s]] = net.spec.y_high
-        result = net.run_chunk(np.array([TRAIN]), images[s : s + 1] / 16, target, start)
-        rates = [r[0] for r in result.rates]
-        gates = [None] + [(a[0] > 0).astype(float) for a in result.inputs[1:]]
-        if feedback == "transpose":
-            reference = backprop_updates(rates, gates, target[0], start.W, eta=ETA)
-        else:
-            reference = feedback_alignment_updates(rates, gates, target[0], start.B, eta=ETA)
-        feedback_of = {l: start.W[l - 1].T for l in (2, 3)} if feedback == "transpose" else start.B
-        errors = deltas(rates, gates, target[0], feedback_of)
+    split = Split(images[:N_SAMPLES] / 16, labels[:N_SAMPLES], "digits")
+    samples, _ = probe(net, split, np.arange(N_SAMPLES), start, seed=3)
+    feedback_of = {l: start.W[l - 1].T for l in (2, 3)} if feedback == "transpose" else start.B
+    for sample in samples:
+        errors = deltas(sample.rates, sample.gates, sample.target, feedback_of)
         assert max(np.abs(errors[l]).max() * net.spec.gain_hidden for l in (1, 2)) <= 1, "no error saturation"
-        yield [w1 - w0 for w1, w0 in zip(net.state.W, start.W, strict=True)], reference, rates
+        reference = weight_updates(sample.rates, sample.gates, sample.target, feedback_of, eta=ETA)
+        yield [dw * ETA for dw in sample.dW], reference, sample.rates
 
 
 @pytest.mark.parametrize("feedback", ["transpose", "fixed_random"])

@@ -23,6 +23,7 @@ name: tiny
 model: {sizes: [64, 16, 10], feedback: sleep}
 data: {source: sklearn, n_train: 200, n_test: 100}
 train: {epochs: 1, sleep_every: 20, chunk: 40, sleep_duration: 100 ms, warmup_sleep_blocks: 3, backend: numpy, seed: 5}
+record: {probe_samples: 2, probe_every: 2}
 """
 
 
@@ -111,6 +112,8 @@ def _compare(a: RunDirectory, b: RunDirectory) -> None:
         assert np.array_equal(x, arrays_b[name]), name  # bit-identical, not just close
     keep = lambda m: m[m.metric != "samples_per_s"].reset_index(drop=True)  # noqa: E731 (timings differ)
     assert keep(a.metrics()).equals(keep(b.metrics()))
+    for table in ("alignment", "neuron_rates"):
+        assert len(a.table(table)) and a.table(table).equals(b.table(table)), table
     assert progress_a.step == progress_b.step
 
 

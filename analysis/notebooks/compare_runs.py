@@ -1,0 +1,53 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Comparing runs: the three feedback modes
+#
+# Test accuracy, angle(B, W^T) and activity of several runs side by side, e.g. the `mnist_1h`
+# runs with `transpose`, `fixed_random` and `sleep` feedback. `biograd report RUN... --out DIR`
+# writes the same comparison as files.
+
+# %%
+import matplotlib.pyplot as plt
+import seaborn as sns
+
+from biograd.analysis.report import angle_summary
+from biograd.analysis.runs import combined, load_runs, runs_from_environment
+
+runs = load_runs(runs_from_environment())
+metrics = combined(runs, "metrics")
+[r.label for r in runs]
+
+# %% [markdown]
+# ## Test accuracy after each epoch
+
+# %%
+test = metrics[(metrics.split == "test") & (metrics.metric == "accuracy")]
+test.pivot_table(index="epoch", columns=["feedback", "run"], values="value").round(4)
+
+# %%
+sns.lineplot(test, x="epoch", y="value", hue="feedback", style="run", markers=True)
+plt.ylabel("test accuracy")
+plt.show()
+
+# %% [markdown]
+# ## Feedback weights against W^T
+
+# %%
+angle_summary(metrics)
+
+# %% [markdown]
+# ## Activity side by side (last recorded epoch)
+
+# %%
+layers = metrics[metrics.layer.notna() & metrics.split.isin(["train", "probe"])]
+last = layers[layers.epoch == layers.groupby("run").epoch.transform("max")]
+last.pivot_table(index=["metric", "layer"], columns="feedback", values="value").round(3)

@@ -1,0 +1,98 @@
+"""Recording during training, probes afterwards, `biograd report`, and the notebooks, on a tiny run."""
+
+from pathlib import Path
+
+import jupytext
+import numpy as np
+import pytest
+from nbclient import NotebookClient
+
+from biograd.analysis.report import write_report
+from biograd.analysis.runs import RUNS_VARIABLE, load_run
+from biograd.config import load_config
+from biograd.recording import probe_run
+from biograd.rundir import RunDirectory
+from biograd.trainer import Trainer, start_run
+
+NOTEBOOKS = sorted((Path(__file__).parents[1] / "analysis" / "notebooks").glob("*.py"))
+RECORDED = """\
+name: tiny_recorded
+model: {sizes: [64, 16, 10], feedback: sleep}
+data: {source: sklearn, n_train: 120, n_test: 60}
+train: {epochs: 1, sleep_every: 20, chunk: 40, sleep_duration: 100 ms, warmup_sleep_blocks: 2, backend: numpy, seed: 3}
+record: {probe_samples: 3, probe_every: 2, arrays: true}
+"""
+
+
+def _train(folder: Path, text: str) -> RunDirectory:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "run.yaml").write_text(text)
+    run = start_run(load_config(folder / "run.yaml"), root=folder / "out")
+    Trainer(run, progress=False).train()
+    return run
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> RunDirectory:
+    return _train(tmp_path_factory.mktemp("recorded"), RECORDED)
+
+
+def test_recording_tables_and_arrays(tiny_run):
+    data = load_run(tiny_run.path)
+    points = data.alignment.groupby(["epoch", "chunk"], dropna=False).ngroups
+    assert points == 3  # after the warm-up, after chunk 2 of 3 (probe_every 2), after the epoch
+    assert len(data.alignment) == points * 3 * 2 * 3  # samples x layers x modes
+    assert set(data.alignment["sample"]) == set(data.alignment[data.alignment.epoch == 0]["sample"])  # fixed samples
+    assert len(data.neuron_rates) == 64 + 16 + 10
+    metrics = data.metrics
+    assert len(metrics[(metrics.split == "train") & (metrics.metric == "synops_forward")]) == 3  # every chunk
+    assert len(metrics[(metrics.split == "sleep") & (metrics.metric == "updates")]) == 4  # warm-up + 3 chunks
+    files = sorted((tiny_run.path / "recording").glob("*.npz"))
+    assert len(files) == points
+    with np.load(files[-1]) as arrays:
+        assert arrays["dW1"].shape == (3, 16, 64) and arrays["rate0"].shape == (3, 64) and "B2" in arrays.files
+
+
+def test_probes_do_not_change_training(tiny_run, tmp_path):
+    plain = _train(tmp_path, RECORDED.replace("probe_samples: 3", "probe_samples: 0"))
+    a, b = tiny_run.load_checkpoint()[0].named(), plain.load_checkpoint()[0].named()
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_posthoc_probe_repeats_the_training_probes(tiny_run):
+    out = probe_run(tiny_run, n_samples=3, backend="numpy")
+    data = load_run(tiny_run.path)
+    posthoc = data.alignment[data.alignment.source == "posthoc"].drop(columns="source").reset_index(drop=True)
+    training = data.alignment[(data.alignment.source == "training") & data.alignment.chunk.isna()]
+    assert np.allclose(posthoc.angle_deg, training.drop(columns="source").reset_index(drop=True).angle_deg)
+    with pytest.raises(FileExistsError, match="posthoc exists"):
+        probe_run(tiny_run, n_samples=3, backend="numpy")
+    assert (out / "metrics.parquet").is_file()
+
+
+def test_report_writes_every_figure_and_table(tiny_run):
+    report = write_report([tiny_run.path])
+    assert report == tiny_run.path / "report" / "report.md"
+    for figure in ("accuracy.png", "alignment.png", "sleep_alignment.png", "rates.png"):
+        assert (report.parent / figure).stat().st_size > 10_000, figure
+    text = report.read_text()
+    for needle in ("## Gradient alignment", "| biograd_vs_backprop", "feedback_alignment_vs_backprop",
+                   "| B2", "## Biological plausibility", "transpose_relay", "w += eta*eps_error_post",
+                   "rate_hz", "error_saturated_fraction", "## Energy estimate", "synaptic_update", "400x"):
+        assert needle in text, needle
+
+
+def test_report_of_several_runs_needs_a_folder(tiny_run, tmp_path):
+    with pytest.raises(ValueError, match="give --out"):
+        write_report([tiny_run.path, tiny_run.path])
+    assert write_report([tiny_run.path, tiny_run.path], tmp_path / "cmp").is_file()
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_executes(notebook, tiny_run, tmp_path, monkeypatch):
+    monkeypatch.setenv(RUNS_VARIABLE, str(tiny_run.path))
+    nb = jupytext.read(notebook)
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any(o.output_type == "execute_result" for o in outputs), "the notebook shows tables"
