@@ -77,11 +77,11 @@ def sleep_alignment(metrics: pd.DataFrame, path: Path) -> Path:
     warmup, training = angles[angles.split == "sleep"], angles[angles.split.isin(["train", "test"])]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     if len(warmup):
-        sns.lineplot(warmup.assign(chunk=warmup.chunk + 1), x="chunk", y="value", hue="layer", style="run",
+        sns.lineplot(warmup.assign(chunk=warmup.chunk + 1), x="chunk", y="value", hue="feedback", style="layer",
                      ax=axes[0])
     axes[0].set(xlabel="warm-up sleep chunks", ylabel="angle(B, W^T) [deg]", ylim=(0, 95), title="warm-up sleep")
     if len(training):
-        sns.lineplot(training, x="samples", y="value", hue="layer", style="run", ax=axes[1])
+        sns.lineplot(training, x="samples", y="value", hue="feedback", style="layer", ax=axes[1])
     axes[1].set(xlabel="training samples", title="during training (sleep every sleep_every samples)")
     return _save(fig, path)
 

@@ -77,6 +77,8 @@ def observable_checks(metrics: pd.DataFrame, spec: NetworkSpec, equations: Path)
     rows = []
     for layer in range(spec.n_layers + 1):
         for name in spec.elements(layer):
+            if not (equations / f"{name}.eqs").is_file():  # a run older than a measurement-only element
+                continue
             element = load_element(name, equations)
             for observable, declared in element.table.observables.items():
                 unit = parse_unit(OBSERVABLES[observable])
@@ -88,4 +90,5 @@ def observable_checks(metrics: pd.DataFrame, spec: NetworkSpec, equations: Path)
                              "unit": OBSERVABLES[observable], "measured": value, "low": low, "high": high,
                              "within": within if value == value else None,
                              "reconstruction": declared.reconstruction, "reference": declared.reference})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["layer", "element", "observable", "unit", "measured", "low", "high", "within",
+                                       "reconstruction", "reference"])

@@ -93,6 +93,7 @@ def train(
         console.print(f"[red]training stopped:[/red] {err}\n{run.read_json('status.json')['message']}")
         raise typer.Exit(1) from err
     _summary(run)
+    return run
 
 
 def _summary(run) -> None:
@@ -169,12 +170,14 @@ def report(
 def demo(
     set_: Annotated[list[str] | None, typer.Option("--set", help="override, e.g. --set train.epochs=1")] = None,
 ) -> None:
-    """Check model files and data, then train the demo config (784-100-10, embedded MNIST digits)."""
+    """Check model files and data, train the demo config (784-100-10, embedded MNIST digits), write its report."""
+    from biograd.analysis.report import write_report
     from biograd.demo import check_data, check_model_files
 
     check_model_files(console)
     check_data(console)
-    train(DEMO_CONFIG, set_, None, Path("runs/out"), True)
+    run = train(DEMO_CONFIG, set_, None, Path("runs/out"), True)
+    console.print(f"report (gradient alignment, plausibility, energy): {write_report([run.path])}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@
 Each network trains ``--samples`` embedded MNIST digits with the mnist configs' schedule (sleep
 mode, a 500-step sleep block per feedback layer every 100 samples: forward + error phases + sleep
 all counted) and then predicts 1,000 digits with the inference-only build. Every network runs in
-a process of its own (one standalone build per process). Results: runs/out/benchmark/speed.csv.
+a process of its own (one standalone build per process). ``record_activity_share`` is the time
+``record.activity`` adds per chunk, as a fraction of the training time. Results:
+runs/out/benchmark/speed.csv.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ def measure(sizes: str, samples: int, feedback: str) -> dict:
     """Train and infer in this process; returns one row of speeds."""
     import numpy as np
 
+    from biograd.analysis.activity import activity_rows
     from biograd.config import TrainConfig
     from biograd.data.embedded import load_embedded_mnist
     from biograd.datasets import Split
@@ -48,13 +51,16 @@ def measure(sizes: str, samples: int, feedback: str) -> dict:
     net.compile()
     compile_s = time.perf_counter() - t0
     steps = [s for s in plan_steps(spec, train, len(data)) if s.kind == "train"]
-    done, t0 = 0, time.perf_counter()
+    done, record_s, t0 = 0, 0.0, time.perf_counter()
     for step in steps:
-        run_step(net, step, data, train)
+        run = run_step(net, step, data, train)
+        t1 = time.perf_counter()
+        activity_rows(run.result, run.kinds, spec, train.sleep_slots(spec))  # what record.activity adds per chunk
+        record_s += time.perf_counter() - t1
         done += len(step.samples)
         if done >= samples:
             break
-    train_s = time.perf_counter() - t0
+    train_s = time.perf_counter() - t0 - record_s
     use_backend("cpp_standalone", OUT / f"build_{sizes}_{feedback}_inference")
     evaluator = Evaluator(spec, Split(data.inputs[:1000], data.labels[:1000], "first 1000"), 1000, 0, None)
     t0 = time.perf_counter()
@@ -62,6 +68,7 @@ def measure(sizes: str, samples: int, feedback: str) -> dict:
     infer_s = time.perf_counter() - t0
     return {"sizes": sizes, "feedback": feedback, "train_samples": done, "train_samples_per_s": done / train_s,
             "inference_samples_per_s": 1000 / infer_s, "compile_s": compile_s,
+            "record_activity_share": record_s / train_s,
             "train_accuracy_first_1000_after": float(np.mean(predicted == data.labels[:1000]))}
 
 
