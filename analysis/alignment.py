@@ -54,6 +54,7 @@ def sample_alignment(sample: ProbeSample, W: Sequence[np.ndarray], B: Mapping[in
     return rows
 
 
-def alignment_rows(samples: Sequence[ProbeSample], W: Sequence[np.ndarray], B: Mapping[int, np.ndarray]) -> list[dict]:
+def probe_alignment_rows(samples: Sequence[ProbeSample], W: Sequence[np.ndarray],
+                         B: Mapping[int, np.ndarray]) -> list[dict]:
     """:func:`sample_alignment` for every probed sample."""
     return [row for sample in samples for row in sample_alignment(sample, W, B)]

@@ -84,25 +84,28 @@ def load_energy_table(path: Path = ENERGY_TABLE) -> EnergyTable:
     return table
 
 
-def _latest(metrics: pd.DataFrame, kind: str, metric: str, epoch: int | None) -> float:
+def _latest(metrics: pd.DataFrame, kind: str, metric: str, epoch: int | None, sleeps: bool) -> float:
+    """The mean of the last recorded epoch; nan if nothing was recorded (0 for sleep in a run without sleep)."""
     for split in SOURCES[kind]:
         rows = metrics[(metrics.split == split) & (metrics.metric == metric)]
         if epoch is not None:
             rows = rows[rows.epoch == epoch]
         if len(rows):
             return float(rows[rows.epoch == rows.epoch.max()].value.mean())
-    return float("nan") if kind == "train" else 0.0  # no sleep recorded: a run without sleep
+    return 0.0 if kind == "sleep" and not sleeps else float("nan")
 
 
-def operation_counts(metrics: pd.DataFrame, spec: NetworkSpec, sleep_every: int,
-                     epoch: int | None = None) -> pd.DataFrame:
+def per_sample_counts(metrics: pd.DataFrame, spec: NetworkSpec, sleep_every: int,
+                      epoch: int | None = None) -> pd.DataFrame:
     """Counts per training sample and per inference: rows (phase, operation, part, count).
 
-    Values are the mean over the recorded chunks of ``epoch`` (default: the last epoch recorded).
+    Values are the mean over the recorded chunks of ``epoch`` (default: the last epoch recorded);
+    a count nothing recorded is nan (run ``biograd probe`` on runs without recording).
     """
+    sleeps = spec.feedback == "sleep" and spec.n_layers >= 2
     rows = []
     for (phase, operation, part), (kind, metric, per_block) in PARTS.items():
-        count = _latest(metrics, kind, metric, epoch)
+        count = _latest(metrics, kind, metric, epoch, sleeps)
         rows.append({"phase": phase, "operation": operation, "part": part,
                      "count": count / sleep_every if per_block else count})
     rows.append({"phase": "inference", "operation": "neuron_update", "part": "forward",
@@ -118,7 +121,8 @@ def energy_estimate(counts: pd.DataFrame, table: EnergyTable | None = None) -> p
 
 
 def totals(estimate: pd.DataFrame) -> pd.DataFrame:
-    """Per phase and operation: count and energy, plus a total row per phase."""
-    by_op = estimate.groupby(["phase", "operation"], as_index=False)[["count", "energy_uJ"]].sum()
-    total = estimate.groupby("phase", as_index=False)[["energy_uJ"]].sum().assign(operation="total")
+    """Per phase and operation: count and energy, plus a total row per phase (nan if a part is unknown)."""
+    exact = lambda values: values.sum(skipna=False)  # noqa: E731 (an unknown part makes the sum unknown)
+    by_op = estimate.groupby(["phase", "operation"], as_index=False)[["count", "energy_uJ"]].agg(exact)
+    total = by_op.groupby("phase", as_index=False)[["energy_uJ"]].agg(exact).assign(operation="total")
     return pd.concat([by_op, total], ignore_index=True).sort_values(["phase", "operation"], ignore_index=True)

@@ -87,8 +87,9 @@ def sleep_alignment(metrics: pd.DataFrame, path: Path) -> Path:
 
 
 def rate_distributions(rates: pd.DataFrame, path: Path) -> Path:
-    """Distribution of per-neuron forward rates per layer, after the first and the last epoch."""
-    kept = rates[rates.epoch.isin([rates.epoch.min(), rates.epoch.max()])]
+    """Distribution of per-neuron forward rates per layer, after each run's first and last epoch."""
+    by_run = rates.groupby("run").epoch
+    kept = rates[(rates.epoch == by_run.transform("min")) | (rates.epoch == by_run.transform("max"))]
     grid = sns.displot(kept.assign(epoch=kept.epoch.map(lambda e: f"epoch {e}")), x="rate_hz", hue="epoch",
                        col="layer", row="feedback", kind="hist", element="step", stat="probability",
                        common_norm=False, bins=20, height=3, aspect=1.2, facet_kws={"sharey": False})

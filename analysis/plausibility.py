@@ -37,7 +37,7 @@ def rule_summary(equations: Path) -> pd.DataFrame:
                    nonlocal_=~df.local)
     summary = df.groupby(["element", "kind"], as_index=False).agg(
         statements=("statement", "size"), event_driven=("event_driven", "sum"), clock_driven=("clock_driven", "sum"),
-        nonlocal_statements=("nonlocal_", "sum"), declared_nonlocal=("declared_exception", "any"))
+        nonlocal_statements=("nonlocal_", "sum"), declared_nonlocal=("declared_exception", "any"))  # a flag
     return summary.rename(columns={"nonlocal_statements": "non_local"})
 
 
@@ -49,8 +49,11 @@ def plasticity_rules(equations: Path) -> pd.DataFrame:
 
 
 def _split_with(metrics: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Rows of ``metric`` from training chunks, else from probes (training-time probes before posthoc ones)."""
     for split in ("train", "probe"):
         rows = metrics[(metrics.split == split) & (metrics.metric == metric) & metrics.layer.notna()]
+        if "source" in rows and rows.source.nunique() > 1:
+            rows = rows[rows.source == "training"]
         if len(rows):
             return rows
     return rows
@@ -65,10 +68,10 @@ def activity_by_layer(metrics: pd.DataFrame) -> pd.DataFrame:
             continue
         first, last = found.epoch.min(), found.epoch.max()
         for layer, group in found.groupby("layer"):
-            rows.append({"layer": int(layer), "metric": metric, "source": group.split.iloc[0],
+            rows.append({"layer": int(layer), "metric": metric, "split": group.split.iloc[0],
                          "first_epoch": int(first), "first": group[group.epoch == first].value.mean(),
                          "last_epoch": int(last), "last": group[group.epoch == last].value.mean()})
-    return pd.DataFrame(rows, columns=["layer", "metric", "source", "first_epoch", "first", "last_epoch", "last"])
+    return pd.DataFrame(rows, columns=["layer", "metric", "split", "first_epoch", "first", "last_epoch", "last"])
 
 
 def observable_checks(metrics: pd.DataFrame, spec: NetworkSpec, equations: Path) -> pd.DataFrame:

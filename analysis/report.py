@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from biograd.analysis import figures
-from biograd.analysis.energy import energy_estimate, load_energy_table, operation_counts, totals
+from biograd.analysis.energy import energy_estimate, load_energy_table, per_sample_counts, totals
 from biograd.analysis.plausibility import activity_by_layer, observable_checks, plasticity_rules, rule_summary
 from biograd.analysis.runs import RunData, combined, load_runs
 from biograd.rundir import RunDirectory
@@ -54,9 +54,12 @@ def angle_summary(metrics: pd.DataFrame) -> pd.DataFrame:
 
 def energy_section(run: RunData, table) -> tuple[str, pd.DataFrame]:
     cfg = run.config
-    estimate = energy_estimate(operation_counts(run.metrics, cfg.model, cfg.train.sleep_every), table)
+    estimate = energy_estimate(per_sample_counts(run.metrics, cfg.model, cfg.train.sleep_every), table)
     summary = totals(estimate)
     training = summary.query("phase == 'training' and operation == 'total'").energy_uJ.iloc[0]
+    if training != training:
+        return (f"**{run.label}**: no operation counts recorded (train with `record.activity`, or run "
+                f"`biograd probe {run.path}`).", estimate)
     sizes = cfg.model.sizes
     flops = 6 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))  # forward 2, backward 4 per weight
     text = (f"**{run.label}**: {training:.3g} uJ per training sample, "

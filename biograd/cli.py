@@ -73,7 +73,7 @@ def train(
     resume: Annotated[Path | None, typer.Option(help="continue this run directory from its last checkpoint")] = None,
     out: Annotated[Path, typer.Option(help="folder for new run directories")] = Path("runs/out"),
     progress: Annotated[bool, typer.Option(help="progress bar")] = True,
-) -> None:
+):
     """Train from a config into a new run directory, or --resume an interrupted run."""
     from biograd.config import load_config
     from biograd.rundir import RunDirectory
@@ -136,7 +136,7 @@ def evaluate(
 @app.command()
 def probe(
     run_dir: Annotated[Path, typer.Argument(help="a run directory with weights_epoch<k>.npz")],
-    samples: Annotated[int, typer.Option(help="training samples to probe at every epoch's weights")] = 16,
+    samples: Annotated[int, typer.Option(min=1, help="training samples to probe at every epoch's weights")] = 16,
     backend: Annotated[str | None, typer.Option(help="cpp_standalone | numpy | cython (default: the run's)")] = None,
 ) -> None:
     """Measure BioGrad's weight changes afterwards at a run's epoch weights (gradient alignment)."""

@@ -10,27 +10,26 @@
               in sleep mode, one sleep block's counts with split ``probe_sleep``)
     arrays    at every probe point W, B and the samples' dW, rates and gates in recording/*.npz
 
-Everything is computed from what a chunk records anyway (one row per slot), so recording that is
-off costs nothing, and activity costs a few array reductions per chunk. Probes rerun the training
-build once per sample; they never change the run's weights or random numbers, so a run with
-probes trains exactly like one without.
+Activity is computed from per-slot counts every training build records (the spike counter of
+``equations/activity.eqs`` and ``n_error``), with a few array reductions per chunk. Probes run in
+a small training build of their own (:class:`Prober`; on cpp_standalone in a worker process),
+one run per sample; they never change the run's weights or random numbers, so a run with probes
+trains exactly like one without.
 """
 
 from __future__ import annotations
 
 import io
-import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from biograd.analysis.activity import activity_rows, neuron_rates, operation_counts
-from biograd.analysis.alignment import alignment_rows
-from biograd.config import RecordConfig, TrainConfig
-from biograd.datasets import Split, load_splits
-from biograd.elements import equations_dir
-from biograd.models.network import BioGradNetwork, use_backend
+from biograd.analysis.alignment import ProbeSample, probe_alignment_rows
+from biograd.config import RecordConfig, RunConfig, TrainConfig
+from biograd.datasets import load_splits
+from biograd.models.network import BioGradNetwork, PlasticState, use_backend
 from biograd.models.training import PROBE, Step, StepRun, probe, sleep_kinds, step_seed
 from biograd.rundir import METRIC_SCHEMA, TABLES, RunDirectory, atomic_write, write_parquet
 
@@ -39,15 +38,16 @@ PROBE_SELECTION = 7  # second entry of the seed that picks the probed samples
 
 def probe_indices(n_train: int, n: int, seed: int) -> np.ndarray:
     """The ``n`` training samples every probe point uses (the same ones throughout a run)."""
+    if n > n_train:
+        raise ValueError(f"cannot probe {n} samples of a training split of {n_train}")
     return np.random.default_rng([seed, PROBE_SELECTION]).permutation(n_train)[:n]
 
 
 class Recorder:
-    """Makes the recording rows of a run's steps; ``directory`` receives the arrays files."""
+    """Makes the activity rows of a run's chunks and says when a probe point comes."""
 
-    def __init__(self, record: RecordConfig, train: TrainConfig, split: Split, directory: Path):
-        self.record, self.train, self.split, self.directory = record, train, split, directory
-        self.indices = probe_indices(len(split), record.probe_samples, train.seed)
+    def __init__(self, record: RecordConfig, train: TrainConfig):
+        self.record, self.train = record, train
 
     def chunk_rows(self, run: StepRun, base: dict, spec) -> list[dict]:
         """Activity and operation-count rows of a warm-up or training chunk (nothing if activity is off)."""
@@ -62,24 +62,42 @@ class Recorder:
         return [{k: base[k] for k in ("epoch", "chunk", "samples")} | {"layer": layer, "neuron": i, "rate_hz": float(r)}
                 for layer, rates in enumerate(neuron_rates(run.result, run.kinds)) for i, r in enumerate(rates)]
 
-    def probes_after(self, step: Step, steps_in_epoch: int) -> bool:
+    def probes_after(self, step: Step, chunks_per_epoch: int) -> bool:
         """Whether ``step`` is followed by a probe point: evaluations, and every ``probe_every`` chunks."""
         if not self.record.probe_samples:
             return False
         if step.kind == "evaluate":
             return True
         every = self.record.probe_every
-        return step.kind == "train" and every > 0 and (step.index + 1) % every == 0 and step.index + 1 < steps_in_epoch
+        done = step.index + 1
+        return step.kind == "train" and every > 0 and done % every == 0 and done < chunks_per_epoch
 
-    def probe_rows(self, net: BioGradNetwork, base: dict, name: str) -> tuple[list[dict], list[dict]]:
-        """(metrics rows, alignment rows) of a probe point at the network's current weights."""
-        spec, state = net.spec, net.state
+
+class Prober:
+    """A training build of its own, one sleep block long (at least one slot), that measures probes.
+
+    Small, so that a probe sample costs one short run of the binary rather than a run of the whole
+    training build. ``record`` defaults to the run config's; ``directory`` receives arrays files.
+    """
+
+    def __init__(self, config: RunConfig, equations: Path, directory: Path, record: RecordConfig | None = None):
+        self.train, self.record, self.directory = config.train, record or config.record, directory
+        split, _ = load_splits(config.data, config.model, seed=self.train.seed)
+        self.split = split
+        self.indices = probe_indices(len(split), self.record.probe_samples, self.train.seed)
+        self.net = BioGradNetwork(config.model, n_slots=max(1, len(sleep_kinds(config.model, self.train))),
+                                  seed=self.train.seed, equations=equations)
+        self.net.compile()
+
+    def rows(self, state: PlasticState, base: dict, name: str) -> tuple[list[dict], list[dict]]:
+        """(metrics rows, alignment rows) of a probe point at weights ``state``; ``base`` gives
+        epoch, chunk and samples; ``name`` names the arrays file."""
+        net, spec = self.net, self.net.spec
         seed = step_seed(self.train.seed, PROBE, base["samples"])
         samples, result = probe(net, self.split, self.indices, state, seed)
-        kinds = np.ones(len(samples), np.int64)
-        metrics = [base | row | {"split": "probe"} for row in activity_rows(result, kinds, spec)]
+        metrics = [base | row | {"split": "probe"} for row in activity_rows(result, np.ones(len(samples)), spec)]
         block = sleep_kinds(spec, self.train)
-        if len(block) and net.n_slots >= len(block):  # one sleep block's operations (state restored)
+        if len(block):  # the operations of one sleep block (the state is kept)
             sleep = net.run_chunk(block, np.zeros((0, spec.sizes[0])), np.zeros((len(block), spec.sizes[-1])),
                                   state, eta=0.0, seed=seed)
             net.state = state
@@ -87,40 +105,26 @@ class Recorder:
             metrics += [base | {"split": "probe_sleep", "metric": k, "layer": None, "value": v}
                         for k, v in counts.items()]
         keys = {k: base[k] for k in ("epoch", "chunk", "samples")}
-        alignment = [keys | row for row in alignment_rows(samples, state.W, state.B)]
+        alignment = [keys | row for row in probe_alignment_rows(samples, state.W, state.B)]
         if self.record.arrays:
-            self._write_arrays(name, state, samples)
+            write_probe_arrays(self.directory / "recording" / f"{name}.npz", state, samples)
         return metrics, alignment
 
-    def _write_arrays(self, name: str, state, samples) -> None:
-        folder = self.directory / "recording"
-        folder.mkdir(exist_ok=True)
-        arrays = {f"{k}": v for k, v in state.named().items()} | {"sample": np.array([s.index for s in samples])}
-        for layer in range(len(state.W)):
-            arrays[f"dW{layer + 1}"] = np.stack([s.dW[layer] for s in samples]).astype(np.float32)
-        for layer in range(len(state.W) + 1):
-            arrays[f"rate{layer}"] = np.stack([s.rates[layer] for s in samples])
-            if layer:
-                arrays[f"gate{layer}"] = np.stack([s.gates[layer] for s in samples])
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)
-        atomic_write(folder / f"{name}.npz", buffer.getvalue())
 
+def write_probe_arrays(path: Path, state: PlasticState, samples: list[ProbeSample]) -> None:
+    """W, B, biases and the probed samples' dW (float32), rates and gates in one compressed .npz."""
+    path.parent.mkdir(exist_ok=True)
+    arrays = state.named() | {"sample": np.array([s.index for s in samples])}
+    for layer in range(len(state.W)):
+        arrays[f"dW{layer + 1}"] = np.stack([s.dW[layer] for s in samples]).astype(np.float32)
+    for layer in range(len(state.W) + 1):
+        arrays[f"rate{layer}"] = np.stack([s.rates[layer] for s in samples])
+        if layer:
+            arrays[f"gate{layer}"] = np.stack([s.gates[layer] for s in samples])
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    atomic_write(path, buffer.getvalue())
 
-MEASUREMENT_ELEMENTS = {"activity"}  # elements that only count; a run made before they existed can use today's
-
-
-def _equations_for(run: RunDirectory) -> Path:
-    """The run's copy of the equation files, completed with measurement-only elements it predates."""
-    missing = sorted(n for n in MEASUREMENT_ELEMENTS if not (run.equations / f"{n}.eqs").is_file())
-    if not missing:
-        return run.equations
-    folder = Path(tempfile.mkdtemp(prefix="biograd_equations_"))
-    shutil.copytree(run.equations, folder, dirs_exist_ok=True)
-    for name in missing:
-        for suffix in (".eqs", ".yaml"):
-            shutil.copy2(equations_dir() / f"{name}{suffix}", folder)
-    return folder
 
 
 def probe_run(run: RunDirectory, n_samples: int, backend: str | None = None) -> Path:
@@ -128,36 +132,31 @@ def probe_run(run: RunDirectory, n_samples: int, backend: str | None = None) -> 
 
     Writes ``posthoc/alignment.parquet`` and ``posthoc/metrics.parquet`` (split ``probe`` and
     ``probe_sleep``) into the run directory, as a run with ``record.probe_samples = n_samples``
-    would have recorded them during training; returns the folder. An existing posthoc folder is
-    never overwritten. A run made before the spike counter existed gets today's ``activity``
-    element (it only counts spikes) next to its own equation files.
+    would have recorded them during training; returns the folder. The folder appears complete or
+    not at all, and an existing one is never overwritten.
     """
-    cfg = run.config
-    spec, train = cfg.model, cfg.train
     out = run.path / "posthoc"
     if out.exists():
         raise FileExistsError(f"{out} exists; move it away to probe again")
+    if n_samples < 1:
+        raise ValueError(f"--samples must be at least 1, got {n_samples}")
     epochs = sorted(run.path.glob("weights_epoch*.npz"), key=lambda p: int(p.stem.removeprefix("weights_epoch")))
     if not epochs:
         raise FileNotFoundError(f"{run.path}: no weights_epoch<k>.npz to probe")
-    train_split, _ = load_splits(cfg.data, spec, seed=train.seed)
-    backend = backend or train.backend
-    use_backend(backend, run.path / "build_probe")
-    net = BioGradNetwork(spec, n_slots=max(1, len(sleep_kinds(spec, train))), seed=train.seed,
-                         equations=_equations_for(run))
-    net.compile()
-    record = cfg.record.model_copy(update={"probe_samples": n_samples, "arrays": False})
-    recorder = Recorder(record, train, train_split, out)
+    config = run.config
+    use_backend(backend or config.train.backend, run.path / "build_probe")
+    prober = Prober(config, run.build_equations(), out,
+                    config.record.model_copy(update={"probe_samples": n_samples, "arrays": False}))
     test = run.metrics().query("split == 'test' and metric == 'accuracy'").set_index("epoch").samples
     metrics, alignment = [], []
     for path in epochs:
         epoch = int(path.stem.removeprefix("weights_epoch"))
-        net.state = run.load_checkpoint(path)[0]
         base = {"epoch": epoch, "chunk": None, "samples": int(test.get(epoch, 0)), "split": "probe", "layer": None}
-        m, a = recorder.probe_rows(net, base, f"epoch{epoch}")
+        m, a = prober.rows(run.load_checkpoint(path)[0], base, f"epoch{epoch}")
         metrics += m
         alignment += a
-    out.mkdir()
-    write_parquet(out / "metrics.parquet", metrics, METRIC_SCHEMA)
-    write_parquet(out / "alignment.parquet", alignment, TABLES["alignment"])
+    staging = Path(tempfile.mkdtemp(prefix=".posthoc.", dir=run.path))
+    write_parquet(staging / "metrics.parquet", metrics, METRIC_SCHEMA)
+    write_parquet(staging / "alignment.parquet", alignment, TABLES["alignment"])
+    staging.rename(out)
     return out

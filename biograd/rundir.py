@@ -4,6 +4,7 @@ Contents::
 
     config.yaml        the resolved config (defaults filled in, overrides applied)
     equations/         copies of the equation files and parameter tables the run used
+    equations_completed/  the same plus measurement-only elements the run predates (made when needed)
     versions.json      python, brian2, numpy, biograd versions, git commit (and whether dirty), machine
     checkpoint.npz     the last good state: weights, progress, metrics so far (atomic, every chunk)
     weights_epoch<k>.npz  weights after epoch k
@@ -45,6 +46,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from biograd.config import RunConfig, dump_config, load_config
+from biograd.elements import equations_dir
 from biograd.models.network import PlasticState
 
 METRIC_SCHEMA = pa.schema([("epoch", pa.int64()), ("chunk", pa.int64()), ("samples", pa.int64()),
@@ -59,6 +61,9 @@ TABLES = {  # parquet tables of a run directory besides metrics.parquet, kept in
     "neuron_rates": pa.schema([("epoch", pa.int64()), ("chunk", pa.int64()), ("samples", pa.int64()),
                                ("layer", pa.int64()), ("neuron", pa.int64()), ("rate_hz", pa.float64())]),
 }
+
+
+MEASUREMENT_ELEMENTS = ("activity",)  # elements that only count; a run made before them can use today's
 
 
 def write_parquet(path: Path, rows: list[dict], schema: pa.Schema) -> None:
@@ -159,6 +164,22 @@ class RunDirectory:
     @property
     def equations(self) -> Path:
         return self.path / "equations"
+
+    def build_equations(self) -> Path:
+        """The equation files to build this run's network from: its own copy, completed with today's
+        measurement-only elements (:data:`MEASUREMENT_ELEMENTS`, they only count) if the run predates them."""
+        missing = [n for n in MEASUREMENT_ELEMENTS if not (self.equations / f"{n}.eqs").is_file()]
+        if not missing:
+            return self.equations
+        folder = self.path / "equations_completed"
+        if not folder.is_dir():
+            staging = Path(tempfile.mkdtemp(prefix=".equations.", dir=self.path))
+            shutil.copytree(self.equations, staging, dirs_exist_ok=True)
+            for name in missing:
+                for suffix in (".eqs", ".yaml"):
+                    shutil.copy2(equations_dir() / f"{name}{suffix}", staging)
+            staging.rename(folder)
+        return folder
 
     @property
     def build_dir(self) -> Path:

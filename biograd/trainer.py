@@ -5,9 +5,10 @@ an atomic checkpoint (weights + progress + metrics), so ``train(resume=True)`` c
 last finished step and ends bit-identical to an uninterrupted run. Weights that become NaN or
 exceed ``train.max_weight`` stop the run (status ``diverged``) before they are checkpointed.
 
-Evaluation uses an inference-only build (slots of ``n_f`` steps, no error phases, no feedback).
-On cpp_standalone the training build owns this process's device, so the inference build lives in
-a worker process, compiled once and rerun with ``run_args`` like the training build.
+Evaluation uses an inference-only build (slots of ``n_f`` steps, no error phases, no feedback),
+probes (``record.probe_samples``) a small training build of their own. On cpp_standalone the
+training build owns this process's device, so each of those lives in a worker process, compiled
+once (while the training build compiles) and rerun with ``run_args`` like the training build.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from biograd.datasets import Split, load_splits
 from biograd.models.network import BioGradNetwork, PlasticState, use_backend
 from biograd.models.spec import NetworkSpec
 from biograd.models.training import Step, build, plan_steps, predict, run_step
-from biograd.recording import Recorder
+from biograd.recording import Prober, Recorder
 from biograd.rundir import Progress, RunDirectory
 
 
@@ -47,7 +48,7 @@ def check_health(state: PlasticState, max_weight: float) -> None:
                                    f"{max_weight} (exploding weights; lower train.eta?)")
 
 
-def alignment_rows(state: PlasticState, base: dict) -> list[dict]:
+def feedback_rows(state: PlasticState, base: dict) -> list[dict]:
     """angle(B_l, W_l^T) in degrees and the norms |B_l|, |W_l| for every layer with feedback weights."""
     return [base | {"metric": metric, "layer": l, "value": value} for l, b in sorted(state.B.items())
             for metric, value in [("angle_B_WT", angle_deg(b, state.W[l - 1].T)), ("norm_B", float(np.linalg.norm(b))),
@@ -68,32 +69,38 @@ class Evaluator:
         return predict(self.net, self.split, state)
 
 
-_worker: Evaluator | None = None
+_hosted = None  # the object a worker process serves
 
 
-def _start_worker(backend: str, directory: Path, *args) -> None:
-    global _worker
+def _start_worker(backend: str, directory: Path, factory, args: tuple) -> None:
+    global _hosted
     use_backend(backend, directory)
-    _worker = Evaluator(*args)
+    _hosted = factory(*args)
 
 
-def _worker_predict(state: PlasticState) -> np.ndarray:
-    return _worker.predict(state)
+def _call(method: str, *args):
+    return getattr(_hosted, method)(*args)
 
 
-class WorkerEvaluator:
-    """An :class:`Evaluator` in a worker process with its own cpp_standalone device."""
+class Worker:
+    """``factory(*args)`` (an Evaluator or a Prober) in a worker process with its own cpp_standalone
+    device, built in ``directory``; its methods are called through the process pool."""
 
-    def __init__(self, directory: Path, *args):
-        self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_start_worker, initargs=("cpp_standalone", directory, *args))
+    def __init__(self, directory: Path, factory, *args):
+        self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+                                        initargs=("cpp_standalone", directory, factory, args))
         self.pool.submit(int)  # start the worker now: it compiles while the training build compiles
 
-    def predict(self, state: PlasticState) -> np.ndarray:
-        return self.pool.submit(_worker_predict, state).result()
+    def __getattr__(self, method: str):
+        return lambda *args: self.pool.submit(_call, method, *args).result()
 
     def close(self) -> None:
         self.pool.shutdown()
+
+
+def hosted(backend: str, directory: Path, factory, *args):
+    """``factory(*args)`` in this process (runtime device), or in a :class:`Worker` (cpp_standalone)."""
+    return Worker(directory, factory, *args) if backend == "cpp_standalone" else factory(*args)
 
 
 # ---------------------------------------------------------------------- training
@@ -123,15 +130,20 @@ class Trainer:
         train_split, test_split = load_splits(cfg.data, spec, seed=train_cfg.seed)
         steps = plan_steps(spec, train_cfg, len(train_split))
         self.chunks_per_epoch = math.ceil(len(train_split) / train_cfg.chunk)
-        self.recorder = Recorder(cfg.record, train_cfg, train_split, run.path)
+        self.recorder = Recorder(cfg.record, train_cfg)
+        equations = run.build_equations()
         use_backend(train_cfg.backend, run.build_dir)
-        net = build(spec, train_cfg, equations=run.equations, report=train_cfg.report)
+        net = build(spec, train_cfg, equations=equations, report=train_cfg.report)
         progress = Progress()
         if run.checkpoint_path.is_file():
             net.state, progress = run.load_checkpoint()
-        eval_args = (spec, test_split, train_cfg.eval_chunk, train_cfg.seed, run.equations)
-        evaluator = (WorkerEvaluator(run.path / "build_eval", *eval_args) if train_cfg.backend == "cpp_standalone"
-                     else Evaluator(*eval_args))
+            run.save_checkpoint(net.state, progress)  # tables too, in case a crash came between the two
+        backend = train_cfg.backend
+        workers = [hosted(backend, run.path / "build_eval", Evaluator, spec, test_split, train_cfg.eval_chunk,
+                          train_cfg.seed, equations)]
+        if cfg.record.probe_samples:
+            workers.append(hosted(backend, run.path / "build_probe", Prober, cfg, equations, run.path))
+        evaluator, prober = workers[0], workers[-1]
         timings = {"command": shlex.join(sys.argv), "started": time.strftime("%FT%T"),
                    "resumed_at_step": progress.step, "build_s": 0.0,
                    "train_s": 0.0, "evaluate_s": 0.0, "warmup_s": 0.0, "probe_s": 0.0, "samples": 0}
@@ -156,7 +168,7 @@ class Trainer:
                 timings[f"{step.kind}_s"] += elapsed
                 if self.recorder.probes_after(step, self.chunks_per_epoch):
                     t0 = time.perf_counter()
-                    metrics, alignment = self.recorder.probe_rows(net, rows[0], f"step{progress.step:05d}")
+                    metrics, alignment = prober.rows(net.state, rows[0], f"step{progress.step:05d}")
                     rows += metrics
                     progress.tables["alignment"] += alignment
                     timings["probe_s"] += time.perf_counter() - t0
@@ -180,8 +192,9 @@ class Trainer:
             raise
         finally:
             bar.close()
-            if isinstance(evaluator, WorkerEvaluator):
-                evaluator.close()
+            for worker in workers:
+                if isinstance(worker, Worker):
+                    worker.close()
             write_timings()
         learning_curve(run.metrics(), run.learning_curve_path)
         run.set_status("finished", f"{len(steps)} steps")
@@ -194,11 +207,11 @@ class Trainer:
             correct = evaluator.predict(net.state) == test_split.labels
             progress.epoch_correct = progress.epoch_seen = 0
             base = {"epoch": step.epoch, "chunk": None, "samples": done, "split": "test", "layer": None}
-            return [base | {"metric": "accuracy", "value": float(np.mean(correct))}, *alignment_rows(net.state, base)]
+            return [base | {"metric": "accuracy", "value": float(np.mean(correct))}, *feedback_rows(net.state, base)]
         run = run_step(net, step, train_split, self.config.train)
         if step.kind == "warmup":
             base = {"epoch": 0, "chunk": step.index, "samples": 0, "split": "sleep", "layer": None}
-            return [*alignment_rows(net.state, base), *self.recorder.chunk_rows(run, base, net.spec)]
+            return [*feedback_rows(net.state, base), *self.recorder.chunk_rows(run, base, net.spec)]
         progress.epoch_correct += run.correct
         progress.epoch_seen += len(step.samples)
         base = {"epoch": step.epoch, "chunk": step.index, "samples": done + len(step.samples), "split": "train",
@@ -206,7 +219,7 @@ class Trainer:
         if step.index == self.chunks_per_epoch - 1:
             progress.tables["neuron_rates"] += self.recorder.rate_rows(run, base)
         return [base | {"metric": "accuracy", "value": run.correct / len(step.samples)},
-                *alignment_rows(net.state, base), *self.recorder.chunk_rows(run, base, net.spec)]
+                *feedback_rows(net.state, base), *self.recorder.chunk_rows(run, base, net.spec)]
 
 
 def start_run(config: RunConfig, equations: Path | None = None, root: Path = Path("runs/out")) -> RunDirectory:

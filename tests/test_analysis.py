@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from biograd.analysis.alignment import ProbeSample, sample_alignment
-from biograd.analysis.energy import energy_estimate, load_energy_table, operation_counts, totals
+from biograd.analysis.energy import energy_estimate, load_energy_table, per_sample_counts, totals
 from biograd.analysis.plausibility import observable_checks
 from biograd.elements import equations_dir
 from biograd.errors import ModelFileError
@@ -89,7 +89,7 @@ def test_energy_is_counts_times_table_energies():
               ("sleep", "neuron_updates"): 900.0}
     metrics = pd.DataFrame([{"epoch": 1, "split": s, "metric": m, "layer": None, "value": v}
                             for (s, m), v in counts.items()])
-    estimate = energy_estimate(operation_counts(metrics, spec, sleep_every=10))
+    estimate = energy_estimate(per_sample_counts(metrics, spec, sleep_every=10))
     by = totals(estimate).set_index(["phase", "operation"]).energy_uJ
     assert by[("training", "synaptic_op")] == pytest.approx((100 + 10 + 500 / 10) * 23.6e-6)
     assert by[("training", "synaptic_update")] == pytest.approx((20 + 50 / 10) * 120e-6)
@@ -103,3 +103,11 @@ def test_broken_energy_table_is_named(tmp_path):
     path.write_text(load_energy_table().model_dump_json().replace("23.6 pjoule", "23.6 ms"))
     with pytest.raises(ModelFileError, match=r"energy.yaml.*operations.synaptic_op.energy"):
         load_energy_table(path)
+
+
+def test_unknown_counts_give_unknown_energy_not_zero():
+    spec = NetworkSpec(sizes=(4, 3, 2), feedback="sleep")
+    metrics = pd.DataFrame(columns=["epoch", "split", "metric", "layer", "value"])
+    by = totals(energy_estimate(per_sample_counts(metrics, spec, sleep_every=10))).set_index(["phase", "operation"])
+    assert np.isnan(by.energy_uJ[("training", "total")]) and np.isnan(by.energy_uJ[("training", "synaptic_op")])
+    assert by.energy_uJ[("inference", "neuron_update")] > 0  # known from the network's size alone

@@ -211,3 +211,14 @@ def test_corrupt_checkpoint_is_named_and_left_alone(tiny, tmp_path):
     assert result.exit_code == 2
     assert f"{run.checkpoint_path}: not a readable checkpoint" in " ".join(result.output.split())
     assert run.checkpoint_path.read_bytes() == b"PK\x03\x04 truncated"  # nothing lost or overwritten
+
+
+def test_run_older_than_the_spike_counter_is_completed_not_changed(tiny, tmp_path):
+    run = start_run(load_config(tiny), root=tmp_path)
+    for path in run.equations.glob("activity.*"):
+        path.unlink()
+    before = sorted(p.name for p in run.equations.iterdir())
+    folder = run.build_equations()
+    assert folder != run.equations and (folder / "activity.eqs").is_file() and (folder / "soma.eqs").is_file()
+    assert sorted(p.name for p in run.equations.iterdir()) == before  # the run's record stays as it was
+    assert run.build_equations() == folder

@@ -17,8 +17,10 @@
 
 # %%
 import matplotlib.pyplot as plt
+import pandas as pd
 import seaborn as sns
 
+from biograd.analysis.plausibility import activity_by_layer
 from biograd.analysis.report import angle_summary
 from biograd.analysis.runs import combined, load_runs, runs_from_environment
 
@@ -48,6 +50,5 @@ angle_summary(metrics)
 # ## Activity side by side (last recorded epoch)
 
 # %%
-layers = metrics[metrics.layer.notna() & metrics.split.isin(["train", "probe"])]
-last = layers[layers.epoch == layers.groupby("run").epoch.transform("max")]
-last.pivot_table(index=["metric", "layer"], columns="feedback", values="value").round(3)
+activity = pd.concat([activity_by_layer(r.metrics).assign(run=r.label) for r in runs])
+activity.pivot_table(index=["metric", "layer"], columns="run", values="last").round(3)

@@ -60,6 +60,6 @@ if len(run.neuron_rates):
 # ## Energy estimate with Loihi's per-operation energies
 
 # %%
-from biograd.analysis.energy import energy_estimate, operation_counts, totals  # noqa: E402
+from biograd.analysis.energy import energy_estimate, per_sample_counts, totals  # noqa: E402
 
-totals(energy_estimate(operation_counts(run.metrics, run.config.model, run.config.train.sleep_every)))
+totals(energy_estimate(per_sample_counts(run.metrics, run.config.model, run.config.train.sleep_every)))
