@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from biograd.errors import ModelFileError, read_model_file
 from biograd.models.spec import NetworkSpec
-from biograd.units import parse_quantity
+from biograd.units import parse_as, parse_quantity
 
 ENERGY_TABLE = Path(__file__).with_name("loihi_energy.yaml")
 PARTS = {  # (phase, operation, part) -> (split kinds, metric, divide by sleep_every)
@@ -53,8 +53,7 @@ class Operation(BaseModel):
     @field_validator("energy")
     @classmethod
     def _is_energy(cls, value: str) -> str:
-        if b2.get_dimensions(parse_quantity(value)) is not b2.joule.dim:
-            raise ValueError(f"energy must be an energy such as '23.6 pjoule', got {value!r}")
+        parse_as(value, b2.joule, "energy must be an energy such as '23.6 pjoule'")
         return value
 
     def joules(self) -> float:

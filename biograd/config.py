@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from biograd.errors import ModelFileError, read_model_file
 from biograd.models.spec import NetworkSpec
-from biograd.units import parse_quantity
+from biograd.units import parse_as, parse_quantity
 
 
 class DataConfig(BaseModel):
@@ -53,8 +53,7 @@ class TrainConfig(BaseModel):
     @field_validator("sleep_duration")
     @classmethod
     def _is_duration(cls, value: str) -> str:
-        if b2.get_dimensions(parse_quantity(value)) is not b2.second.dim:
-            raise ValueError(f"sleep_duration must be a time such as '500 ms', got {value!r}")
+        parse_as(value, b2.second, "sleep_duration must be a time such as '500 ms'")
         return value
 
     def sleep_slots(self, spec: NetworkSpec) -> int:

@@ -25,15 +25,21 @@ from pathlib import Path
 
 import numpy as np
 
-from biograd.analysis.activity import activity_rows, neuron_rates, operation_counts
+from biograd.analysis.activity import activity_rows, neuron_rates
 from biograd.analysis.alignment import ProbeSample, probe_alignment_rows
 from biograd.config import RecordConfig, RunConfig, TrainConfig
 from biograd.datasets import load_splits
 from biograd.models.network import BioGradNetwork, PlasticState, use_backend
+from biograd.models.schedule import TRAIN
 from biograd.models.training import PROBE, Step, StepRun, probe, sleep_kinds, step_seed
 from biograd.rundir import METRIC_SCHEMA, TABLES, RunDirectory, atomic_write, write_parquet
 
 PROBE_SELECTION = 7  # second entry of the seed that picks the probed samples
+
+
+def _position(base: dict) -> dict:
+    """Where in the run a row belongs: epoch, chunk and samples of a metrics row ``base``."""
+    return {k: base[k] for k in ("epoch", "chunk", "samples")}
 
 
 def probe_indices(n_train: int, n: int, seed: int) -> np.ndarray:
@@ -59,7 +65,7 @@ class Recorder:
         """Every neuron's mean forward rate over the chunk's training slots."""
         if not self.record.activity:
             return []
-        return [{k: base[k] for k in ("epoch", "chunk", "samples")} | {"layer": layer, "neuron": i, "rate_hz": float(r)}
+        return [_position(base) | {"layer": layer, "neuron": i, "rate_hz": float(r)}
                 for layer, rates in enumerate(neuron_rates(run.result, run.kinds)) for i, r in enumerate(rates)]
 
     def probes_after(self, step: Step, chunks_per_epoch: int) -> bool:
@@ -95,17 +101,15 @@ class Prober:
         net, spec = self.net, self.net.spec
         seed = step_seed(self.train.seed, PROBE, base["samples"])
         samples, result = probe(net, self.split, self.indices, state, seed)
-        metrics = [base | row | {"split": "probe"} for row in activity_rows(result, np.ones(len(samples)), spec)]
+        metrics = [base | row | {"split": "probe"} for row in activity_rows(result, np.full(len(samples), TRAIN), spec)]
         block = sleep_kinds(spec, self.train)
         if len(block):  # the operations of one sleep block (the state is kept)
             sleep = net.run_chunk(block, np.zeros((0, spec.sizes[0])), np.zeros((len(block), spec.sizes[-1])),
                                   state, eta=0.0, seed=seed)
             net.state = state
-            counts = operation_counts(sleep, block, spec, self.train.sleep_slots(spec))["sleep"]
-            metrics += [base | {"split": "probe_sleep", "metric": k, "layer": None, "value": v}
-                        for k, v in counts.items()]
-        keys = {k: base[k] for k in ("epoch", "chunk", "samples")}
-        alignment = [keys | row for row in probe_alignment_rows(samples, state.W, state.B)]
+            metrics += [base | row | {"split": "probe_sleep"}
+                        for row in activity_rows(sleep, block, spec, self.train.sleep_slots(spec))]
+        alignment = [_position(base) | row for row in probe_alignment_rows(samples, state.W, state.B)]
         if self.record.arrays:
             write_probe_arrays(self.directory / "recording" / f"{name}.npz", state, samples)
         return metrics, alignment

@@ -45,3 +45,11 @@ def parse_quantity(text: str | int | float) -> b2.Quantity:
 
 def same_dimensions(a: b2.Quantity, b: b2.Quantity) -> bool:
     return b2.get_dimensions(a) is b2.get_dimensions(b)
+
+
+def parse_as(text: str | int | float, unit: b2.Quantity, expected: str) -> b2.Quantity:
+    """Parse ``text`` and insist on the dimensions of ``unit``; else ValueError "<expected>, got '<text>'"."""
+    value = parse_quantity(text)
+    if not same_dimensions(value, unit):
+        raise ValueError(f"{expected}, got {text!r}")
+    return value

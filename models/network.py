@@ -93,11 +93,8 @@ class ChunkResult:
 
     @classmethod
     def concatenate(cls, results: list[ChunkResult]) -> ChunkResult:
-        """The slots of several results one after the other."""
-        def join(arrays):
-            return np.concatenate(arrays) if arrays else np.zeros((0, 0))
-
-        first = results[0]
+        """The slots of several (at least one) results one after the other."""
+        first, join = results[0], np.concatenate
         return cls([join([r.rates[l] for r in results]) for l in range(len(first.rates))],
                    [join([r.inputs[l] for r in results]) for l in range(len(first.inputs))],
                    *({l: join([getattr(r, name)[l] for r in results]) for l in getattr(first, name)}
