@@ -2,14 +2,17 @@
 #   make demo   - creates .venv (Python 3.12), installs the project, runs the demo
 #   make test   - same set-up, then the test suite (slow tests: make test-slow)
 # Set-up is skipped when nothing changed (stamp file depends on pyproject.toml).
+# GPU backend (brian2cuda): make gpu installs the gpu extra; make test-cuda compiles the model to
+# CUDA (needs nvcc) and, where a GPU is present, checks it against cpp_standalone.
 
 VENV      ?= .venv
 PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.installed
+GPU_STAMP := $(VENV)/.installed-gpu
 EXTRAS    ?= dev,nmnist,notebooks
 PYTEST_ARGS ?= -n 2
 
-.PHONY: venv demo test test-slow lint describe clean
+.PHONY: venv gpu demo test test-slow test-cuda lint describe clean
 
 venv: $(STAMP)
 
@@ -17,14 +20,23 @@ $(STAMP): pyproject.toml
 	@bash scripts/make_venv.sh "$(VENV)" "$(EXTRAS)"
 	@touch $(STAMP)
 
+gpu: $(GPU_STAMP)
+
+$(GPU_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[gpu]"
+	@touch $(GPU_STAMP)
+
 demo: $(STAMP)
 	$(PY) -m biograd.cli demo
 
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow and not cuda" $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -m slow $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: no slow tests collected
+	$(PY) -m pytest -m "slow and not cuda" $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: no slow tests collected
+
+test-cuda: $(GPU_STAMP)
+	$(PY) -m pytest -m cuda $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -137,7 +137,8 @@ def evaluate(
 def probe(
     run_dir: Annotated[Path, typer.Argument(help="a run directory with weights_epoch<k>.npz")],
     samples: Annotated[int, typer.Option(min=1, help="training samples to probe at every epoch's weights")] = 16,
-    backend: Annotated[str | None, typer.Option(help="cpp_standalone | numpy | cython (default: the run's)")] = None,
+    backend: Annotated[str | None, typer.Option(
+        help="cpp_standalone | cuda_standalone | numpy | cython (default: the run's)")] = None,
 ) -> None:
     """Measure BioGrad's weight changes afterwards at a run's epoch weights (gradient alignment)."""
     from biograd.recording import probe_run

@@ -45,7 +45,7 @@ class TrainConfig(BaseModel):
     eta: float = Field(0.03, ge=0)
     eta_decay: float = Field(0.7, gt=0, le=1, description="eta is multiplied by this after every epoch")
     seed: int = 0
-    backend: Literal["cpp_standalone", "numpy", "cython"] = "cpp_standalone"
+    backend: Literal["cpp_standalone", "cuda_standalone", "numpy", "cython"] = "cpp_standalone"
     max_weight: float = Field(100.0, gt=0, description="stop when any |w| or |b| exceeds this (exploding)")
     eval_chunk: int = Field(1000, ge=1, description="test samples per run of the inference-only build")
     report: Literal["text", "stdout"] | None = Field(None, description="Brian2's progress report inside each run")

@@ -28,7 +28,7 @@ from biograd.analysis.backprop import angle_deg
 from biograd.analysis.figures import learning_curve
 from biograd.config import RunConfig
 from biograd.datasets import Split, load_splits
-from biograd.models.network import BioGradNetwork, PlasticState, use_backend
+from biograd.models.network import STANDALONE, BioGradNetwork, PlasticState, use_backend
 from biograd.models.spec import NetworkSpec
 from biograd.models.training import Step, build, plan_steps, predict, run_step
 from biograd.recording import Prober, Recorder
@@ -83,12 +83,12 @@ def _call(method: str, *args):
 
 
 class Worker:
-    """``factory(*args)`` (an Evaluator or a Prober) in a worker process with its own cpp_standalone
-    device, built in ``directory``; its methods are called through the process pool."""
+    """``factory(*args)`` (an Evaluator or a Prober) in a worker process with its own standalone
+    ``backend`` device, built in ``directory``; its methods are called through the process pool."""
 
-    def __init__(self, directory: Path, factory, *args):
+    def __init__(self, backend: str, directory: Path, factory, *args):
         self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
-                                        initargs=("cpp_standalone", directory, factory, args))
+                                        initargs=(backend, directory, factory, args))
         self.pool.submit(int)  # start the worker now: it compiles while the training build compiles
 
     def __getattr__(self, method: str):
@@ -99,8 +99,8 @@ class Worker:
 
 
 def hosted(backend: str, directory: Path, factory, *args):
-    """``factory(*args)`` in this process (runtime device), or in a :class:`Worker` (cpp_standalone)."""
-    return Worker(directory, factory, *args) if backend == "cpp_standalone" else factory(*args)
+    """``factory(*args)`` in this process (runtime device), or in a :class:`Worker` (standalone)."""
+    return Worker(backend, directory, factory, *args) if backend in STANDALONE else factory(*args)
 
 
 # ---------------------------------------------------------------------- training

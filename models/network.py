@@ -23,9 +23,12 @@ from pathlib import Path
 
 import brian2 as b2
 import numpy as np
+from brian2.devices.cpp_standalone.device import CPPStandaloneDevice
+from brian2.devices.device import all_devices
 
 from biograd.elements import Element, GroupSpec, compose, load_element
 from biograd.errors import ModelFileError
+from biograd.models import cuda
 from biograd.models.schedule import INFER
 from biograd.models.spec import NetworkSpec
 from biograd.params import check_bounds
@@ -44,19 +47,25 @@ if (const char* _chunk_seed = std::getenv("{SEED_VARIABLE}")) {{
 """
 
 
+STANDALONE = ("cpp_standalone", "cuda_standalone")  # compiled once, rerun with run_args
+
+
 def use_backend(backend: str, directory: Path | None = None) -> None:
-    """Where Brian2 runs: ``cpp_standalone`` (compiled once into ``directory``, rerun with run_args)
-    or the runtime device with code generation target ``numpy`` or ``cython`` (for debugging)."""
-    if backend == "cpp_standalone":
+    """Where Brian2 runs: ``cpp_standalone`` or ``cuda_standalone`` (compiled once into ``directory``,
+    rerun with run_args; see :mod:`biograd.models.cuda`) or the runtime device with code generation
+    target ``numpy`` or ``cython`` (for debugging)."""
+    if backend in STANDALONE:
+        if backend == "cuda_standalone":
+            cuda.configure(directory)
         options = {"build_on_run": False, "directory": str(directory)}
-        b2.set_device("cpp_standalone", **options)
+        b2.set_device(backend, **options)
         b2.device.reinit()  # forget the objects of an earlier build in this process
         b2.device.activate(**options)
     elif backend in ("numpy", "cython"):
         b2.set_device("runtime")
         b2.prefs.codegen.target = backend
     else:
-        raise ValueError(f"unknown backend {backend!r} (cpp_standalone, numpy or cython)")
+        raise ValueError(f"unknown backend {backend!r} (cpp_standalone, cuda_standalone, numpy or cython)")
 
 
 @dataclass
@@ -135,7 +144,7 @@ class BioGradNetwork:
     def __init__(self, spec: NetworkSpec, n_slots: int, *, seed: int = 0, equations: Path | None = None,
                  inference: bool = False, report: str | None = None):
         self.spec, self.n_slots, self.seed, self.inference, self.report = spec, n_slots, seed, inference, report
-        self.standalone = b2.get_device().__class__.__name__ == "CPPStandaloneDevice"
+        self.standalone = isinstance(b2.get_device(), CPPStandaloneDevice)  # cuda_standalone is one too
         L, sizes = spec.n_layers, spec.sizes
         self.slot_steps = spec.n_f if inference else spec.n_slot
         b2.defaultclock.dt = DT
@@ -251,11 +260,12 @@ class BioGradNetwork:
 
     # ------------------------------------------------------------------ running
     def compile(self) -> None:
-        """cpp_standalone: generate and compile the project once (later chunks rerun it); runtime: nothing."""
+        """Standalone: generate and compile the project once (later chunks rerun it); runtime: nothing."""
         if self.standalone and not self._built:
-            b2.get_device().insert_code("main", _RESEED_FROM_ENVIRONMENT)
+            device = b2.get_device()
+            on_gpu = device is all_devices.get("cuda_standalone")
+            device.insert_code("main", cuda.reseed_code(SEED_VARIABLE) if on_gpu else _RESEED_FROM_ENVIRONMENT)
             self.network.run(self.n_slots * self.slot_steps * DT, namespace={}, report=self.report)
-            device = b2.get_device()  # set_device(..., directory=...) options apply to this build
             device.build(**(dict(device.build_options) | {"run": False}))
             self._built = True
 

@@ -1,7 +1,8 @@
-"""Training and inference speed on cpp_standalone, 1 process, compile time excluded.
+"""Training and inference speed on a standalone backend, 1 process, compile time excluded.
 
     python runs/benchmark.py                       # 784-100-10, 784-500-10, 784-500-500-10
     python runs/benchmark.py --sizes 784-500-10 --samples 5000
+    python runs/benchmark.py --backend cuda_standalone   # on a GPU (make gpu)
 
 Each network trains ``--samples`` embedded MNIST digits with the mnist configs' schedule (sleep
 mode, a 500-step sleep block per feedback layer every 100 samples: forward + error phases + sleep
@@ -28,7 +29,7 @@ OUT = Path("runs/out/benchmark")
 DEFAULT_SIZES = ["784-100-10", "784-500-10", "784-500-500-10"]
 
 
-def measure(sizes: str, samples: int, feedback: str) -> dict:
+def measure(sizes: str, samples: int, feedback: str, backend: str) -> dict:
     """Train and infer in this process; returns one row of speeds."""
     import numpy as np
 
@@ -45,7 +46,7 @@ def measure(sizes: str, samples: int, feedback: str) -> dict:
     data = Split(digits.images, digits.labels, "embedded")
     spec = NetworkSpec(sizes=tuple(int(n) for n in sizes.split("-")), feedback=feedback)
     train = TrainConfig(sleep_every=100, sleep_duration="500 ms", epochs=max(1, -(-samples // len(data))))
-    use_backend("cpp_standalone", OUT / f"build_{sizes}_{feedback}")
+    use_backend(backend, OUT / f"build_{sizes}_{feedback}_{backend}")
     net = build(spec, train)
     t0 = time.perf_counter()
     net.compile()
@@ -61,12 +62,13 @@ def measure(sizes: str, samples: int, feedback: str) -> dict:
         if done >= samples:
             break
     train_s = time.perf_counter() - t0 - record_s
-    use_backend("cpp_standalone", OUT / f"build_{sizes}_{feedback}_inference")
+    use_backend(backend, OUT / f"build_{sizes}_{feedback}_{backend}_inference")
     evaluator = Evaluator(spec, Split(data.inputs[:1000], data.labels[:1000], "first 1000"), 1000, 0, None)
     t0 = time.perf_counter()
     predicted = evaluator.predict(net.state)
     infer_s = time.perf_counter() - t0
-    return {"sizes": sizes, "feedback": feedback, "train_samples": done, "train_samples_per_s": done / train_s,
+    return {"sizes": sizes, "feedback": feedback, "backend": backend, "train_samples": done,
+            "train_samples_per_s": done / train_s,
             "inference_samples_per_s": 1000 / infer_s, "compile_s": compile_s,
             "record_activity_share": record_s / train_s,
             "train_accuracy_first_1000_after": float(np.mean(predicted == data.labels[:1000]))}
@@ -76,22 +78,24 @@ def main(
     sizes: Annotated[list[str] | None, typer.Option(help="network, e.g. 784-500-10 (repeatable)")] = None,
     samples: Annotated[int, typer.Option(help="training samples per network")] = 3000,
     feedback: Annotated[str, typer.Option(help="transpose | fixed_random | sleep")] = "sleep",
+    backend: Annotated[str, typer.Option(help="cpp_standalone | cuda_standalone")] = "cpp_standalone",
     one: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> None:
     if one:
-        print(json.dumps(measure(sizes[0], samples, feedback)))
+        print(json.dumps(measure(sizes[0], samples, feedback, backend)))
         return
     OUT.mkdir(parents=True, exist_ok=True)
     rows = []
     for net in sizes or DEFAULT_SIZES:
         out = subprocess.run([sys.executable, __file__, "--one", "--sizes", net, "--samples", str(samples),
-                              "--feedback", feedback], capture_output=True, text=True, check=True).stdout
+                              "--feedback", feedback, "--backend", backend],
+                             capture_output=True, text=True, check=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]) | {"machine": f"{platform.node()} "
                                                                           f"({platform.processor() or 'cpu'})"})
         print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
     table = pd.DataFrame(rows)
-    path = OUT / "speed.csv"
-    table.to_csv(path, mode="a", header=not path.exists(), index=False)
+    path = OUT / "speed.csv"  # earlier rows kept (columns added later are empty in them)
+    (pd.concat([pd.read_csv(path), table]) if path.exists() else table).to_csv(path, index=False)
     print(f"\n{table.to_string(index=False)}\nappended to {path}")
 
 

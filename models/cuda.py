@@ -1,0 +1,103 @@
+"""The GPU backend, ``backend: cuda_standalone``: brian2cuda set up for this machine's toolchain.
+
+brian2cuda 1.0b1 (the ``gpu`` extra; it pins brian2 2.10.1) generates CUDA from the same Brian2
+model, and a run reruns the compiled binary with ``run_args`` exactly as cpp_standalone does.
+Three of its defaults do not fit CUDA 13 (``docs/environment.md``), so :func:`configure` sets:
+
+- C++17 for nvcc and the host compiler: CUDA 13's Thrust/CUB refuse C++11, which brian2cuda's
+  makefile hard-codes (nvcc keeps the last ``-std`` it is given);
+- cuRAND from the CUDA toolkit when it has one, else from the ``nvidia-curand`` wheel, whose
+  library carries only a versioned name: the build links an unversioned ``libcurand.so`` made in
+  its own folder, and the binary finds the wheel's library through an rpath;
+- the GPU: detected when ``nvidia-smi`` lists one; otherwise the project is generated and
+  compiled only (it cannot run), for the compute capability in ``BIOGRAD_CUDA_ARCH``
+  (default 9.0: H100/H200).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import brian2 as b2
+
+ARCH_VARIABLE = "BIOGRAD_CUDA_ARCH"
+DEFAULT_ARCH = 9.0
+INSTALL_HINT = "install the gpu extra: pip install -e '.[gpu]' (or: make gpu)"
+log = logging.getLogger(__name__)
+
+
+class CudaSetupError(RuntimeError):
+    """brian2cuda, nvcc or cuRAND is missing; the message says what to install."""
+
+
+def reseed_code(variable: str) -> str:
+    """C++ for main(): reseed brian2cuda's random numbers (host and device API) from ``variable``."""
+    return f"""
+if (const char* _chunk_seed = std::getenv("{variable}"))
+    random_number_buffer.set_seed(std::strtoull(_chunk_seed, nullptr, 10));
+"""
+
+
+def gpu_present() -> bool:
+    """Whether ``nvidia-smi`` lists a GPU on this machine."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return False
+    listed = subprocess.run([smi, "-L"], capture_output=True, text=True, check=False)
+    return listed.returncode == 0 and "GPU" in listed.stdout
+
+
+def curand_dirs() -> tuple[Path, Path] | None:
+    """(include, lib) of the ``nvidia-curand`` wheel, or None when the CUDA toolkit has its own cuRAND."""
+    nvcc = shutil.which("nvcc")
+    if nvcc and any((Path(nvcc).resolve().parents[1] / lib / "libcurand.so").exists() for lib in ("lib64", "lib")):
+        return None
+    spec = importlib.util.find_spec("nvidia")  # the namespace package of NVIDIA's wheels
+    for root in [Path(p) for p in spec.submodule_search_locations or []] if spec else []:
+        for sub in ("cu13", "cu12", "curand"):
+            if any((root / sub / "lib").glob("libcurand.so*")) and (root / sub / "include" / "curand.h").exists():
+                return root / sub / "include", root / sub / "lib"
+    raise CudaSetupError(f"cuRAND not found in the CUDA toolkit nor in an nvidia-curand wheel: {INSTALL_HINT}")
+
+
+def _with(flags: list[str], flag: str, drop: str | None = None) -> list[str]:
+    """``flags`` plus ``flag`` once (without the flags starting with ``drop``): configure can run twice."""
+    return [f for f in flags if f != flag and not (drop and f.startswith(drop))] + [flag]
+
+
+def configure(directory: Path) -> bool:
+    """Set brian2cuda's preferences for a build in ``directory``; returns whether it can also run here."""
+    if importlib.util.find_spec("brian2cuda") is None:
+        raise CudaSetupError(f"backend cuda_standalone needs brian2cuda: {INSTALL_HINT}")
+    if shutil.which("nvcc") is None:
+        raise CudaSetupError("backend cuda_standalone needs nvcc (the CUDA toolkit) on the PATH")
+    import brian2cuda  # noqa: F401  (registers the cuda_standalone device and its preferences)
+
+    cpp, cuda = b2.prefs.codegen.cpp, b2.prefs.devices.cuda_standalone.cuda_backend
+    cuda.extra_compile_args_nvcc = _with(cuda.extra_compile_args_nvcc, "-std=c++17", drop="-std=")
+    cpp.extra_compile_args_gcc = _with(cpp.extra_compile_args_gcc, "-std=c++17", drop="-std=")
+    wheel = curand_dirs()
+    if wheel is not None:
+        include, lib = wheel
+        links = Path(directory) / "lib"
+        links.mkdir(parents=True, exist_ok=True)
+        link = links / "libcurand.so"
+        if not link.exists():
+            link.symlink_to(sorted(lib.glob("libcurand.so.*"))[0])
+        cuda.extra_compile_args_nvcc = _with(cuda.extra_compile_args_nvcc, f"-I{include}")
+        cpp.include_dirs = _with(cpp.include_dirs, str(include))
+        cpp.library_dirs = _with(cpp.library_dirs, str(links))
+        cpp.runtime_library_dirs = _with(cpp.runtime_library_dirs, str(lib))
+    if gpu_present():
+        cuda.detect_gpus = True
+        return True
+    arch = float(os.environ.get(ARCH_VARIABLE, DEFAULT_ARCH))
+    log.warning("no GPU on this machine: the cuda_standalone project is compiled for compute capability %s "
+                "(%s) but cannot run here", arch, ARCH_VARIABLE)
+    cuda.detect_gpus, cuda.gpu_id, cuda.compute_capability = False, 0, arch
+    return False

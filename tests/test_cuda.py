@@ -1,0 +1,95 @@
+"""The GPU backend (brian2cuda): the model generates and compiles to CUDA on any machine with nvcc;
+where a GPU is present, it trains like cpp_standalone.
+
+Marker ``cuda`` (``make test-cuda`` installs the gpu extra first); skipped without brian2cuda or nvcc.
+The set-up errors are checked in the default suite.
+"""
+
+import importlib.util
+import re
+import shutil
+
+import brian2 as b2
+import numpy as np
+import pytest
+from test_backends import SPEC, samples
+
+from biograd.models import cuda
+from biograd.models.network import SEED_VARIABLE, BioGradNetwork, use_backend
+from biograd.models.spec import NetworkSpec
+
+NEEDS_CUDA = pytest.mark.skipif(importlib.util.find_spec("brian2cuda") is None or shutil.which("nvcc") is None,
+                                reason="needs brian2cuda (make gpu) and nvcc (the CUDA toolkit)")
+ON_GPU = pytest.mark.skipif(not cuda.gpu_present(), reason="no GPU on this machine")
+
+
+def test_missing_brian2cuda_says_what_to_install(monkeypatch, tmp_path):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "brian2cuda" else real(name))
+    with pytest.raises(cuda.CudaSetupError, match=r"needs brian2cuda: install the gpu extra: pip install -e '\.\[gpu"):
+        use_backend("cuda_standalone", tmp_path)
+
+
+def test_missing_nvcc_is_named(monkeypatch, tmp_path):
+    if importlib.util.find_spec("brian2cuda") is None:
+        pytest.skip("brian2cuda is checked first")
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(cuda.CudaSetupError, match="needs nvcc"):
+        use_backend("cuda_standalone", tmp_path)
+
+
+def cuda_build(path):
+    use_backend("cuda_standalone", path)
+    b2.prefs.devices.cpp_standalone.extra_make_args_unix = ["-j2"]
+
+
+@pytest.fixture(autouse=True)
+def back_to_runtime():
+    yield
+    b2.set_device("runtime")
+    b2.device.reinit()
+    b2.device.activate()
+
+
+@pytest.mark.cuda
+@pytest.mark.timeout(3600)  # ~100 CUDA files: about 8 min on 2 free cores, 20 min on a loaded machine
+@NEEDS_CUDA
+def test_training_build_compiles_to_cuda(tmp_path):
+    """Every element of a sleep-mode training build (custom events, TimedArrays, random numbers)."""
+    spec = NetworkSpec(sizes=(64, 12, 8, 10), feedback="sleep")
+    cuda_build(tmp_path / "build")
+    net = BioGradNetwork(spec, n_slots=4, seed=1)
+    net.compile()
+    build = tmp_path / "build"
+    assert (build / "main").is_file(), "the CUDA project was compiled and linked"
+    assert SEED_VARIABLE in (build / "main.cu").read_text(), "chunks reseed cuRAND from the environment"
+    nvcc_flags, host_flags = re.search(r"^NVCCFLAGS = (.*)$", (build / "makefile").read_text(), re.M).group(1).split(
+        "-Xcompiler")
+    assert re.findall(r"-std=(c\+\+\d+)", nvcc_flags)[-1] == "c++17", "nvcc keeps the last -std"
+    assert re.findall(r"-std=(c\+\+\d+)", host_flags) == ["c++17"]
+
+
+@pytest.mark.cuda
+@NEEDS_CUDA
+@ON_GPU
+def test_gpu_trains_like_cpp_standalone(tmp_path):
+    """Deterministic chunks (regular input code, no sleep, no dither): the same spikes and weights.
+
+    Summation order differs on the GPU (parallel additions), so a potential that lands exactly on
+    a threshold may flip a spike: the rates must agree on nearly every neuron and slot, and the
+    weight changes to a small fraction of their size.
+    """
+    results = {}
+    for backend in ("cpp_standalone", "cuda_standalone"):
+        use_backend(backend, tmp_path / backend)
+        net = BioGradNetwork(SPEC, n_slots=6, seed=1)
+        before = net.initial_state
+        result = net.run_chunk(*samples(0, 6))
+        results[backend] = result, before, net.state
+    (cpu, before, cpu_after), (gpu, _, gpu_after) = results.values()
+    for a, b in zip(cpu.rates, gpu.rates, strict=True):
+        assert np.mean(a == b) >= 0.99
+    for w0, wc, wg in zip(before.W, cpu_after.W, gpu_after.W, strict=True):
+        change = np.abs(wc - w0).sum()
+        assert change > 0, "weights learned"
+        assert np.abs(wg - wc).sum() <= 0.02 * change
