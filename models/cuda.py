@@ -96,7 +96,11 @@ def configure(directory: Path) -> bool:
     if gpu_present():
         cuda.detect_gpus = True
         return True
-    arch = float(os.environ.get(ARCH_VARIABLE, DEFAULT_ARCH))
+    try:
+        arch = float(os.environ.get(ARCH_VARIABLE, DEFAULT_ARCH))
+    except ValueError:
+        raise CudaSetupError(f"{ARCH_VARIABLE}={os.environ[ARCH_VARIABLE]!r} is not a compute capability "
+                             "(e.g. 9.0 for H100/H200, 8.0 for A100)") from None
     log.warning("no GPU on this machine: the cuda_standalone project is compiled for compute capability %s "
                 "(%s) but cannot run here", arch, ARCH_VARIABLE)
     cuda.detect_gpus, cuda.gpu_id, cuda.compute_capability = False, 0, arch

@@ -45,10 +45,24 @@ def cuda_build(path):
 
 @pytest.fixture(autouse=True)
 def back_to_runtime():
+    """Later tests in this process get the runtime device and the compiler preferences they had."""
+    touched = ["codegen.cpp.extra_compile_args_gcc", "codegen.cpp.include_dirs", "codegen.cpp.library_dirs",
+               "codegen.cpp.runtime_library_dirs"]
+    before = {name: list(b2.prefs[name]) for name in touched}
     yield
+    for name, value in before.items():
+        b2.prefs[name] = value
     b2.set_device("runtime")
     b2.device.reinit()
     b2.device.activate()
+
+
+def test_bad_compute_capability_is_named(monkeypatch, tmp_path):
+    if importlib.util.find_spec("brian2cuda") is None or shutil.which("nvcc") is None or cuda.gpu_present():
+        pytest.skip("checked where the project compiles without a GPU")
+    monkeypatch.setenv(cuda.ARCH_VARIABLE, "H100")
+    with pytest.raises(cuda.CudaSetupError, match="BIOGRAD_CUDA_ARCH='H100' is not a compute capability"):
+        use_backend("cuda_standalone", tmp_path)
 
 
 @pytest.mark.cuda
