@@ -1,4 +1,4 @@
-"""Sleep alone: how the Hebbian sleep rule turns random feedback weights B_l towards W_l^T."""
+"""Sleep alone: how the Hebbian sleep rule turns feedback weights B_l towards W_l^T."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ from biograd.models.network import BioGradNetwork
 from biograd.models.schedule import INFER, sleep_block
 
 
-def sleep_alignment_curve(net: BioGradNetwork, n_chunks: int, *, sleep: bool = True) -> pd.DataFrame:
-    """Run ``n_chunks`` chunks of sleep (or of idle slots, ``sleep=False``) with W frozen.
+def sleep_alignment_curve(net: BioGradNetwork, n_chunks: int, *, sleep: bool = True,
+                          eta_sleep: float | None = None) -> pd.DataFrame:
+    """Run ``n_chunks`` chunks of sleep (or of idle slots, ``sleep=False``) with W frozen, from
+    ``net.state`` (a random start, or a trained state assigned to it).
 
-    Returns a tidy frame: one row per (chunk, layer) with the angle between B_l and W_l^T in
-    degrees, the simulated sleep steps so far, and the norms of B_l and W_l. Chunk 0 is the
-    starting point.
+    Every chunk is one sleep block of ``net.n_slots`` slots shared among the feedback layers;
+    ``eta_sleep`` overrides the build's rate (no rebuild). Returns a tidy frame: one row per
+    (chunk, layer) with the angle between B_l and W_l^T in degrees, the simulated sleep steps so
+    far, and the norms of B_l and W_l. Chunk 0 is the starting point.
     """
     spec, n = net.spec, net.n_slots
     layers = sorted(net.feedback)
@@ -33,6 +36,7 @@ def sleep_alignment_curve(net: BioGradNetwork, n_chunks: int, *, sleep: bool = T
 
     record(0)
     for chunk in range(1, n_chunks + 1):
-        net.run_chunk(kinds, zeros_in, zeros_out, eta=0.0, seed=net.seed + chunk)
+        net.run_chunk(kinds, zeros_in, zeros_out, eta=0.0, eta_sleep=eta_sleep, seed=net.seed + chunk)
         record(chunk)
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    return frame.assign(eta_sleep=eta_sleep) if eta_sleep is not None else frame

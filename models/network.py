@@ -270,16 +270,18 @@ class BioGradNetwork:
             self._built = True
 
     def run_chunk(self, kinds: np.ndarray, stimulus: np.ndarray, targets: np.ndarray,
-                  state: PlasticState | None = None, *, eta: float | None = None, seed: int | None = None,
-                  results_directory: str | None = None) -> ChunkResult:
+                  state: PlasticState | None = None, *, eta: float | None = None, eta_sleep: float | None = None,
+                  seed: int | None = None, results_directory: str | None = None) -> ChunkResult:
         """Run ``len(kinds) <= n_slots`` slots from ``state`` (default: where the last chunk ended).
 
         ``stimulus`` has one row per slot (pixel intensities in [0, 1]) or, for the events
         encoder, one row per time step; ``targets`` one row per slot. Slots beyond ``len(kinds)``
         are idle inference slots without input. The state after the chunk is ``self.state``.
-        ``seed`` (default: the build's seed) seeds the random numbers of this chunk, on the runtime
-        device through ``brian2.seed`` and in standalone mode through the environment variable
-        read by the compiled binary, so that every chunk is reproducible on its own.
+        ``eta`` and ``eta_sleep`` (default: the build's values) set the learning rates of W and
+        B for this chunk without a new build. ``seed`` (default: the build's seed) seeds the
+        random numbers of this chunk, on the runtime device through ``brian2.seed`` and in
+        standalone mode through the environment variable read by the compiled binary, so that
+        every chunk is reproducible on its own.
         """
         n = len(kinds)
         if n > self.n_slots:
@@ -292,8 +294,7 @@ class BioGradNetwork:
         values["target"][:n] = targets
         if self.standalone:
             run_args = {getattr(self, name): values[name] for name in self._used_arrays} | self._views(state)
-            if eta is not None:
-                run_args |= {syn.eta: eta for syn in self.forward[1:]}
+            run_args |= dict(self._rates(eta, eta_sleep))
             self.compile()
             os.environ[SEED_VARIABLE] = str(self.seed if seed is None else seed)
             try:
@@ -305,12 +306,16 @@ class BioGradNetwork:
             b2.seed(self.seed if seed is None else seed)
             self._replace_timed_arrays(values | {"event_counts": values["stimulus"]})
             self._write_state(state)
-            if eta is not None:
-                for syn in self.forward[1:]:
-                    syn.eta = eta
+            for variable, value in self._rates(eta, eta_sleep):
+                variable[:] = value
             self.network.run(n * self.slot_steps * DT, namespace={}, report=self.report)
         self.state = self._read_state()
         return self._collect(n, self.n_slots if self.standalone else n)
+
+    def _rates(self, eta: float | None, eta_sleep: float | None) -> list[tuple]:
+        """(variable, value) for the learning rates a chunk overrides."""
+        rates = [(syn.eta, eta) for syn in self.forward[1:]] if eta is not None else []
+        return rates + ([(fb.eta_sleep, eta_sleep) for fb in self.feedback.values()] if eta_sleep is not None else [])
 
     def _replace_timed_arrays(self, values: dict[str, np.ndarray]) -> None:
         """Runtime device: give every group new TimedArrays with the chunk's values."""

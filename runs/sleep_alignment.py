@@ -1,39 +1,75 @@
-"""Sleep alone aligns feedback with forward weights: angle(B, W^T) per sleep chunk, with and without sleep.
+"""Sleep alone aligns feedback with forward weights: angle(B, W^T) per sleep block, W frozen.
 
-Run:  .venv/bin/python runs/sleep_alignment.py [--chunks 12]
-Writes runs/out/sleep_alignment/{curve.csv, curve.png}. Edit SPEC to try other sizes or rules.
+Two experiments:
+  .venv/bin/python runs/sleep_alignment.py [--chunks 12]
+      a small random network (SPEC below), with and without sleep -> runs/out/sleep_alignment/
+  .venv/bin/python runs/sleep_alignment.py --run runs/out/<run> [--epoch 6] [--eta-sleep 1e-3,3e-4] [--chunks 200]
+      a trained run's W and B (weights_epoch<k>.npz), its network and sleep block, one curve per
+      eta_sleep: where the sleep rule's angle settles for these weights -> runs/out/sleep_alignment/<run>_epoch<k>/
 """
 
 import argparse
 from pathlib import Path
 
 import brian2 as b2
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
 from biograd.analysis.sleep import sleep_alignment_curve
-from biograd.models.network import BioGradNetwork
+from biograd.models.network import BioGradNetwork, PlasticState, use_backend
 from biograd.models.spec import NetworkSpec
+from biograd.rundir import RunDirectory
 
 SPEC = NetworkSpec(sizes=(20, 40, 10), feedback="sleep", params={"feedback_synapse": {"eta_sleep": 0.003}})
 
 
-def main(chunks: int, out: Path) -> pd.DataFrame:
+def random_network(chunks: int) -> pd.DataFrame:
+    """The small network from its random start, with and without sleep (numpy)."""
     b2.prefs.codegen.target = "numpy"
-    curves = [sleep_alignment_curve(BioGradNetwork(SPEC, n_slots=50, seed=2), chunks, sleep=s) for s in (True, False)]
-    curve = pd.concat(curves, ignore_index=True)
+    return pd.concat([sleep_alignment_curve(BioGradNetwork(SPEC, n_slots=50, seed=2), chunks, sleep=s)
+                      for s in (True, False)], ignore_index=True)
+
+
+def trained_run(run: RunDirectory, epoch: int, etas: list[float], chunks: int, out: Path) -> pd.DataFrame:
+    """The run's state after ``epoch``; every chunk is one of its sleep blocks (cpp_standalone, one build)."""
+    config = run.config
+    use_backend("cpp_standalone", out / "build")
+    n_slots = config.train.sleep_slots(config.model) * (config.model.n_layers - 1)
+    net = BioGradNetwork(config.model, n_slots=n_slots, seed=config.train.seed, equations=run.build_equations())
+    with np.load(run.path / f"weights_epoch{epoch}.npz") as data:
+        start = PlasticState.from_named({k: data[k] for k in data.files if k != "progress"})
+    curves = []
+    for eta in etas:
+        net.state = start
+        curves.append(sleep_alignment_curve(net, chunks, eta_sleep=eta))
+        print(curves[-1].groupby("layer").tail(1)[["eta_sleep", "layer", "angle_deg", "norm_B"]].to_string(index=False))
+    return pd.concat(curves, ignore_index=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--chunks", type=int, default=None, help="sleep blocks (default 12, or 200 with --run)")
+    parser.add_argument("--run", type=Path, help="a run directory with weights_epoch<k>.npz")
+    parser.add_argument("--epoch", type=int, default=6)
+    parser.add_argument("--eta-sleep", default="0.001", help="comma-separated rates of the sleep rule (--run)")
+    parser.add_argument("--out", type=Path, default=Path("runs/out/sleep_alignment"))
+    args = parser.parse_args()
+    if args.run is None:
+        out, curve = args.out, random_network(args.chunks or 12)
+        hue, title = "sleep", f"sleep alignment, {'-'.join(map(str, SPEC.sizes))}"
+    else:
+        run = RunDirectory(args.run)
+        out = args.out / f"{run.path.name}_epoch{args.epoch}"
+        curve = trained_run(run, args.epoch, [float(x) for x in args.eta_sleep.split(",")], args.chunks or 200, out)
+        hue, title = "eta_sleep", f"sleep from {run.path.name}, epoch {args.epoch} (W frozen)"
     out.mkdir(parents=True, exist_ok=True)
     curve.to_csv(out / "curve.csv", index=False)
-    ax = sns.lineplot(curve, x="sleep_steps", y="angle_deg", hue="sleep", marker="o")
-    ax.set(xlabel="time steps (sleep blocks, W frozen)", ylabel="angle(B, W^T) [deg]", ylim=(0, 95),
-           title=f"sleep alignment, {'-'.join(map(str, SPEC.sizes))}")
+    ax = sns.lineplot(curve, x="sleep_steps", y="angle_deg", hue=hue, style="layer", marker="o", palette="deep")
+    ax.set(xlabel="time steps (sleep blocks, W frozen)", ylabel="angle(B, W^T) [deg]", ylim=(0, 95), title=title)
     ax.figure.savefig(out / "curve.png", dpi=120, bbox_inches="tight")
-    return curve
+    print(f"wrote {out}/curve.csv and curve.png")
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--chunks", type=int, default=12)
-    parser.add_argument("--out", type=Path, default=Path("runs/out/sleep_alignment"))
-    args = parser.parse_args()
-    print(main(args.chunks, args.out)[["sleep", "sleep_steps", "angle_deg"]].to_string(index=False))
+    main()

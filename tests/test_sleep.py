@@ -26,3 +26,16 @@ def test_without_sleep_feedback_stays_random():
     curve = sleep_alignment_curve(net, n_chunks=2, sleep=False)
     angles = curve["angle_deg"].to_numpy()
     assert 80 < angles[-1] < 100 and np.allclose(angles, angles[0])
+
+
+def test_eta_sleep_of_a_chunk_overrides_the_build_value():
+    """A chunk's eta_sleep acts exactly like building with that rate (and it is used: another rate differs)."""
+    built = sleep_alignment_curve(BioGradNetwork(SPEC, n_slots=50, seed=2), n_chunks=2)
+    slow = SPEC.model_copy(update={"params": {"feedback_synapse": {"eta_sleep": 0.001}}})
+    net = BioGradNetwork(slow, n_slots=50, seed=2)
+    overridden = sleep_alignment_curve(net, n_chunks=2, eta_sleep=0.003)
+    np.testing.assert_array_equal(overridden["angle_deg"], built["angle_deg"])
+    assert (overridden["eta_sleep"] == 0.003).all()
+    net.state = net.initial_state
+    default = sleep_alignment_curve(net, n_chunks=2)
+    assert default["angle_deg"].iloc[-1] > overridden["angle_deg"].iloc[-1] + 1, "eta_sleep 0.001 aligns more slowly"
