@@ -65,7 +65,8 @@ def main() -> None:
         hue, title = "eta_sleep", f"sleep from {run.path.name}, epoch {args.epoch} (W frozen)"
     out.mkdir(parents=True, exist_ok=True)
     curve.to_csv(out / "curve.csv", index=False)
-    ax = sns.lineplot(curve, x="sleep_steps", y="angle_deg", hue=hue, style="layer", marker="o", palette="deep")
+    ax = sns.lineplot(curve, x="sleep_steps", y="angle_deg", hue=hue, style="layer", palette="deep",
+                      marker="o" if curve["chunk"].max() <= 30 else None)
     ax.set(xlabel="time steps (sleep blocks, W frozen)", ylabel="angle(B, W^T) [deg]", ylim=(0, 95), title=title)
     ax.figure.savefig(out / "curve.png", dpi=120, bbox_inches="tight")
     print(f"wrote {out}/curve.csv and curve.png")
