@@ -1,5 +1,8 @@
 """The same model on the runtime target (numpy) and on cpp_standalone: identical results."""
 
+import re
+from pathlib import Path
+
 import brian2 as b2
 import numpy as np
 import pytest
@@ -80,3 +83,14 @@ def test_standalone_chunks_are_reproducible_with_random_numbers(standalone):
     assert_same_state(a, b)
     np.testing.assert_array_equal(a.bias[1], b.bias[1])
     assert not np.array_equal(a.B[2], c.B[2]), "another seed gives other sleep noise"
+
+
+def test_chunks_leave_no_run_args_files(standalone):
+    """Brian2 would keep every chunk's run_args values (~10 MB per training chunk); run_chunk deletes them."""
+    net = BioGradNetwork(SPEC, n_slots=3, seed=1)
+    first, after_first, second, after_second = two_chunks(net)  # the second chunk reruns after the deletion
+    assert not np.array_equal(after_first.W[0], after_second.W[0])
+    static = Path(b2.get_device().project_dir, "static_arrays")
+    left = [p.name for p in static.iterdir() if re.search(r"_[0-9a-f]{32}\.dat(\.lock)?$", p.name)]
+    assert left == [], f"run_args value files left behind: {left}"
+    assert any(static.iterdir()), "the build's own static arrays stay"
