@@ -12,13 +12,13 @@ import argparse
 from pathlib import Path
 
 import brian2 as b2
-import numpy as np
 import pandas as pd
 import seaborn as sns
 
 from biograd.analysis.sleep import sleep_alignment_curve
-from biograd.models.network import BioGradNetwork, PlasticState, use_backend
+from biograd.models.network import BioGradNetwork, use_backend
 from biograd.models.spec import NetworkSpec
+from biograd.models.training import sleep_kinds
 from biograd.rundir import RunDirectory
 
 SPEC = NetworkSpec(sizes=(20, 40, 10), feedback="sleep", params={"feedback_synapse": {"eta_sleep": 0.003}})
@@ -34,11 +34,13 @@ def random_network(chunks: int) -> pd.DataFrame:
 def trained_run(run: RunDirectory, epoch: int, etas: list[float], chunks: int, out: Path) -> pd.DataFrame:
     """The run's state after ``epoch``; every chunk is one of its sleep blocks (cpp_standalone, one build)."""
     config = run.config
+    block = sleep_kinds(config.model, config.train)
+    if not len(block):
+        raise SystemExit(f"{run.path}: feedback {config.model.feedback!r} with {config.model.n_layers} weight layers "
+                         "has no sleep blocks")
+    start, _ = run.load_checkpoint(run.path / f"weights_epoch{epoch}.npz")
     use_backend("cpp_standalone", out / "build")
-    n_slots = config.train.sleep_slots(config.model) * (config.model.n_layers - 1)
-    net = BioGradNetwork(config.model, n_slots=n_slots, seed=config.train.seed, equations=run.build_equations())
-    with np.load(run.path / f"weights_epoch{epoch}.npz") as data:
-        start = PlasticState.from_named({k: data[k] for k in data.files if k != "progress"})
+    net = BioGradNetwork(config.model, n_slots=len(block), seed=config.train.seed, equations=run.build_equations())
     curves = []
     for eta in etas:
         net.state = start
