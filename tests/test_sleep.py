@@ -1,9 +1,11 @@
 """Sleep aligns the feedback weights: angle(B, W^T) falls from ~90 degrees to below 45 (W frozen)."""
 
+import brian2 as b2
 import numpy as np
 
 from biograd.analysis.sleep import sleep_alignment_curve
 from biograd.models.network import BioGradNetwork
+from biograd.models.schedule import TRAIN, sleep_block
 from biograd.models.spec import NetworkSpec
 
 # eta_sleep is 10x the training default so the curve fits a unit test (8 x 2,000 sleep steps)
@@ -39,3 +41,46 @@ def test_eta_sleep_of_a_chunk_overrides_the_build_value():
     net.state = net.initial_state
     default = sleep_alignment_curve(net, n_chunks=2)
     assert default["angle_deg"].iloc[-1] > overridden["angle_deg"].iloc[-1] + 1, "eta_sleep 0.001 aligns more slowly"
+
+
+def _uniform_offset_of_sleep_rule(n_settle: int) -> float:
+    """B2 learned from 0 by 12 sleep blocks of 500 steps, W2 frozen with a negative mean (as trained
+    output weights have) and the homeostatic bias adapted to it. Fit B2 = c W2^T + d; returns
+    d / (c std W2): the uniform offset relative to B's W^T-aligned part."""
+    spec = NetworkSpec(sizes=(40, 40, 10), feedback="sleep",
+                       params={"feedback_synapse": {"eta_sleep": 0.003}, "schedule": {"n_settle": n_settle}})
+    net = BioGradNetwork(spec, n_slots=10, seed=3)
+    state = net.state
+    state.W[1] = np.random.default_rng(0).normal(-0.15, 0.15, state.W[1].shape)
+    state.B[2] = np.zeros_like(state.B[2])
+    state.bias[2] = np.full_like(state.bias[2], 3.3)  # what homeostasis settles to for this W2 (measured)
+    net.state = state
+    sleep_alignment_curve(net, n_chunks=12)
+    WT, B = net.state.W[1].T, net.state.B[2]
+    (c, d), *_ = np.linalg.lstsq(np.c_[WT.ravel(), np.ones(WT.size)], B.ravel(), rcond=None)
+    return d / (c * WT.std())
+
+
+def test_settling_time_removes_the_onset_offset_of_the_sleep_rule():
+    """Learning from a block's onset (traces still 0, the responding layer bursting on its bias) pulls
+    every b down by the same amount; the settling time (schedule.yaml: n_settle) removes that offset."""
+    without, default = _uniform_offset_of_sleep_rule(0), _uniform_offset_of_sleep_rule(10)
+    print(f"\nuniform offset d/(c std W): n_settle 0: {without:.3f}, n_settle 10: {default:.3f}")
+    assert without < -0.1
+    assert abs(default) < 0.05
+
+
+def test_settling_steps_open_every_sleep_block_and_only_those():
+    """sleep_settling is 1 in the first n_settle steps of each block (after a training slot, or after
+    another layer's block), and 0 in a block's later slots and in training slots."""
+    spec = NetworkSpec(sizes=(6, 5, 5, 3), feedback="sleep")
+    net = BioGradNetwork(spec, n_slots=6, seed=0)
+    monitor = b2.StateMonitor(net.layers[3], "sleep_settling", record=[0], name="settling_monitor")
+    net.network.add(monitor)
+    net.network.store("initial")
+    kinds = np.array([TRAIN, *sleep_block(spec.n_layers, 2), TRAIN])  # train, W2 x2, W3 x2, train
+    net.run_chunk(kinds, np.zeros((len(kinds), 6)), np.zeros((len(kinds), 3)))
+    per_slot = monitor.sleep_settling[0].reshape(len(kinds), net.slot_steps)
+    settle = np.zeros_like(per_slot)
+    settle[[1, 3], :10] = 1
+    np.testing.assert_array_equal(per_slot, settle)
