@@ -1,9 +1,9 @@
 """What the network did in a chunk: rates, spikes, error events, and how many operations they cost.
 
 Input: a :class:`~biograd.models.network.ChunkResult` of a training build (it records, per slot
-and neuron, the rate ``x_trace``, the spikes ``n_spikes`` of any phase and the signed error events
-``n_error``) and the slot kinds of the chunk. Training slots hold one sample each; sleep slots of
-kind 1+m drive layer m-1 with noise while layer m responds.
+and neuron, the rate ``x_trace``, the spikes ``n_spikes`` of any phase, the signed error events
+``n_error`` and the sleep-rule events ``n_sleep_events``) and the slot kinds of the chunk. Training
+slots hold one sample each; sleep slots of kind 1+m drive layer m-1 with noise while layer m responds.
 
 Per layer l (training slots only), with r = x_trace and n = |n_error|:
 
@@ -24,7 +24,8 @@ Operations (all-to-all synapses, so a spike of layer l-1 is N_l synaptic operati
       neuron_updates    sum_l N_l * n_slot                             every neuron steps every time step
     per sleep block (split "sleep")
       synops            sum_l spikes(l-1) N_l over the block's slots   noise and responses through W
-      updates           sum_m spikes(m) N_{m-1} in slots of kind 1+m  a sleep spike updates B_m's synapses
+      updates           sum_m sleep_events(m) N_{m-1} in slots of kind 1+m  a sleep-rule event (a spike after
+                                                                 the block's settling time) updates B_m's synapses
       neuron_updates    sum_l N_l * n_slot * slots
 """
 
@@ -86,7 +87,8 @@ def operation_counts(result: ChunkResult, kinds: np.ndarray, spec: NetworkSpec,
         blocks = np.sum(kinds == kinds[sleep].min()) / sleep_slots
         counts["sleep"] = {
             "synops": sum(spikes[l - 1][sleep].sum() * sizes[l] for l in range(1, L + 1)) / blocks,
-            "updates": sum(spikes[m][kinds == 1 + m].sum() * sizes[m - 1] for m in range(2, L + 1)) / blocks,
+            "updates": sum(result.sleep_events[m][kinds == 1 + m].sum() * sizes[m - 1]
+                           for m in range(2, L + 1)) / blocks,
             "neuron_updates": sum(sizes) * spec.n_slot * sleep.sum() / blocks,
         }
     return {part: {k: float(v) for k, v in c.items()} for part, c in counts.items()}

@@ -10,6 +10,14 @@ from biograd.models.network import BioGradNetwork
 from biograd.models.schedule import INFER, sleep_block
 
 
+def uniform_offset(B: np.ndarray, W_T: np.ndarray) -> float:
+    """Uniform offset of B relative to its W^T-aligned part: least squares B ~ c W^T + d over all
+    synapses, returns d / (c std(W^T)). 0 for a pure mirror c W^T; a value of -0.5 means every b sits
+    half a (scaled) weight-standard-deviation below the mirror."""
+    (c, d), *_ = np.linalg.lstsq(np.c_[W_T.ravel(), np.ones(W_T.size)], B.ravel(), rcond=None)
+    return float(d / (c * W_T.std()))
+
+
 def sleep_alignment_curve(net: BioGradNetwork, n_chunks: int, *, sleep: bool = True,
                           eta_sleep: float | None = None) -> pd.DataFrame:
     """Run ``n_chunks`` chunks of sleep (or of idle slots, ``sleep=False``) with W frozen, from
@@ -17,8 +25,9 @@ def sleep_alignment_curve(net: BioGradNetwork, n_chunks: int, *, sleep: bool = T
 
     Every chunk is one sleep block of ``net.n_slots`` slots shared among the feedback layers;
     ``eta_sleep`` overrides the build's rate (no rebuild). Returns a tidy frame: one row per
-    (chunk, layer) with the angle between B_l and W_l^T in degrees, the simulated sleep steps so
-    far, and the norms of B_l and W_l. Chunk 0 is the starting point.
+    (chunk, layer) with the angle between B_l and W_l^T in degrees, B_l's uniform offset
+    (``uniform_offset``), the simulated sleep steps so far, and the norms of B_l and W_l. Chunk 0 is
+    the starting point.
     """
     spec, n = net.spec, net.n_slots
     layers = sorted(net.feedback)
@@ -32,6 +41,7 @@ def sleep_alignment_curve(net: BioGradNetwork, n_chunks: int, *, sleep: bool = T
         for l in layers:
             rows.append({"chunk": chunk, "layer": l, "sleep": sleep, "sleep_steps": chunk * per_layer * spec.n_slot,
                          "angle_deg": angle_deg(state.B[l], state.W[l - 1].T),
+                         "offset": uniform_offset(state.B[l], state.W[l - 1].T),
                          "norm_B": float(np.linalg.norm(state.B[l])), "norm_W": float(np.linalg.norm(state.W[l - 1]))})
 
     record(0)

@@ -316,6 +316,9 @@ def check_units(el: Element) -> None:
             kwargs = spec.neuron_kwargs() | {"model": model, "namespace": namespace}
             if kwargs["threshold"] is None and kwargs["reset"]:  # a reset-only element: any spike resets
                 kwargs["threshold"] = "False"
+            other_events = {e: "False" for e in spec.on_event if e != "spike" and e not in spec.events}
+            if other_events:  # code on an event that another element of the group defines
+                kwargs["events"] = spec.events | other_events
             group = b2.NeuronGroup(2, **kwargs, codeobj_class=b2.NumpyCodeObject, name="check_units_group")
             objects = [group]
             for event, code in spec.on_event.items():

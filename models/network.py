@@ -11,8 +11,8 @@ slots of ``n_f`` steps and only the forward elements (no error events, feedback 
 
 Per slot, the groups record (before the slot-start reset) each layer's rate ``x_trace`` and
 forward input ``A_soma``, the hidden layers' apical potential ``d_apical``, and in a training
-build the spikes ``n_spikes`` (any phase) and signed error events ``n_error`` of the slot; the
-last slot is read from the final state.
+build the spikes ``n_spikes`` (any phase), signed error events ``n_error`` and sleep-rule events
+``n_sleep_events`` of the slot; the last slot is read from the final state.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ from biograd.params import check_bounds
 from biograd.units import parse_quantity
 
 DT = 1 * b2.ms
-RECORDED = {"d_apical": "apical", "n_spikes": "spikes", "n_error": "errors"}  # optional per-slot variables
+RECORDED = {"d_apical": "apical", "n_spikes": "spikes", "n_error": "errors",  # optional per-slot variables
+            "n_sleep_events": "sleep_events"}
 SEED_VARIABLE = "BIOGRAD_CHUNK_SEED"
 # Standalone binaries seed their generators from std::random_device unless told otherwise; this
 # reseeds them, right before the simulation, from the seed run_chunk passes in the environment.
@@ -99,6 +100,7 @@ class ChunkResult:
     apical: dict[int, np.ndarray] = field(default_factory=dict)  # hidden l -> d_apical[slot, neuron]
     spikes: dict[int, np.ndarray] = field(default_factory=dict)  # l -> n_spikes[slot, neuron], any phase
     errors: dict[int, np.ndarray] = field(default_factory=dict)  # l -> n_error[slot, neuron], signed events
+    sleep_events: dict[int, np.ndarray] = field(default_factory=dict)  # l >= 1 -> n_sleep_events[slot, neuron]
 
     @classmethod
     def concatenate(cls, results: list[ChunkResult]) -> ChunkResult:
@@ -107,7 +109,7 @@ class ChunkResult:
         return cls([join([r.rates[l] for r in results]) for l in range(len(first.rates))],
                    [join([r.inputs[l] for r in results]) for l in range(len(first.inputs))],
                    *({l: join([getattr(r, name)[l] for r in results]) for l in getattr(first, name)}
-                     for name in ("apical", "spikes", "errors")))
+                     for name in RECORDED.values()))
 
     def predictions(self) -> np.ndarray:
         """Predicted class per slot: highest output rate, ties broken by the forward input."""

@@ -57,8 +57,9 @@ class NetworkSpec(BaseModel):
         if layer == 0:
             return ["schedule", f"input_{self.encoder}", "eligibility", "sleep_noise", "activity"]
         if layer == self.n_layers:
-            return ["schedule", "soma", "eligibility", "teacher", "error_events", "activity"]
-        return ["schedule", "soma", "eligibility", "sleep_noise", "apical", "error_events", "activity"]
+            return ["schedule", "soma", "eligibility", "teacher", "error_events", "activity", "sleep_activity"]
+        return ["schedule", "soma", "eligibility", "sleep_noise", "apical", "error_events", "activity",
+                "sleep_activity"]
 
     def synapse_elements(self, layer: int, inference: bool = False) -> list[str]:
         """Elements of the forward synapse W_layer (the transpose relay comes first, see its file)."""

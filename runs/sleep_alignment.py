@@ -6,6 +6,9 @@ Two experiments:
   .venv/bin/python runs/sleep_alignment.py --run runs/out/<run> [--epoch 6] [--eta-sleep 1e-3,3e-4] [--chunks 200]
       a trained run's W and B (weights_epoch<k>.npz), its network and sleep block, one curve per
       eta_sleep: where the sleep rule's angle settles for these weights -> runs/out/sleep_alignment/<run>_epoch<k>/
+      With --current-equations, the project's equations/ instead of the run's copy: how an edited
+      rule behaves on the same trained weights (-> ..._epoch<k>_current/).
+The curve.csv also holds B's uniform offset per block (analysis.sleep.uniform_offset).
 """
 
 import argparse
@@ -31,8 +34,10 @@ def random_network(chunks: int) -> pd.DataFrame:
                       for s in (True, False)], ignore_index=True)
 
 
-def trained_run(run: RunDirectory, epoch: int, etas: list[float], chunks: int, out: Path) -> pd.DataFrame:
-    """The run's state after ``epoch``; every chunk is one of its sleep blocks (cpp_standalone, one build)."""
+def trained_run(run: RunDirectory, epoch: int, etas: list[float], chunks: int, out: Path,
+                current_equations: bool = False) -> pd.DataFrame:
+    """The run's state after ``epoch``; every chunk is one of its sleep blocks (cpp_standalone, one build),
+    simulated with the run's equations or, with ``current_equations``, the project's."""
     config = run.config
     block = sleep_kinds(config.model, config.train)
     if not len(block):
@@ -40,12 +45,14 @@ def trained_run(run: RunDirectory, epoch: int, etas: list[float], chunks: int, o
                          "has no sleep blocks")
     start, _ = run.load_checkpoint(run.path / f"weights_epoch{epoch}.npz")
     use_backend("cpp_standalone", out / "build")
-    net = BioGradNetwork(config.model, n_slots=len(block), seed=config.train.seed, equations=run.build_equations())
+    equations = None if current_equations else run.build_equations()
+    net = BioGradNetwork(config.model, n_slots=len(block), seed=config.train.seed, equations=equations)
     curves = []
     for eta in etas:
         net.state = start
         curves.append(sleep_alignment_curve(net, chunks, eta_sleep=eta))
-        print(curves[-1].groupby("layer").tail(1)[["eta_sleep", "layer", "angle_deg", "norm_B"]].to_string(index=False))
+        print(curves[-1].groupby("layer").tail(1)[["eta_sleep", "layer", "angle_deg", "offset", "norm_B"]]
+              .to_string(index=False))
     return pd.concat(curves, ignore_index=True)
 
 
@@ -55,6 +62,8 @@ def main() -> None:
     parser.add_argument("--run", type=Path, help="a run directory with weights_epoch<k>.npz")
     parser.add_argument("--epoch", type=int, default=6)
     parser.add_argument("--eta-sleep", default="0.001", help="comma-separated rates of the sleep rule (--run)")
+    parser.add_argument("--current-equations", action="store_true",
+                        help="simulate with the project's equations/, not the run's copy (--run)")
     parser.add_argument("--out", type=Path, default=Path("runs/out/sleep_alignment"))
     args = parser.parse_args()
     if args.run is None:
@@ -62,8 +71,9 @@ def main() -> None:
         hue, title = "sleep", f"sleep alignment, {'-'.join(map(str, SPEC.sizes))}"
     else:
         run = RunDirectory(args.run)
-        out = args.out / f"{run.path.name}_epoch{args.epoch}"
-        curve = trained_run(run, args.epoch, [float(x) for x in args.eta_sleep.split(",")], args.chunks or 200, out)
+        out = args.out / f"{run.path.name}_epoch{args.epoch}{'_current' if args.current_equations else ''}"
+        curve = trained_run(run, args.epoch, [float(x) for x in args.eta_sleep.split(",")], args.chunks or 200, out,
+                            args.current_equations)
         hue, title = "eta_sleep", f"sleep from {run.path.name}, epoch {args.epoch} (W frozen)"
     out.mkdir(parents=True, exist_ok=True)
     curve.to_csv(out / "curve.csv", index=False)

@@ -2,8 +2,9 @@
 
 import brian2 as b2
 import numpy as np
+import pytest
 
-from biograd.analysis.sleep import sleep_alignment_curve
+from biograd.analysis.sleep import sleep_alignment_curve, uniform_offset
 from biograd.models.network import BioGradNetwork
 from biograd.models.schedule import TRAIN, sleep_block
 from biograd.models.spec import NetworkSpec
@@ -30,6 +31,12 @@ def test_without_sleep_feedback_stays_random():
     assert 80 < angles[-1] < 100 and np.allclose(angles, angles[0])
 
 
+def test_uniform_offset_of_a_shifted_mirror():
+    W_T = np.random.default_rng(1).normal(size=(30, 8))
+    assert abs(uniform_offset(2 * W_T, W_T)) < 1e-12
+    assert uniform_offset(2 * W_T - 1.0, W_T) == pytest.approx(-0.5 / W_T.std())
+
+
 def test_eta_sleep_of_a_chunk_overrides_the_build_value():
     """A chunk's eta_sleep acts exactly like building with that rate (and it is used: another rate differs)."""
     built = sleep_alignment_curve(BioGradNetwork(SPEC, n_slots=50, seed=2), n_chunks=2)
@@ -45,8 +52,8 @@ def test_eta_sleep_of_a_chunk_overrides_the_build_value():
 
 def _uniform_offset_of_sleep_rule(n_settle: int) -> float:
     """B2 learned from 0 by 12 sleep blocks of 500 steps, W2 frozen with a negative mean (as trained
-    output weights have) and the homeostatic bias adapted to it. Fit B2 = c W2^T + d; returns
-    d / (c std W2): the uniform offset relative to B's W^T-aligned part."""
+    output weights have) and the homeostatic bias adapted to it; returns B2's uniform offset
+    d / (c std W2) of the fit B2 = c W2^T + d (``analysis.sleep.uniform_offset``)."""
     spec = NetworkSpec(sizes=(40, 40, 10), feedback="sleep",
                        params={"feedback_synapse": {"eta_sleep": 0.003}, "schedule": {"n_settle": n_settle}})
     net = BioGradNetwork(spec, n_slots=10, seed=3)
@@ -55,10 +62,7 @@ def _uniform_offset_of_sleep_rule(n_settle: int) -> float:
     state.B[2] = np.zeros_like(state.B[2])
     state.bias[2] = np.full_like(state.bias[2], 3.3)  # what homeostasis settles to for this W2 (measured)
     net.state = state
-    sleep_alignment_curve(net, n_chunks=12)
-    WT, B = net.state.W[1].T, net.state.B[2]
-    (c, d), *_ = np.linalg.lstsq(np.c_[WT.ravel(), np.ones(WT.size)], B.ravel(), rcond=None)
-    return d / (c * WT.std())
+    return sleep_alignment_curve(net, n_chunks=12)["offset"].iloc[-1]
 
 
 def test_settling_time_removes_the_onset_offset_of_the_sleep_rule():
