@@ -63,7 +63,8 @@ TABLES = {  # parquet tables of a run directory besides metrics.parquet, kept in
 }
 
 
-MEASUREMENT_ELEMENTS = ("activity",)  # elements that only count; a run made before them can use today's
+# elements that only count; a run made before them can use today's
+MEASUREMENT_ELEMENTS = ("activity", "sleep_activity")
 
 
 def write_parquet(path: Path, rows: list[dict], schema: pa.Schema) -> None:
@@ -172,12 +173,14 @@ class RunDirectory:
         if not missing:
             return self.equations
         folder = self.path / "equations_completed"
-        if not folder.is_dir():
+        if not all((folder / f"{n}.eqs").is_file() for n in missing):
             staging = Path(tempfile.mkdtemp(prefix=".equations.", dir=self.path))
             shutil.copytree(self.equations, staging, dirs_exist_ok=True)
             for name in missing:
                 for suffix in (".eqs", ".yaml"):
                     shutil.copy2(equations_dir() / f"{name}{suffix}", staging)
+            if folder.is_dir():  # completed before a later measurement element existed
+                shutil.rmtree(folder)
             staging.rename(folder)
         return folder
 

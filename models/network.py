@@ -37,7 +37,6 @@ from biograd.units import parse_quantity
 DT = 1 * b2.ms
 RECORDED = {"d_apical": "apical", "n_spikes": "spikes", "n_error": "errors",  # optional per-slot variables
             "n_sleep_events": "sleep_events"}
-LATER_MEASUREMENTS = {"sleep_activity"}  # measurement-only elements added after runs were made (commit efe5683)
 SEED_VARIABLE = "BIOGRAD_CHUNK_SEED"
 # Standalone binaries seed their generators from std::random_device unless told otherwise; this
 # reseeds them, right before the simulation, from the seed run_chunk passes in the environment.
@@ -118,16 +117,8 @@ class ChunkResult:
         return np.lexsort((inputs.T, rates.T), axis=0)[-1] if rates.size else np.zeros(0, np.int64)
 
 
-def _element_directory(name: str, directory: Path | None) -> Path | None:
-    """Where ``name`` is loaded from: ``directory``, except for a measurement element that an older
-    run's copy of the equations predates (it counts events; the model is the run's own)."""
-    if directory is not None and name in LATER_MEASUREMENTS and not (directory / f"{name}.eqs").exists():
-        return None
-    return directory
-
-
 def _load_elements(names: list[str], spec: NetworkSpec, directory: Path | None) -> list[Element]:
-    elements = [load_element(n, _element_directory(n, directory)) for n in names]
+    elements = [load_element(n, directory) for n in names]
     for el in elements:
         for name, text in spec.params.get(el.name, {}).items():
             if name not in el.table.parameters:

@@ -12,8 +12,6 @@ import pytest
 from sklearn.datasets import load_digits
 
 from biograd.analysis.activity import layer_activity, neuron_rates, operation_counts
-from biograd.elements import EQUATIONS_DIR
-from biograd.errors import ModelFileError
 from biograd.models.network import BioGradNetwork
 from biograd.models.schedule import TRAIN, sleep_block
 from biograd.models.spec import NetworkSpec
@@ -101,19 +99,3 @@ def test_neuron_rates_are_forward_spike_counts(monitored_chunk):
         counts = np.bincount(i[in_train], minlength=spec.sizes[layer])
         assert np.allclose(rates, counts / (len(train_slots) * spec.n_f) * 1000)
 
-
-def test_equations_of_an_older_run_get_the_later_counter(tmp_path):
-    """A run's copy of the equations from before sleep_activity.eqs existed still builds (resume,
-    evaluate): the counter comes from the project; a missing model element is still an error."""
-    b2.prefs.codegen.target = "numpy"
-    for path in EQUATIONS_DIR.iterdir():
-        if path.suffix in (".eqs", ".yaml") and path.stem != "sleep_activity":
-            (tmp_path / path.name).write_text(path.read_text())
-    spec = NetworkSpec(sizes=(6, 5, 5, 3), feedback="sleep")
-    kinds = np.array([TRAIN, *sleep_block(spec.n_layers, 1)])
-    result = BioGradNetwork(spec, n_slots=3, seed=0, equations=tmp_path).run_chunk(
-        kinds, np.zeros((3, 6)), np.zeros((3, 3)))
-    assert set(result.sleep_events) == {1, 2, 3}
-    (tmp_path / "apical.eqs").unlink()
-    with pytest.raises(ModelFileError, match="apical.eqs"):
-        BioGradNetwork(spec, n_slots=3, seed=0, equations=tmp_path)

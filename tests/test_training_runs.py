@@ -1,6 +1,7 @@
 """Training runs: step plan, run directories, checkpoints, resume after SIGKILL, divergence stop."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,8 +12,10 @@ import numpy as np
 import pytest
 
 from biograd.config import load_config
+from biograd.elements import equations_dir
+from biograd.errors import ModelFileError
 from biograd.models.network import BioGradNetwork
-from biograd.models.schedule import INFER, TRAIN
+from biograd.models.schedule import INFER, TRAIN, sleep_block
 from biograd.models.spec import NetworkSpec
 from biograd.models.training import chunk_slots, plan_steps
 from biograd.rundir import RunDirectory
@@ -222,3 +225,26 @@ def test_run_older_than_the_spike_counter_is_completed_not_changed(tiny, tmp_pat
     assert folder != run.equations and (folder / "activity.eqs").is_file() and (folder / "soma.eqs").is_file()
     assert sorted(p.name for p in run.equations.iterdir()) == before  # the run's record stays as it was
     assert run.build_equations() == folder
+
+
+def test_run_older_than_the_sleep_rule_counter_builds_and_counts(tiny, tmp_path):
+    """A run whose copy (and an earlier completed copy) predates sleep_activity.eqs still builds for
+    resume and evaluate, and records the sleep-rule events; a missing model element is still an error."""
+    run = start_run(load_config(tiny), root=tmp_path)
+    for path in run.equations.glob("*activity.*"):
+        path.unlink()
+    (run.path / "equations_completed").mkdir()  # completed when only activity.eqs was a measurement
+    for path in run.equations.iterdir():
+        shutil.copy2(path, run.path / "equations_completed")
+    shutil.copy2(equations_dir() / "activity.eqs", run.path / "equations_completed")
+    shutil.copy2(equations_dir() / "activity.yaml", run.path / "equations_completed")
+    folder = run.build_equations()
+    assert (folder / "sleep_activity.eqs").is_file() and not (run.equations / "sleep_activity.eqs").exists()
+    spec = NetworkSpec(sizes=(6, 5, 5, 3), feedback="sleep")
+    kinds = np.array([TRAIN, *sleep_block(spec.n_layers, 1)])
+    result = BioGradNetwork(spec, n_slots=3, seed=0, equations=folder).run_chunk(
+        kinds, np.zeros((3, 6)), np.zeros((3, 3)))
+    assert set(result.sleep_events) == {1, 2, 3}
+    (folder / "apical.eqs").unlink()
+    with pytest.raises(ModelFileError, match="apical.eqs"):
+        BioGradNetwork(spec, n_slots=3, seed=0, equations=folder)
