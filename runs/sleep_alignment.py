@@ -8,7 +8,8 @@ Two experiments:
       eta_sleep: where the sleep rule's angle settles for these weights -> runs/out/sleep_alignment/<run>_epoch<k>/
       With --current-equations, the project's equations/ instead of the run's copy: how an edited
       rule behaves on the same trained weights (-> ..._epoch<k>_current/).
-The curve.csv also holds B's uniform offset per block (analysis.sleep.uniform_offset).
+The curve.csv also holds B's uniform offset and column scales per block (analysis.sleep:
+uniform_offset, column_scales: mean `scale` and its coefficient of variation `scale_cv`).
 """
 
 import argparse
@@ -51,8 +52,8 @@ def trained_run(run: RunDirectory, epoch: int, etas: list[float], chunks: int, o
     for eta in etas:
         net.state = start
         curves.append(sleep_alignment_curve(net, chunks, eta_sleep=eta))
-        print(curves[-1].groupby("layer").tail(1)[["eta_sleep", "layer", "angle_deg", "offset", "norm_B"]]
-              .to_string(index=False))
+        columns = ["eta_sleep", "layer", "angle_deg", "offset", "scale", "scale_cv", "norm_B"]
+        print(curves[-1].groupby("layer").tail(1)[columns].to_string(index=False))
     return pd.concat(curves, ignore_index=True)
 
 

@@ -4,7 +4,7 @@ import brian2 as b2
 import numpy as np
 import pytest
 
-from biograd.analysis.sleep import sleep_alignment_curve, uniform_offset
+from biograd.analysis.sleep import column_scales, sleep_alignment_curve, uniform_offset
 from biograd.models.network import BioGradNetwork
 from biograd.models.schedule import TRAIN, sleep_block
 from biograd.models.spec import NetworkSpec
@@ -35,6 +35,43 @@ def test_uniform_offset_of_a_shifted_mirror():
     W_T = np.random.default_rng(1).normal(size=(30, 8))
     assert abs(uniform_offset(2 * W_T, W_T)) < 1e-12
     assert uniform_offset(2 * W_T - 1.0, W_T) == pytest.approx(-0.5 / W_T.std())
+
+
+def test_column_scales_of_a_mirror_and_of_a_column_normalised_mirror():
+    W_T = np.random.default_rng(1).normal(size=(30, 8)) * np.arange(1, 9)
+    np.testing.assert_allclose(column_scales(0.5 * W_T, W_T), 0.5)
+    lengths = np.linalg.norm(W_T, axis=0)
+    np.testing.assert_allclose(column_scales(W_T / lengths, W_T) * lengths, 1.0)
+
+
+def _column_scales_of_sleep_rule(scale_sleep: float) -> tuple[np.ndarray, np.ndarray]:
+    """B2 learned from 0 by 12 sleep blocks, W2 frozen with rows (responding neurons) of lengths
+    0.5 to 3 times each other; returns B2's column scales c_k and the row lengths |W_k|."""
+    spec = NetworkSpec(sizes=(40, 40, 10), feedback="sleep",
+                       params={"feedback_synapse": {"eta_sleep": 0.003, "scale_sleep": scale_sleep}})
+    net = BioGradNetwork(spec, n_slots=10, seed=3)
+    state = net.state
+    W = np.random.default_rng(0).normal(0, 0.3, state.W[1].shape) * np.linspace(0.5, 3, 10)[:, None]
+    state.W[1], state.B[2] = W, np.zeros_like(state.B[2])
+    net.state = state
+    sleep_alignment_curve(net, n_chunks=12)
+    return column_scales(net.state.B[2], W.T), np.linalg.norm(W, axis=1)
+
+
+def _cv(x: np.ndarray) -> float:
+    return float(x.std() / x.mean())
+
+
+def test_plain_sleep_rule_learns_columns_of_one_length_and_scale_sleep_learns_the_mirror():
+    """The plain rule (scale_sleep 0) learns B[:, k] ~ W_k / |W_k|, a column length independent of
+    |W_k| (the responding neuron's spike is a threshold on an input of spread ~|W_k|); weighting each
+    update by the measured spread sigma_sleep (scale_sleep 1) learns B ~ c W^T, one c for all k."""
+    c_plain, lengths = _column_scales_of_sleep_rule(0)
+    c_scaled, _ = _column_scales_of_sleep_rule(1)
+    print(f"\nplain: cv(c) {_cv(c_plain):.2f}, cv(c |W_k|) {_cv(c_plain * lengths):.2f};"
+          f" scale_sleep 1: cv(c) {_cv(c_scaled):.2f}, cv(c |W_k|) {_cv(c_scaled * lengths):.2f}")
+    assert _cv(c_plain * lengths) < 0.25 and _cv(c_plain) > 0.5  # measured 0.15 and 0.66
+    assert _cv(c_scaled) < 0.25 and _cv(c_scaled * lengths) > 0.35  # measured 0.14 and 0.45
 
 
 def test_eta_sleep_of_a_chunk_overrides_the_build_value():
