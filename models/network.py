@@ -36,7 +36,7 @@ from biograd.units import parse_quantity
 
 DT = 1 * b2.ms
 RECORDED = {"d_apical": "apical", "n_spikes": "spikes", "n_error": "errors",  # optional per-slot variables
-            "n_sleep_events": "sleep_events"}
+            "n_sleep_events": "sleep_events", "g_soma": "gates"}
 SEED_VARIABLE = "BIOGRAD_CHUNK_SEED"
 # Standalone binaries seed their generators from std::random_device unless told otherwise; this
 # reseeds them, right before the simulation, from the seed run_chunk passes in the environment.
@@ -101,6 +101,7 @@ class ChunkResult:
     spikes: dict[int, np.ndarray] = field(default_factory=dict)  # l -> n_spikes[slot, neuron], any phase
     errors: dict[int, np.ndarray] = field(default_factory=dict)  # l -> n_error[slot, neuron], signed events
     sleep_events: dict[int, np.ndarray] = field(default_factory=dict)  # l >= 1 -> n_sleep_events[slot, neuron]
+    gates: dict[int, np.ndarray] = field(default_factory=dict)  # l >= 1 -> g_soma[slot, neuron], the model's own gate
 
     @classmethod
     def concatenate(cls, results: list[ChunkResult]) -> ChunkResult:

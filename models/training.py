@@ -132,7 +132,7 @@ def probe(net: BioGradNetwork, split: Split, indices: np.ndarray, state: Plastic
     """Measure BioGrad's weight change for each sample of ``indices``, every one from ``state``.
 
     Each sample is a training slot run on its own with learning rate 1 (the change per unit eta);
-    dW_l = W_l after - W_l before. Returns the samples (rates, gates 1[A > 0], target, dW) and the
+    dW_l = W_l after - W_l before. Returns the samples (rates, the somas' gates g_soma, target, dW) and the
     chunk results stacked slot by slot (for activity rows). The network's state is kept.
     """
     kept, samples, results = net.state, [], []
@@ -141,7 +141,7 @@ def probe(net: BioGradNetwork, split: Split, indices: np.ndarray, state: Plastic
         result = net.run_chunk(np.array([TRAIN]), chunk_stimulus(split, np.array([index]), net.slot_steps), target,
                                state, eta=1.0, seed=step_seed(seed, PROBE, k))
         samples.append(ProbeSample(int(index), target[0], [r[0] for r in result.rates],
-                                   [None] + [(a[0] > 0).astype(float) for a in result.inputs[1:]],
+                                   [None] + [result.gates[l][0].astype(float) for l in range(1, len(result.rates))],
                                    [w1 - w0 for w1, w0 in zip(net.state.W, state.W, strict=True)]))
         results.append(result)
     net.state = kept

@@ -80,6 +80,25 @@ def test_soma_follows_loihi_discrete_update():
     np.testing.assert_array_equal(group.g_soma[:], (group.A_soma[:] > 0).astype(float))
 
 
+
+@pytest.mark.parametrize("gate_saturation", [0, 1])
+def test_soma_gate_closes_at_saturation_only_when_asked(gate_saturation):
+    """g_soma = 1[A > 0], times 1[A < n_f v_th] with gate_saturation 1 (the rate's clip at one spike per step)."""
+    b2.defaultclock.dt = 1 * b2.ms
+    currents = np.array([-0.2, 0.3, 0.9, 1.2, 2.5])  # input per step: off, linear, linear, saturated, saturated
+    group, objects = make_group(["schedule", "soma", "eligibility"], len(currents), slot_kinds=(1,),
+                                overrides={"soma": {"gate_saturation": gate_saturation}})
+    source = b2.SpikeGeneratorGroup(1, np.zeros(N_F, int), np.arange(N_F) * b2.ms, name="src")
+    syn = b2.Synapses(source, group, "w : 1", on_pre="u_soma_post += w", name="s")
+    syn.connect()
+    syn.w = currents
+    b2.Network(*objects, source, syn).run(N_F * b2.ms, namespace={})
+    A = group.A_soma[:]
+    np.testing.assert_allclose(A, currents * (N_F - 1))  # the input of the last forward step lands after it
+    expected = (A > 0) & (A < N_F) if gate_saturation else A > 0
+    np.testing.assert_array_equal(group.g_soma[:], expected.astype(float))
+    assert expected.sum() == (2 if gate_saturation else 4)
+
 def reference_error_events(p: np.ndarray, n_e: int) -> np.ndarray:
     """Deterministic accumulator of error_events.eqs (dither 0): events per neuron over n_e steps."""
     q, count = np.zeros_like(p), np.zeros_like(p)

@@ -20,15 +20,16 @@ ETA = 1e-3
 N_SAMPLES = 20
 
 
-def fine_spec(feedback: str) -> NetworkSpec:
+def fine_spec(feedback: str, init_scale: float = 1.5, soma: dict | None = None) -> NetworkSpec:
     return NetworkSpec(sizes=(64, 40, 30, 10), feedback=feedback, n_f=20, n_e=100, gain_output=1.0, gain_hidden=0.5,
-                       init_scale=1.5, params={"error_events": {"dither_error": 0}, "forward_synapse": {"eta": ETA}})
+                       init_scale=init_scale, params={"error_events": {"dither_error": 0},
+                                                      "forward_synapse": {"eta": ETA}, "soma": soma or {}})
 
 
-def per_sample_updates(feedback: str):
-    """(Brian2 dW, reference dW, rates) per sample, each sample probed from the same initial state."""
+def per_sample_updates(feedback: str, spec: NetworkSpec | None = None):
+    """(Brian2 dW, reference dW, rates, gates) per sample, each sample probed from the same initial state."""
     images, labels = load_digits(return_X_y=True)
-    net = BioGradNetwork(fine_spec(feedback), n_slots=1, seed=3)
+    net = BioGradNetwork(spec or fine_spec(feedback), n_slots=1, seed=3)
     start = net.initial_state
     split = Split(images[:N_SAMPLES] / 16, labels[:N_SAMPLES], "digits")
     samples, _ = probe(net, split, np.arange(N_SAMPLES), start, seed=3)
@@ -37,13 +38,13 @@ def per_sample_updates(feedback: str):
         errors = deltas(sample.rates, sample.gates, sample.target, feedback_of)
         assert max(np.abs(errors[l]).max() * net.spec.gain_hidden for l in (1, 2)) <= 1, "no error saturation"
         reference = weight_updates(sample.rates, sample.gates, sample.target, feedback_of, eta=ETA)
-        yield [dw * ETA for dw in sample.dW], reference, sample.rates
+        yield [dw * ETA for dw in sample.dW], reference, sample.rates, sample.gates
 
 
 @pytest.mark.parametrize("feedback", ["transpose", "fixed_random"])
 def test_weight_change_equals_reference_update(feedback):
     worst = np.zeros(3)
-    for brian, reference, rates in per_sample_updates(feedback):
+    for brian, reference, rates, _ in per_sample_updates(feedback):
         assert all(r.max() > 0 for r in rates), "every layer is active"
         for l, (dw, ref) in enumerate(zip(brian, reference, strict=True)):
             worst[l] = max(worst[l], angle_deg(dw, ref))
@@ -51,4 +52,23 @@ def test_weight_change_equals_reference_update(feedback):
             assert np.mean(np.sign(dw[big]) == np.sign(ref[big])) > 0.99, f"sign structure of layer {l + 1}"
             assert np.all(dw[ref == 0] == 0), "no change where the reference has none"
     print(f"\n{feedback}: worst angle per layer over {N_SAMPLES} samples (deg): {np.round(worst, 2)}")
+    assert np.all(worst < 5.0)
+
+
+def test_saturation_gate_is_the_probes_gate_and_the_update_follows_it():
+    """soma gate_saturation 1: neurons driven to a spike in every forward step get gate 0, so no
+    error and no change of their input weights; the probe reads the model's gate and the update
+    still equals the reference built with it."""
+    spec = fine_spec("transpose", init_scale=3.0, soma={"gate_saturation": 1}).model_copy(update={"gain_hidden": 0.2})
+    worst, saturated_off = np.zeros(3), 0
+    for brian, reference, rates, gates in per_sample_updates("transpose", spec):
+        for l in (1, 2):
+            assert np.all(gates[l][rates[l] >= 1] == 0), "a neuron that spikes in every forward step is gated off"
+            cut = (rates[l] > 0) & (gates[l] == 0)  # fired, so A > 0: closed by the saturation cut-off
+            saturated_off += int(cut.sum())
+            assert np.all(brian[l - 1][cut] == 0), "its input weights do not change"
+        for l, (dw, ref) in enumerate(zip(brian, reference, strict=True)):
+            worst[l] = max(worst[l], angle_deg(dw, ref))
+    print(f"\nsaturation gate: {saturated_off} firing hidden neurons gated off, worst angles {np.round(worst, 2)}")
+    assert saturated_off >= N_SAMPLES  # the large init does saturate neurons
     assert np.all(worst < 5.0)
