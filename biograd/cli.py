@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -77,7 +78,7 @@ def train(
     """Train from a config into a new run directory, or --resume an interrupted run."""
     from biograd.config import load_config
     from biograd.rundir import RunDirectory
-    from biograd.trainer import Trainer, TrainingDiverged, start_run
+    from biograd.trainer import Terminated, Trainer, TrainingDiverged, start_run
 
     if (config is None) == (resume is None):
         raise _fail(ValueError("give a config file or --resume RUN_DIR (not both)"))
@@ -92,6 +93,9 @@ def train(
     except TrainingDiverged as err:
         console.print(f"[red]training stopped:[/red] {err}\n{run.read_json('status.json')['message']}")
         raise typer.Exit(1) from err
+    except Terminated as err:
+        console.print(f"[red]training {err}[/red]; continue with: biograd train --resume {run.path}")
+        raise typer.Exit(128 + signal.SIGTERM) from err
     _summary(run)
     return run
 

@@ -15,10 +15,15 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
 import shlex
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +42,34 @@ from biograd.rundir import Progress, RunDirectory
 
 class TrainingDiverged(RuntimeError):
     """Weights became NaN/inf or exceeded ``max_weight``; the run directory keeps the last good checkpoint."""
+
+
+class Terminated(BaseException):
+    """SIGTERM (``kill``, ``timeout``, a batch scheduler) stops a run at the next step boundary, after
+    that step's checkpoint: status ``failed`` with the signal's name, workers closed, ``--resume`` ready."""
+
+
+@contextmanager
+def stop_requests() -> Iterator[list[str]]:
+    """Within the block, a SIGTERM appends its name to the yielded list instead of killing the
+    process (the caller stops at a safe point); a second SIGTERM kills as usual. Raising from the
+    handler instead could land inside a finaliser, where Python ignores the exception."""
+    requested: list[str] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+
+    def request(signum, frame):
+        requested.append(signal.Signals(signum).name)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        print(f"{signal.Signals(signum).name}: stopping after this step (send it again to stop at once)",
+              file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGTERM, request)
+    try:
+        yield requested
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def check_health(state: PlasticState, max_weight: float) -> None:
@@ -70,10 +103,20 @@ class Evaluator:
 
 
 _hosted = None  # the object a worker process serves
+PARENT_POLL_S = 1.0  # how often a worker checks that the trainer still lives
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Daemon thread of a worker: end the worker once its trainer is gone (even after a SIGKILL,
+    which leaves the process pool no chance to shut it down)."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_S)
+    os._exit(1)
 
 
 def _start_worker(backend: str, directory: Path, factory, args: tuple) -> None:
     global _hosted
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True, name="parent-watch").start()
     use_backend(backend, directory)
     _hosted = factory(*args)
 
@@ -110,11 +153,13 @@ class Trainer:
     def __init__(self, run: RunDirectory, progress: bool = True):
         self.run, self.progress = run, progress
         self.config: RunConfig = run.config
+        self.stop_requested: list[str] = []  # signals that asked the run to stop (see stop_requests)
 
     def train(self) -> Progress:
         """Run (or continue) every step of the plan; returns the final progress with all metrics rows."""
         try:
-            return self._train()
+            with stop_requests() as self.stop_requested:
+                return self._train()
         except TrainingDiverged:
             raise
         except BaseException as err:  # the run directory says why it stopped (Ctrl-C included)
@@ -183,6 +228,9 @@ class Trainer:
                 progress.step += 1
                 run.save_checkpoint(net.state, progress)
                 write_timings()
+                run.set_status("running", f"step {progress.step} of {len(steps)}, epoch {step.epoch}")
+                if self.stop_requested:
+                    raise Terminated(f"stopped by {self.stop_requested[0]} after step {progress.step} of {len(steps)}")
                 if step.kind == "evaluate":
                     run.save_checkpoint(net.state, progress, run.path / f"weights_epoch{step.epoch}.npz")
                     bar.write(f"epoch {step.epoch}: test accuracy {rows[0]['value']:.4f}")

@@ -1,4 +1,4 @@
-"""Training runs: step plan, run directories, checkpoints, resume after SIGKILL, divergence stop."""
+"""Training runs: step plan, run directories, checkpoints, resume after SIGKILL/SIGTERM, divergence stop."""
 
 import os
 import shutil
@@ -120,8 +120,31 @@ def _compare(a: RunDirectory, b: RunDirectory) -> None:
     assert progress_a.step == progress_b.step
 
 
-def resume_after_kill(config: Path, out: Path, kill_after_step: int, timeout: float) -> None:
-    """An uninterrupted run and a run SIGKILLed mid-chunk then resumed end bit-identical."""
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def resume_after_kill(config: Path, out: Path, kill_after_step: int, timeout: float,
+                      sig: signal.Signals = signal.SIGKILL) -> None:
+    """An uninterrupted run and a run killed mid-chunk with ``sig``, then resumed, end bit-identical.
+    SIGKILL leaves the status at "running"; SIGTERM stops like Ctrl-C (status "failed", exit 143).
+    Either way the killed trainer's worker processes (standalone builds) do not outlive it."""
     whole = _train(str(config), "--out", str(out / "whole"))
     assert whole.wait(timeout) == 0, whole.stdout.read()
     killed = _train(str(config), "--out", str(out / "killed"))
@@ -132,10 +155,22 @@ def resume_after_kill(config: Path, out: Path, kill_after_step: int, timeout: fl
             break
         time.sleep(0.05)
     time.sleep(0.3)  # into the next chunk
-    os.kill(killed.pid, signal.SIGKILL)
-    assert killed.wait() == -signal.SIGKILL
+    workers = _children(killed.pid)
+    os.kill(killed.pid, sig)
     run = RunDirectory(runs[0].parent)
-    assert run.read_json("status.json")["status"] == "running"
+    status = run.read_json("status.json")
+    if sig == signal.SIGKILL:
+        assert killed.wait() == -signal.SIGKILL
+        assert status["status"] == "running"
+    else:
+        assert killed.wait(timeout) == 128 + signal.SIGTERM, killed.stdout.read()
+        status = run.read_json("status.json")
+        assert status["status"] == "failed" and "SIGTERM" in status["message"], status
+    assert int(status["message"].split()[1]) >= kill_after_step if sig == signal.SIGKILL else True  # progress shown
+    deadline = time.monotonic() + 10
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers), "worker processes outlived the killed trainer"
     resumed = _train("--resume", str(run.path))
     assert resumed.wait(timeout) == 0, resumed.stdout.read()
     assert run.read_json("status.json")["status"] == "finished"
@@ -144,13 +179,16 @@ def resume_after_kill(config: Path, out: Path, kill_after_step: int, timeout: fl
     _compare(RunDirectory(next((out / "whole").iterdir())), run)
 
 
-def test_resume_after_sigkill_is_bit_identical_numpy(tiny, tmp_path):
-    resume_after_kill(tiny, tmp_path, kill_after_step=3, timeout=300)
+@pytest.mark.parametrize("sig", [signal.SIGKILL, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)],
+                         ids=["SIGKILL", "SIGTERM"])
+def test_resume_after_kill_is_bit_identical_numpy(tiny, tmp_path, sig):
+    resume_after_kill(tiny, tmp_path, kill_after_step=3, timeout=300, sig=sig)
 
 
 @pytest.mark.slow
 @pytest.mark.standalone
 def test_resume_after_sigkill_is_bit_identical_standalone(tiny, tmp_path):
+    """Also: the evaluator and prober workers end with their SIGKILLed trainer."""
     config = tmp_path / "standalone.yaml"
     config.write_text(TINY.replace("backend: numpy", "backend: cpp_standalone").replace("epochs: 1", "epochs: 2")
                       .replace("n_train: 200", "n_train: 600"))
