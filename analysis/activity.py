@@ -9,7 +9,9 @@ Per layer l (training slots only), with r = x_trace and n = |n_error|:
 
     rate_hz                   mean r / dt                    (r = forward spikes / n_f)
     silent_fraction           mean 1[r = 0]
-    saturated_fraction        mean 1[r >= 1]                 (a spike in every forward step)
+    saturated_fraction        mean 1[r n_f >= n_f - l]       (a spike in every forward step it can fire in:
+                                                             a spike reaches the next layer's soma one
+                                                             step later, so layer l fires from step l on)
     spikes_per_sample         mean over samples of sum_i n_spikes_i
     error_rate_hz             mean n / (n_e dt)              (layers that send error events)
     error_saturated_fraction  mean 1[n >= n_e]
@@ -50,7 +52,7 @@ def layer_activity(result: ChunkResult, kinds: np.ndarray, spec: NetworkSpec) ->
     for layer, rates in enumerate(result.rates):
         r = rates[train]
         values = {"rate_hz": r.mean() / float(DT), "silent_fraction": np.mean(r == 0),
-                  "saturated_fraction": np.mean(r >= 1)}
+                  "saturated_fraction": np.mean(np.rint(r * spec.n_f) >= spec.n_f - layer)}
         if layer in result.spikes:
             values["spikes_per_sample"] = result.spikes[layer][train].sum(axis=1).mean()
         if layer in result.errors:

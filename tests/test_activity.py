@@ -44,7 +44,8 @@ def monitored_chunk():
         return np.bincount(slot_of(monitor), minlength=len(kinds))[: len(kinds)]
 
     hand = {"spikes": [per_slot(m) for m in spikes], "events": {k: per_slot(m) for k, m in events.items()},
-            "spike_i": [(np.asarray(m.i), slot_of(m)) for m in spikes]}
+            "spike_i": [(np.asarray(m.i), slot_of(m)) for m in spikes],
+            "spike_step": [np.round(np.asarray(m.t / b2.ms)).astype(int) % spec.n_slot for m in spikes]}
     b2.device.reinit()
     return spec, kinds, result, hand
 
@@ -64,6 +65,26 @@ def test_spikes_and_error_events_match_monitors(monitored_chunk):
     assert activity[("spikes_per_sample", 1)] == pytest.approx(hand["spikes"][1][train].mean())
     assert activity[("error_events_per_sample", 2)] == pytest.approx(
         (hand["events"][(2, "err_pos")] + hand["events"][(2, "err_neg")])[train].mean())
+
+
+def test_saturated_means_a_spike_in_every_forward_step_the_layer_can_fire_in(monitored_chunk):
+    """Layer l's first forward spike comes at step l at the earliest (one step per layer), so a
+    saturated neuron of layer l fires in each of steps l .. n_f - 1, n_f - l spikes, never n_f."""
+    spec, kinds, result, hand = monitored_chunk
+    activity = {(r["metric"], r["layer"]): r["value"] for r in layer_activity(result, kinds, spec)}
+    train_slots = np.flatnonzero(kinds == TRAIN)
+    for layer in range(spec.n_layers + 1):
+        (i, slot), step = hand["spike_i"][layer], hand["spike_step"][layer]
+        forward = np.isin(slot, train_slots) & (step < spec.n_f)
+        assert not forward.any() or step[forward].min() >= layer, f"layer {layer} fires before step {layer}"
+        steps = {}
+        for n, s, t in zip(i[forward], slot[forward], step[forward], strict=True):
+            steps.setdefault((s, n), set()).add(int(t))
+        full = set(range(layer, spec.n_f))
+        saturated = sum(seen == full for seen in steps.values())
+        assert activity[("saturated_fraction", layer)] == pytest.approx(saturated / (len(train_slots) * SIZES[layer]))
+        if layer:
+            assert saturated > 0, f"the large init saturates some neurons of layer {layer}"
 
 
 def test_operation_counts_match_hand_counts(monitored_chunk):
