@@ -10,6 +10,8 @@ from biograd.errors import ModelFileError
 from biograd.models.network import BioGradNetwork
 from biograd.models.spec import NetworkSpec
 
+GATE = "g_soma = int(A_soma > 0)*(1 - gate_saturation*int(A_soma >= n_f*v_th)) : 1"  # the gate line of soma.eqs
+
 
 @pytest.fixture
 def soma(tmp_path):
@@ -39,7 +41,7 @@ def error_of(path, **kwargs) -> ModelFileError:
 def test_good_copy_loads(soma):
     el = load_element(soma)
     assert el.values["v_th"] == 1 and {"u_soma", "v_soma", "g_soma"} <= el.variables
-    assert el.namespace.keys() == {"delta_u", "delta_v", "v_th", "eta_h", "r_sleep"}
+    assert el.namespace.keys() == {"delta_u", "delta_v", "v_th", "gate_saturation", "eta_h", "r_sleep"}
 
 
 def test_equation_syntax_error_names_line(soma):
@@ -87,7 +89,7 @@ def test_reserved_parameter_name(soma, name):
 
 
 def test_reserved_variable_name(soma):
-    edit(soma, "g_soma = int(A_soma > 0) : 1  #", "g_soma = int(A_soma > 0) : 1  #")
+    edit(soma, f"{GATE}  #", f"{GATE}  #")
     edit(soma, "## threshold", "")  # keep file valid otherwise
     edit(soma, "dA_soma/dt", "dN/dt = 0/dt : 1  # bad\ndA_soma/dt")
     err = error_of(soma)
@@ -117,8 +119,7 @@ def test_undefined_name(soma):
 
 
 def test_model_line_without_comment(soma):
-    gate = "g_soma = int(A_soma > 0) : 1"
-    edit(soma, f"{gate}  # pseudo-derivative gate, backprop's f'(x)", gate)
+    edit(soma, f"{GATE}  # pseudo-derivative gate, backprop's f'(x)", GATE)
     err = error_of(soma)
     assert "trailing comment" in err.problem and err.line == line_of(soma, "g_soma = int")
 
