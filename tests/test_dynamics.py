@@ -80,7 +80,6 @@ def test_soma_follows_loihi_discrete_update():
     np.testing.assert_array_equal(group.g_soma[:], (group.A_soma[:] > 0).astype(float))
 
 
-
 @pytest.mark.parametrize("gate_saturation", [0, 1])
 def test_soma_gate_closes_at_saturation_only_when_asked(gate_saturation):
     """g_soma = 1[A > 0], times 1[A < n_f v_th] with gate_saturation 1 (the rate's clip at one spike per step)."""
@@ -98,6 +97,7 @@ def test_soma_gate_closes_at_saturation_only_when_asked(gate_saturation):
     expected = (A > 0) & (A < N_F) if gate_saturation else A > 0
     np.testing.assert_array_equal(group.g_soma[:], expected.astype(float))
     assert expected.sum() == (2 if gate_saturation else 4)
+
 
 def reference_error_events(p: np.ndarray, n_e: int) -> np.ndarray:
     """Deterministic accumulator of error_events.eqs (dither 0): events per neuron over n_e steps."""
