@@ -143,15 +143,26 @@ def probe(
     samples: Annotated[int, typer.Option(min=1, help="training samples to probe at every epoch's weights")] = 16,
     backend: Annotated[str | None, typer.Option(
         help="cpp_standalone | cuda_standalone | numpy | cython (default: the run's)")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="probe with another setting, e.g. --set model.gain_hidden=32 (to posthoc_<set>/)")] = None,
+    epoch: Annotated[list[int] | None, typer.Option(help="probe only this epoch's weights (repeatable)")] = None,
 ) -> None:
     """Measure BioGrad's weight changes afterwards at a run's epoch weights (gradient alignment)."""
+    import pyarrow.parquet as pq
+    from rich.table import Table
+
     from biograd.recording import probe_run
     from biograd.rundir import RunDirectory
 
     try:
-        out = probe_run(RunDirectory(run_dir), samples, backend)
+        out = probe_run(RunDirectory(run_dir), samples, backend, set_ or [], epoch)
     except (ModelFileError, FileNotFoundError, FileExistsError, ValueError) as err:
         raise _fail(err) from err
+    means = pq.read_table(out / "alignment.parquet").to_pandas().groupby(["epoch", "layer", "mode"]).mean()
+    table = Table("epoch", "layer", "mode", "mean angle (deg)", "mean norm ratio", title=f"{samples} samples each")
+    for (ep, layer, mode), row in means.iterrows():
+        table.add_row(str(ep), f"W{layer}", mode, f"{row.angle_deg:.1f}", f"{row.norm_ratio:.2f}")
+    console.print(table)
     console.print(f"probes of {samples} samples per epoch: {out}")
 
 

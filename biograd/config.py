@@ -104,6 +104,15 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
         mark = getattr(err, "problem_mark", None)
         line = mark.line + 1 if mark else None
         raise ModelFileError(path, f"invalid YAML: {getattr(err, 'problem', err)}", line) from err
+    return _validated(path, data, overrides)
+
+
+def override_config(config: RunConfig, overrides: list[str], path: str | Path) -> RunConfig:
+    """``config`` with ``key.sub=value`` overrides applied and validated (``path`` names it in errors)."""
+    return _validated(Path(path), config.model_dump(mode="json"), overrides)
+
+
+def _validated(path: Path, data: dict, overrides: list[str]) -> RunConfig:
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep:

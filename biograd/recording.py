@@ -20,6 +20,7 @@ trains exactly like one without.
 from __future__ import annotations
 
 import io
+import re
 import tempfile
 from pathlib import Path
 
@@ -27,7 +28,7 @@ import numpy as np
 
 from biograd.analysis.activity import activity_rows, neuron_rates
 from biograd.analysis.alignment import ProbeSample, probe_alignment_rows
-from biograd.config import RecordConfig, RunConfig, TrainConfig
+from biograd.config import RecordConfig, RunConfig, TrainConfig, dump_config, override_config
 from biograd.datasets import load_splits
 from biograd.models.network import BioGradNetwork, PlasticState, use_backend
 from biograd.models.schedule import TRAIN
@@ -131,36 +132,46 @@ def write_probe_arrays(path: Path, state: PlasticState, samples: list[ProbeSampl
 
 
 
-def probe_run(run: RunDirectory, n_samples: int, backend: str | None = None) -> Path:
+def probe_run(run: RunDirectory, n_samples: int, backend: str | None = None, overrides: list[str] = (),
+              epochs: list[int] | None = None) -> Path:
     """Probe a finished (or any) run afterwards at its saved epoch weights (``weights_epoch<k>.npz``).
 
     Writes ``posthoc/alignment.parquet`` and ``posthoc/metrics.parquet`` (split ``probe`` and
     ``probe_sleep``) into the run directory, as a run with ``record.probe_samples = n_samples``
-    would have recorded them during training; returns the folder. The folder appears complete or
-    not at all, and an existing one is never overwritten.
+    would have recorded them during training; returns the folder. ``overrides`` (``key.sub=value``,
+    as ``biograd train --set``) probe the same weights with another network setting, e.g. an error
+    gain; they go to ``posthoc_<overrides>/`` with the probe's resolved ``config.yaml`` and are not
+    mixed into the run's own tables. ``epochs`` restricts the probe to those epochs' weights. The
+    folder appears complete or not at all, and an existing one is never overwritten.
     """
-    out = run.path / "posthoc"
+    out = run.path / "_".join(["posthoc", *(re.sub(r"[^A-Za-z0-9_.=-]", "-", o) for o in overrides)])
     if out.exists():
         raise FileExistsError(f"{out} exists; move it away to probe again")
     if n_samples < 1:
         raise ValueError(f"--samples must be at least 1, got {n_samples}")
-    epochs = sorted(run.path.glob("weights_epoch*.npz"), key=lambda p: int(p.stem.removeprefix("weights_epoch")))
-    if not epochs:
+    config = override_config(run.config, list(overrides), run.path / "config.yaml") if overrides else run.config
+    if config.model.sizes != run.config.model.sizes:
+        raise ValueError(f"--set cannot change model.sizes: the weights of {run.path} are {run.config.model.sizes}")
+    saved = {int(p.stem.removeprefix("weights_epoch")): p for p in run.path.glob("weights_epoch*.npz")}
+    if missing := sorted(set(epochs or ()) - set(saved)):
+        raise FileNotFoundError(f"{run.path}: no weights_epoch<k>.npz for epoch(s) {missing}")
+    chosen = sorted(epochs or saved)
+    if not chosen:
         raise FileNotFoundError(f"{run.path}: no weights_epoch<k>.npz to probe")
-    config = run.config
-    use_backend(backend or config.train.backend, run.path / "build_probe")
+    use_backend(backend or config.train.backend, run.path / out.name.replace("posthoc", "build_probe", 1))
     prober = Prober(config, run.build_equations(), out,
                     config.record.model_copy(update={"probe_samples": n_samples, "arrays": False}))
     test = run.metrics().query("split == 'test' and metric == 'accuracy'").set_index("epoch").samples
     metrics, alignment = [], []
-    for path in epochs:
-        epoch = int(path.stem.removeprefix("weights_epoch"))
+    for epoch in chosen:
         base = {"epoch": epoch, "chunk": None, "samples": int(test.get(epoch, 0)), "split": "probe", "layer": None}
-        m, a = prober.rows(run.load_checkpoint(path)[0], base, f"epoch{epoch}")
+        m, a = prober.rows(run.load_checkpoint(saved[epoch])[0], base, f"epoch{epoch}")
         metrics += m
         alignment += a
-    staging = Path(tempfile.mkdtemp(prefix=".posthoc.", dir=run.path))
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=run.path))
     write_parquet(staging / "metrics.parquet", metrics, METRIC_SCHEMA)
     write_parquet(staging / "alignment.parquet", alignment, TABLES["alignment"])
+    if overrides:
+        atomic_write(staging / "config.yaml", dump_config(config).encode())
     staging.rename(out)
     return out

@@ -4,12 +4,14 @@ from pathlib import Path
 
 import jupytext
 import numpy as np
+import pandas as pd
 import pytest
 from nbclient import NotebookClient
 
 from biograd.analysis.report import write_report
 from biograd.analysis.runs import RUNS_VARIABLE, load_run
 from biograd.config import load_config
+from biograd.errors import ModelFileError
 from biograd.recording import probe_run
 from biograd.rundir import RunDirectory
 from biograd.trainer import Trainer, start_run
@@ -68,6 +70,26 @@ def test_posthoc_probe_repeats_the_training_probes(tiny_run):
     with pytest.raises(FileExistsError, match="posthoc exists"):
         probe_run(tiny_run, n_samples=3, backend="numpy")
     assert (out / "metrics.parquet").is_file()
+
+
+def test_posthoc_probe_with_another_setting_goes_to_its_own_folder(tiny_run):
+    """The same weights probed with hidden error gain 64 instead of 8: an error event stands for
+    |delta| <= 1/gain at most one per step, so the tiny net's large hidden errors saturate and
+    BioGrad's W1 change shrinks against the rate network's with the same B."""
+    coarse, fine = (probe_run(tiny_run, 6, "numpy", [f"model.gain_hidden={g}"], epochs=[1]) for g in (8, 64))
+    assert fine.name == "posthoc_model.gain_hidden=64"
+    assert load_config(fine / "config.yaml").model.gain_hidden == 64
+    angles = [pd.read_parquet(folder / "alignment.parquet").query(
+        "layer == 1 and mode == 'biograd_vs_feedback_alignment'") for folder in (coarse, fine)]
+    assert all(set(a.epoch) == {1} and len(a) == 6 for a in angles)
+    assert angles[1].norm_ratio.mean() < 0.25 * angles[0].norm_ratio.mean()
+    assert not (load_run(tiny_run.path).alignment.source == "posthoc_model.gain_hidden=64").any()
+    with pytest.raises(ValueError, match="cannot change model.sizes"):
+        probe_run(tiny_run, 1, "numpy", ["model.sizes=[64, 8, 10]"])
+    with pytest.raises(ModelFileError, match="model.gain_hiden: unknown key"):
+        probe_run(tiny_run, 1, "numpy", ["model.gain_hiden=4"])
+    with pytest.raises(FileNotFoundError, match=r"epoch\(s\) \[7\]"):
+        probe_run(tiny_run, 1, "numpy", ["model.gain_hidden=2"], epochs=[1, 7])
 
 
 def test_report_writes_every_figure_and_table(tiny_run):
