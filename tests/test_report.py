@@ -7,9 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from nbclient import NotebookClient
+from typer.testing import CliRunner
 
 from biograd.analysis.report import write_report
 from biograd.analysis.runs import RUNS_VARIABLE, load_run
+from biograd.cli import app
 from biograd.config import load_config
 from biograd.errors import ModelFileError
 from biograd.recording import probe_run
@@ -90,6 +92,12 @@ def test_posthoc_probe_with_another_setting_goes_to_its_own_folder(tiny_run):
         probe_run(tiny_run, 1, "numpy", ["model.gain_hiden=4"])
     with pytest.raises(FileNotFoundError, match=r"epoch\(s\) \[7\]"):
         probe_run(tiny_run, 1, "numpy", ["model.gain_hidden=2"], epochs=[1, 7])
+    cli = ["probe", str(tiny_run.path), "--samples", "2", "--epoch", "1", "--backend", "numpy", "--set"]
+    result = CliRunner().invoke(app, [*cli, "model.gain_hidden=4"])
+    assert result.exit_code == 0, result.output
+    assert "biograd_vs_backprop" in result.output and "posthoc_model.gain_hidden=4" in result.output
+    result = CliRunner().invoke(app, [*cli, "model.gain_hiden=4"])
+    assert result.exit_code == 2 and "unknown key" in result.output
 
 
 def test_report_writes_every_figure_and_table(tiny_run):
