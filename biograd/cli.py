@@ -162,7 +162,7 @@ def probe(
     table = Table("epoch", "layer", "mode", "mean angle (deg)", "mean norm ratio", title=f"{samples} samples each")
     for (ep, layer, mode), row in means.iterrows():
         table.add_row(str(ep), f"W{layer}", mode, f"{row.angle_deg:.1f}", f"{row.norm_ratio:.2f}")
-    console.print(table)
+    console.print(table, width=max(console.width, 100))  # the mode names stay whole
     console.print(f"probes of {samples} samples per epoch: {out}")
 
 
