@@ -158,7 +158,8 @@ def probe(
         out = probe_run(RunDirectory(run_dir), samples, backend, set_ or [], epoch)
     except (ModelFileError, FileNotFoundError, FileExistsError, ValueError) as err:
         raise _fail(err) from err
-    means = pq.read_table(out / "alignment.parquet").to_pandas().groupby(["epoch", "layer", "mode"]).mean()
+    alignment = pq.read_table(out / "alignment.parquet").to_pandas()
+    means = alignment.groupby(["epoch", "layer", "mode"])[["angle_deg", "norm_ratio"]].mean()
     table = Table("epoch", "layer", "mode", "mean angle (deg)", "mean norm ratio", title=f"{samples} samples each")
     for (ep, layer, mode), row in means.iterrows():
         table.add_row(str(ep), f"W{layer}", mode, f"{row.angle_deg:.1f}", f"{row.norm_ratio:.2f}")

@@ -149,9 +149,10 @@ def probe_run(run: RunDirectory, n_samples: int, backend: str | None = None, ove
         raise FileExistsError(f"{out} exists; move it away to probe again")
     if n_samples < 1:
         raise ValueError(f"--samples must be at least 1, got {n_samples}")
-    config = override_config(run.config, list(overrides), run.path / "config.yaml") if overrides else run.config
-    if config.model.sizes != run.config.model.sizes:
-        raise ValueError(f"--set cannot change model.sizes: the weights of {run.path} are {run.config.model.sizes}")
+    trained = run.config  # read from the run's config.yaml
+    config = override_config(trained, list(overrides), run.path / "config.yaml") if overrides else trained
+    if config.model.sizes != trained.model.sizes:
+        raise ValueError(f"--set cannot change model.sizes: the weights of {run.path} are {trained.model.sizes}")
     saved = {int(p.stem.removeprefix("weights_epoch")): p for p in run.path.glob("weights_epoch*.npz")}
     if missing := sorted(set(epochs or ()) - set(saved)):
         raise FileNotFoundError(f"{run.path}: no weights_epoch<k>.npz for epoch(s) {missing}")
