@@ -86,9 +86,11 @@ def configure(directory: Path) -> bool:
         include, lib = wheel
         links = Path(directory) / "lib"
         links.mkdir(parents=True, exist_ok=True)
-        link = links / "libcurand.so"
-        if not link.exists():
-            link.symlink_to(sorted(lib.glob("libcurand.so.*"))[0])
+        link, library = links / "libcurand.so", sorted(lib.glob("libcurand.so.*"))[0]
+        if link.is_symlink() and link.resolve() != library.resolve():  # e.g. a build folder from another machine
+            link.unlink()
+        if not link.is_symlink():
+            link.symlink_to(library)
         cuda.extra_compile_args_nvcc = _with(cuda.extra_compile_args_nvcc, f"-I{include}")
         cpp.include_dirs = _with(cpp.include_dirs, str(include))
         cpp.library_dirs = _with(cpp.library_dirs, str(links))

@@ -3,6 +3,11 @@
     python runs/benchmark.py                       # 784-100-10, 784-500-10, 784-500-500-10
     python runs/benchmark.py --sizes 784-500-10 --samples 5000
     python runs/benchmark.py --backend cuda_standalone   # on a GPU (make gpu)
+    python runs/benchmark.py --backend cuda_standalone --compile-only   # nvcc, no GPU needed
+
+``--compile-only`` builds the training and inference projects and stops (no speeds): a later run
+in the same folder reuses every object file whose generated source is unchanged (Brian2 rewrites
+only changed files; make compares times), e.g. on a GPU machine after compiling on a login node.
 
 Each network trains ``--samples`` embedded MNIST digits with the mnist configs' schedule (sleep
 mode, a 500-step sleep block per feedback layer every 100 samples: forward + error phases + sleep
@@ -29,8 +34,8 @@ OUT = Path("runs/out/benchmark")
 DEFAULT_SIZES = ["784-100-10", "784-500-10", "784-500-500-10"]
 
 
-def measure(sizes: str, samples: int, feedback: str, backend: str) -> dict:
-    """Train and infer in this process; returns one row of speeds."""
+def measure(sizes: str, samples: int, feedback: str, backend: str, compile_only: bool = False) -> dict:
+    """Train and infer in this process; returns one row of speeds (compile times only with ``compile_only``)."""
     import numpy as np
 
     from biograd.analysis.activity import activity_rows
@@ -51,6 +56,14 @@ def measure(sizes: str, samples: int, feedback: str, backend: str) -> dict:
     t0 = time.perf_counter()
     net.compile()
     compile_s = time.perf_counter() - t0
+    inference_dir = OUT / f"build_{sizes}_{feedback}_{backend}_inference"
+    first_1000 = Split(data.inputs[:1000], data.labels[:1000], "first 1000")
+    if compile_only:
+        use_backend(backend, inference_dir)
+        t0 = time.perf_counter()
+        Evaluator(spec, first_1000, 1000, 0, None)
+        return {"sizes": sizes, "feedback": feedback, "backend": backend, "compile_s": compile_s,
+                "inference_compile_s": time.perf_counter() - t0}
     steps = [s for s in plan_steps(spec, train, len(data)) if s.kind == "train"]
     done, record_s, t0 = 0, 0.0, time.perf_counter()
     for step in steps:
@@ -62,14 +75,17 @@ def measure(sizes: str, samples: int, feedback: str, backend: str) -> dict:
         if done >= samples:
             break
     train_s = time.perf_counter() - t0 - record_s
-    use_backend(backend, OUT / f"build_{sizes}_{feedback}_{backend}_inference")
-    evaluator = Evaluator(spec, Split(data.inputs[:1000], data.labels[:1000], "first 1000"), 1000, 0, None)
+    use_backend(backend, inference_dir)
+    t0 = time.perf_counter()
+    evaluator = Evaluator(spec, first_1000, 1000, 0, None)
+    inference_compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     predicted = evaluator.predict(net.state)
     infer_s = time.perf_counter() - t0
     return {"sizes": sizes, "feedback": feedback, "backend": backend, "train_samples": done,
             "train_samples_per_s": done / train_s,
             "inference_samples_per_s": 1000 / infer_s, "compile_s": compile_s,
+            "inference_compile_s": inference_compile_s,
             "record_activity_share": record_s / train_s,
             "train_accuracy_first_1000_after": float(np.mean(predicted == data.labels[:1000]))}
 
@@ -79,20 +95,23 @@ def main(
     samples: Annotated[int, typer.Option(help="training samples per network")] = 3000,
     feedback: Annotated[str, typer.Option(help="transpose | fixed_random | sleep")] = "sleep",
     backend: Annotated[str, typer.Option(help="cpp_standalone | cuda_standalone")] = "cpp_standalone",
+    compile_only: Annotated[bool, typer.Option(help="build the projects, measure nothing")] = False,
     one: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> None:
     if one:
-        print(json.dumps(measure(sizes[0], samples, feedback, backend)))
+        print(json.dumps(measure(sizes[0], samples, feedback, backend, compile_only)))
         return
     OUT.mkdir(parents=True, exist_ok=True)
     rows = []
     for net in sizes or DEFAULT_SIZES:
         out = subprocess.run([sys.executable, __file__, "--one", "--sizes", net, "--samples", str(samples),
-                              "--feedback", feedback, "--backend", backend],
+                              "--feedback", feedback, "--backend", backend] + ["--compile-only"] * compile_only,
                              capture_output=True, text=True, check=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]) | {"machine": f"{platform.node()} "
                                                                           f"({platform.processor() or 'cpu'})"})
         print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
+    if compile_only:
+        return
     table = pd.DataFrame(rows)
     path = OUT / "speed.csv"  # earlier rows kept (columns added later are empty in them)
     (pd.concat([pd.read_csv(path), table]) if path.exists() else table).to_csv(path, index=False)

@@ -38,11 +38,6 @@ def test_missing_nvcc_is_named(monkeypatch, tmp_path):
         use_backend("cuda_standalone", tmp_path)
 
 
-def cuda_build(path):
-    use_backend("cuda_standalone", path)
-    b2.prefs.devices.cpp_standalone.extra_make_args_unix = ["-j2"]
-
-
 @pytest.fixture(autouse=True)
 def back_to_runtime():
     """Later tests in this process get the runtime device and the compiler preferences they had."""
@@ -65,13 +60,30 @@ def test_bad_compute_capability_is_named(monkeypatch, tmp_path):
         use_backend("cuda_standalone", tmp_path)
 
 
+@NEEDS_CUDA
+def test_build_folder_from_another_machine_gets_this_machines_curand(monkeypatch, tmp_path):
+    """A build folder compiled elsewhere (its libcurand.so link dangling here) is relinked, not refused."""
+    include, lib = tmp_path / "wheel" / "include", tmp_path / "wheel" / "lib"
+    include.mkdir(parents=True)
+    lib.mkdir()
+    (lib / "libcurand.so.10").touch()
+    monkeypatch.setattr(cuda, "curand_dirs", lambda: (include, lib))
+    link = tmp_path / "build" / "lib" / "libcurand.so"
+    link.parent.mkdir(parents=True)
+    link.symlink_to("/elsewhere/nvidia/cu13/lib/libcurand.so.10")
+    cuda.configure(tmp_path / "build")
+    assert link.resolve() == (lib / "libcurand.so.10").resolve()
+    cuda.configure(tmp_path / "build")  # a second build in the same folder keeps it
+    assert link.resolve() == (lib / "libcurand.so.10").resolve()
+
+
 @pytest.mark.cuda
 @pytest.mark.timeout(3600)  # ~100 CUDA files: about 8 min on 2 free cores, 20 min on a loaded machine
 @NEEDS_CUDA
 def test_training_build_compiles_to_cuda(tmp_path):
     """Every element of a sleep-mode training build (custom events, TimedArrays, random numbers)."""
     spec = NetworkSpec(sizes=(64, 12, 8, 10), feedback="sleep")
-    cuda_build(tmp_path / "build")
+    use_backend("cuda_standalone", tmp_path / "build")  # make -j<cores> (Brian2's default)
     net = BioGradNetwork(spec, n_slots=4, seed=1)
     net.compile()
     build = tmp_path / "build"
