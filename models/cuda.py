@@ -84,7 +84,7 @@ def configure(directory: Path) -> bool:
     wheel = curand_dirs()
     if wheel is not None:
         include, lib = wheel
-        links = Path(directory) / "lib"
+        links = Path(directory).resolve() / "lib"  # make runs inside the build folder: no relative -L
         links.mkdir(parents=True, exist_ok=True)
         link, library = links / "libcurand.so", sorted(lib.glob("libcurand.so.*"))[0]
         if link.is_symlink() and link.resolve() != library.resolve():  # e.g. a build folder from another machine

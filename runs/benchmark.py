@@ -104,10 +104,12 @@ def main(
     OUT.mkdir(parents=True, exist_ok=True)
     rows = []
     for net in sizes or DEFAULT_SIZES:
-        out = subprocess.run([sys.executable, __file__, "--one", "--sizes", net, "--samples", str(samples),
+        one = subprocess.run([sys.executable, __file__, "--one", "--sizes", net, "--samples", str(samples),
                               "--feedback", feedback, "--backend", backend] + ["--compile-only"] * compile_only,
-                             capture_output=True, text=True, check=True).stdout
-        rows.append(json.loads(out.strip().splitlines()[-1]) | {"machine": f"{platform.node()} "
+                             capture_output=True, text=True)
+        if one.returncode:
+            sys.exit(f"{net} on {backend} failed (exit {one.returncode}):\n{one.stderr[-4000:]}")
+        rows.append(json.loads(one.stdout.strip().splitlines()[-1]) | {"machine": f"{platform.node()} "
                                                                           f"({platform.processor() or 'cpu'})"})
         print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
     if compile_only:

@@ -8,6 +8,7 @@ The set-up errors are checked in the default suite.
 import importlib.util
 import re
 import shutil
+from pathlib import Path
 
 import brian2 as b2
 import numpy as np
@@ -71,9 +72,11 @@ def test_build_folder_from_another_machine_gets_this_machines_curand(monkeypatch
     link = tmp_path / "build" / "lib" / "libcurand.so"
     link.parent.mkdir(parents=True)
     link.symlink_to("/elsewhere/nvidia/cu13/lib/libcurand.so.10")
-    cuda.configure(tmp_path / "build")
+    monkeypatch.chdir(tmp_path)
+    cuda.configure(Path("build"))  # relative, as runs/out/<run>/build
     assert link.resolve() == (lib / "libcurand.so.10").resolve()
-    cuda.configure(tmp_path / "build")  # a second build in the same folder keeps it
+    assert str(link.parent) in b2.prefs.codegen.cpp.library_dirs, "an absolute -L: make runs inside the build folder"
+    cuda.configure(Path("build"))  # a second build in the same folder keeps it
     assert link.resolve() == (lib / "libcurand.so.10").resolve()
 
 
