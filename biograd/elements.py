@@ -19,12 +19,13 @@ from brian2.equations.equations import EquationError
 from brian2.units.fundamentalunits import DIMENSIONLESS
 from brian2.utils.stringtools import get_identifiers
 
+import biograd.equations
 from biograd.eqsfile import EqsFile, Section, read_eqs
 from biograd.errors import ModelFileError
 from biograd.params import RESERVED_NAMES, ParameterTable, read_table
 from biograd.units import parse_unit
 
-EQUATIONS_DIR = Path(__file__).resolve().parents[1] / "equations"
+EQUATIONS_DIR = Path(biograd.equations.__file__).resolve().parent  # the repository's equations/ or an installed copy
 
 _BUILTINS = (set(DEFAULT_FUNCTIONS) | set(DEFAULT_CONSTANTS) | set(DEFAULT_UNITS)
              | {"t", "dt", "i", "N", "t_in_timesteps", "True", "False", "and", "or", "not", "int", "float"})
@@ -33,7 +34,7 @@ _CONDITION_SECTIONS = {"threshold", "event"}
 
 
 def equations_dir() -> Path:
-    """The folder of the model's equation files (``equations/`` at the repository top)."""
+    """The folder of the model's equation files (``equations/`` at the repository top, or the installed package's)."""
     return EQUATIONS_DIR
 
 
