@@ -12,6 +12,11 @@ Three of its defaults do not fit CUDA 13 (``docs/environment.md``), so :func:`co
 - the GPU: detected when ``nvidia-smi`` lists one; otherwise the project is generated and
   compiled only (it cannot run), for the compute capability in ``BIOGRAD_CUDA_ARCH``
   (default 9.0: H100/H200).
+
+Status (H200, 2026-11-30, runs/RESULTS.md "The GPU backend on an H200"): the deterministic path
+(no dither, no sleep) trains like cpp_standalone, but a sleep-mode demo run did not learn (11.9%
+after one epoch against 88.4% on the CPU); its error event rates point at ``rand()`` in the
+slot-start operation (the error code's dither). :func:`configure` warns about it on every build.
 """
 
 from __future__ import annotations
@@ -77,6 +82,8 @@ def configure(directory: Path) -> bool:
     if shutil.which("nvcc") is None:
         raise CudaSetupError("backend cuda_standalone needs nvcc (the CUDA toolkit) on the PATH")
     import brian2cuda  # noqa: F401  (registers the cuda_standalone device and its preferences)
+    log.warning("cuda_standalone: sleep-mode training did not learn on an H200 (demo 11.9%% after 1 epoch, CPU "
+                "88.4%%; runs/RESULTS.md). Use it for speed and for the deterministic path, train on cpp_standalone")
 
     cpp, cuda = b2.prefs.codegen.cpp, b2.prefs.devices.cuda_standalone.cuda_backend
     cuda.extra_compile_args_nvcc = _with(cuda.extra_compile_args_nvcc, "-std=c++17", drop="-std=")
