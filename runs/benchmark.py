@@ -56,14 +56,17 @@ def measure(sizes: str, samples: int, feedback: str, backend: str, compile_only:
     t0 = time.perf_counter()
     net.compile()
     compile_s = time.perf_counter() - t0
-    inference_dir = OUT / f"build_{sizes}_{feedback}_{backend}_inference"
-    first_1000 = Split(data.inputs[:1000], data.labels[:1000], "first 1000")
-    if compile_only:
-        use_backend(backend, inference_dir)
+
+    def compile_evaluator() -> tuple[Evaluator, float]:
+        """The inference-only build (replaces the training build on this process's device), and its compile time."""
+        use_backend(backend, OUT / f"build_{sizes}_{feedback}_{backend}_inference")
         t0 = time.perf_counter()
-        Evaluator(spec, first_1000, 1000, 0, None)
+        evaluator = Evaluator(spec, Split(data.inputs[:1000], data.labels[:1000], "first 1000"), 1000, 0, None)
+        return evaluator, time.perf_counter() - t0
+
+    if compile_only:
         return {"sizes": sizes, "feedback": feedback, "backend": backend, "compile_s": compile_s,
-                "inference_compile_s": time.perf_counter() - t0}
+                "inference_compile_s": compile_evaluator()[1]}
     steps = [s for s in plan_steps(spec, train, len(data)) if s.kind == "train"]
     done, record_s, t0 = 0, 0.0, time.perf_counter()
     for step in steps:
@@ -75,10 +78,7 @@ def measure(sizes: str, samples: int, feedback: str, backend: str, compile_only:
         if done >= samples:
             break
     train_s = time.perf_counter() - t0 - record_s
-    use_backend(backend, inference_dir)
-    t0 = time.perf_counter()
-    evaluator = Evaluator(spec, first_1000, 1000, 0, None)
-    inference_compile_s = time.perf_counter() - t0
+    evaluator, inference_compile_s = compile_evaluator()
     t0 = time.perf_counter()
     predicted = evaluator.predict(net.state)
     infer_s = time.perf_counter() - t0
@@ -104,12 +104,12 @@ def main(
     OUT.mkdir(parents=True, exist_ok=True)
     rows = []
     for net in sizes or DEFAULT_SIZES:
-        one = subprocess.run([sys.executable, __file__, "--one", "--sizes", net, "--samples", str(samples),
-                              "--feedback", feedback, "--backend", backend] + ["--compile-only"] * compile_only,
-                             capture_output=True, text=True)
-        if one.returncode:
-            sys.exit(f"{net} on {backend} failed (exit {one.returncode}):\n{one.stderr[-4000:]}")
-        rows.append(json.loads(one.stdout.strip().splitlines()[-1]) | {"machine": f"{platform.node()} "
+        child = subprocess.run([sys.executable, __file__, "--one", "--sizes", net, "--samples", str(samples),
+                                "--feedback", feedback, "--backend", backend] + ["--compile-only"] * compile_only,
+                               capture_output=True, text=True)
+        if child.returncode:
+            sys.exit(f"{net} on {backend} failed (exit {child.returncode}):\n{child.stderr[-4000:]}")
+        rows.append(json.loads(child.stdout.strip().splitlines()[-1]) | {"machine": f"{platform.node()} "
                                                                           f"({platform.processor() or 'cpu'})"})
         print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
     if compile_only:

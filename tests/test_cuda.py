@@ -86,10 +86,10 @@ def test_build_folder_from_another_machine_gets_this_machines_curand(monkeypatch
 def test_training_build_compiles_to_cuda(tmp_path):
     """Every element of a sleep-mode training build (custom events, TimedArrays, random numbers)."""
     spec = NetworkSpec(sizes=(64, 12, 8, 10), feedback="sleep")
-    use_backend("cuda_standalone", tmp_path / "build")  # make -j<cores> (Brian2's default)
+    build = tmp_path / "build"
+    use_backend("cuda_standalone", build)  # make -j<cores> (Brian2's default)
     net = BioGradNetwork(spec, n_slots=4, seed=1)
     net.compile()
-    build = tmp_path / "build"
     assert (build / "main").is_file(), "the CUDA project was compiled and linked"
     assert SEED_VARIABLE in (build / "main.cu").read_text(), "chunks reseed cuRAND from the environment"
     nvcc_flags, host_flags = re.search(r"^NVCCFLAGS = (.*)$", (build / "makefile").read_text(), re.M).group(1).split(
