@@ -13,10 +13,17 @@ Three of its defaults do not fit CUDA 13 (``docs/environment.md``), so :func:`co
   compiled only (it cannot run), for the compute capability in ``BIOGRAD_CUDA_ARCH``
   (default 9.0: H100/H200).
 
+brian2cuda 1.0b1 lower-cases every run_args value before it parses it (``set_variable_by_name``
+in its ``objects.cu`` template), the path of a value file included: the file of an object whose
+name has capitals (``static_arrays/init_W1_w_<md5>.dat``) is not found, the binary prints
+"Error reading ..." and runs on with the values of the build. :func:`check_run_arg_names` refuses
+such names before a run.
+
 Status (H200, 2026-11-30, runs/RESULTS.md "The GPU backend on an H200"): the deterministic path
-(no dither, no sleep) trains like cpp_standalone, but a sleep-mode demo run did not learn (11.9%
-after one epoch against 88.4% on the CPU); its error event rates point at ``rand()`` in the
-slot-start operation (the error code's dither). :func:`configure` warns about it on every build.
+(no dither, no sleep) trained like cpp_standalone from the build's weights, but a sleep-mode demo
+run did not learn (11.9% after one epoch against 88.4% on the CPU). The cause was the lower-casing
+above: the synapses were called ``W1``, ``B2``, so every chunk, and every evaluation, started from
+the build's initial weights. They are lower case since; training on a GPU has not been rerun.
 """
 
 from __future__ import annotations
@@ -46,6 +53,15 @@ def reseed_code(variable: str) -> str:
 if (const char* _chunk_seed = std::getenv("{variable}"))
     random_number_buffer.set_seed(std::strtoull(_chunk_seed, nullptr, 10));
 """
+
+
+def check_run_arg_names(run_args: dict) -> None:
+    """Refuse run_args whose owner's name has capitals: brian2cuda would not find their value files."""
+    names = {getattr(key, "group_name", None) or key.name for key in run_args}
+    if upper := sorted(name for name in names if name != name.lower()):
+        raise CudaSetupError(f"cuda_standalone cannot set {', '.join(upper)} through run_args: brian2cuda 1.0b1 "
+                             "lower-cases the path of the value file, so objects set between runs need lower-case "
+                             "names")
 
 
 def gpu_present() -> bool:
@@ -82,8 +98,8 @@ def configure(directory: Path) -> bool:
     if shutil.which("nvcc") is None:
         raise CudaSetupError("backend cuda_standalone needs nvcc (the CUDA toolkit) on the PATH")
     import brian2cuda  # noqa: F401  (registers the cuda_standalone device and its preferences)
-    log.warning("cuda_standalone: sleep-mode training did not learn on an H200 (demo 11.9%% after 1 epoch, CPU "
-                "88.4%%; runs/RESULTS.md). Use it for speed and for the deterministic path, train on cpp_standalone")
+    log.warning("cuda_standalone: training across chunks has not been checked on a GPU since the run_args fix "
+                "(runs/RESULTS.md); run `make test-cuda` on the GPU before trusting a CUDA training run")
 
     cpp, cuda = b2.prefs.codegen.cpp, b2.prefs.devices.cuda_standalone.cuda_backend
     cuda.extra_compile_args_nvcc = _with(cuda.extra_compile_args_nvcc, "-std=c++17", drop="-std=")

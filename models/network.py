@@ -1,8 +1,10 @@
 """The BioGrad network as Brian2 objects, composed from the element files in ``equations/``.
 
-One NeuronGroup per layer (``layer0`` input .. ``layerL`` output), forward Synapses ``W1..WL``
-and, unless feedback is ``transpose``, feedback Synapses ``B2..BL`` (B_l runs from layer l to
-layer l-1). Time is cut into slots of ``spec.n_slot`` steps; what every slot does comes from the
+One NeuronGroup per layer (``layer0`` input .. ``layerL`` output), forward Synapses
+``forward1..forwardL`` (W_l) and, unless feedback is ``transpose``, feedback Synapses
+``feedback2..feedbackL`` (B_l runs from layer l to layer l-1). Object names are lower case:
+brian2cuda reads run_args value files under lower-cased names (:func:`cuda.check_run_arg_names`).
+Time is cut into slots of ``spec.n_slot`` steps; what every slot does comes from the
 TimedArray ``slot_kind`` (see ``equations/schedule.eqs``), the sample it shows from the
 TimedArrays ``stimulus`` and ``target`` (one row per slot). A run of ``n_slots`` slots is one
 *chunk*; between chunks only arrays change (weights, TimedArray values, learning rates), so a
@@ -200,7 +202,7 @@ class BioGradNetwork:
                 syn_spec.on_pre, syn_spec.on_post = {"pre": syn_spec.on_pre["pre"]}, {}
                 syn_spec.pathway_events = {"pre": "spike"}
             syn = b2.Synapses(self.layers[layer - 1], self.layers[layer], **syn_spec.synapse_kwargs(),
-                              name=f"W{layer}")
+                              name=f"forward{layer}")
             syn.connect()
             for name, value in syn_spec.initial_values.items():
                 setattr(syn, name, value)
@@ -209,7 +211,7 @@ class BioGradNetwork:
                 fb_spec = compose(_load_elements(["feedback_synapse"], spec, equations),
                                   self._shared_namespace(layer, layer - 1))
                 fb = b2.Synapses(self.layers[layer], self.layers[layer - 1], **fb_spec.synapse_kwargs(),
-                                 name=f"B{layer}")
+                                 name=f"feedback{layer}")
                 fb.connect()
                 for name, value in fb_spec.initial_values.items():
                     setattr(fb, name, value)
@@ -309,6 +311,8 @@ class BioGradNetwork:
         if self.standalone:
             run_args = {getattr(self, name): values[name] for name in self._used_arrays} | self._views(state)
             run_args |= dict(self._rates(eta, eta_sleep))
+            if b2.get_device() is all_devices.get("cuda_standalone"):
+                cuda.check_run_arg_names(run_args)
             self.compile()
             os.environ[SEED_VARIABLE] = str(self.seed if seed is None else seed)
             try:

@@ -14,6 +14,7 @@ import brian2 as b2
 import numpy as np
 import pytest
 from test_backends import SPEC, samples
+from test_dynamics import assert_uniform_and_fresh, dither_draws
 
 from biograd.models import cuda
 from biograd.models.network import SEED_VARIABLE, BioGradNetwork, use_backend
@@ -61,6 +62,18 @@ def test_bad_compute_capability_is_named(monkeypatch, tmp_path):
         use_backend("cuda_standalone", tmp_path)
 
 
+def test_run_args_names_survive_brian2cudas_lower_casing():
+    """brian2cuda looks for static_arrays/init_<name>_... in lower case: capitals lost every chunk's weights."""
+    net = BioGradNetwork(NetworkSpec(sizes=(16, 8, 6, 10), feedback="sleep"), n_slots=2)
+    run_args = net._views(net.initial_state) | {net.slot_kind: np.zeros(2)} | dict(net._rates(0.1, 0.01))
+    assert {"forward1", "feedback2", "layer1", "slot_kind"} <= {getattr(k, "group_name", None) or k.name
+                                                               for k in run_args}
+    cuda.check_run_arg_names(run_args)
+    renamed = b2.TimedArray(np.zeros(2), dt=b2.ms, name="Slot_kind")
+    with pytest.raises(cuda.CudaSetupError, match="cannot set Slot_kind through run_args: brian2cuda 1.0b1"):
+        cuda.check_run_arg_names(run_args | {renamed: np.zeros(2)})
+
+
 @NEEDS_CUDA
 def test_build_folder_from_another_machine_gets_this_machines_curand(monkeypatch, tmp_path):
     """A build folder compiled elsewhere (its libcurand.so link dangling here) is relinked, not refused."""
@@ -104,6 +117,9 @@ def test_training_build_compiles_to_cuda(tmp_path):
 def test_gpu_trains_like_cpp_standalone(tmp_path):
     """Deterministic chunks (regular input code, no sleep, no dither): the same spikes and weights.
 
+    The chunk starts from weights and a learning rate that differ from the build's, so they must
+    arrive through run_args (brian2cuda lost value files of capitalised objects without an error).
+
     Summation order differs on the GPU (parallel additions), so a potential that lands exactly on
     a threshold may flip a spike: the rates must agree on nearly every neuron and slot, and the
     weight changes to a small fraction of their size.
@@ -112,8 +128,8 @@ def test_gpu_trains_like_cpp_standalone(tmp_path):
     for backend in ("cpp_standalone", "cuda_standalone"):
         use_backend(backend, tmp_path / backend)
         net = BioGradNetwork(SPEC, n_slots=6, seed=1)
-        before = net.initial_state
-        result = net.run_chunk(*samples(0, 6))
+        before = net.random_state(np.random.default_rng(7))
+        result = net.run_chunk(*samples(0, 6), before, eta=0.05)
         results[backend] = result, before, net.state
     (cpu, before, cpu_after), (gpu, _, gpu_after) = results.values()
     for a, b in zip(cpu.rates, gpu.rates, strict=True):
@@ -122,3 +138,12 @@ def test_gpu_trains_like_cpp_standalone(tmp_path):
         change = np.abs(wc - w0).sum()
         assert change > 0, "weights learned"
         assert np.abs(wg - wc).sum() <= 0.02 * change
+
+
+@pytest.mark.cuda
+@NEEDS_CUDA
+@ON_GPU
+def test_gpu_draws_the_error_dither_uniformly_at_every_slot_start(tmp_path):
+    """The one rand() that the test above leaves out: sleep-mode training did not learn on an H200."""
+    use_backend("cuda_standalone", tmp_path / "build")
+    assert_uniform_and_fresh(dither_draws(build=tmp_path / "build"))

@@ -3,6 +3,8 @@
 Hand-made inputs, a few neurons, exact values (floating-point tolerance only).
 """
 
+from pathlib import Path
+
 import brian2 as b2
 import numpy as np
 import pytest
@@ -142,6 +144,43 @@ def test_error_events_dithered_are_unbiased():
     assert abs(counts.mean() - N_E * p) < 4 * counts.std() / np.sqrt(n)
     # stochastic rounding: every count is the floor or the ceiling of n_e * p
     assert set(np.unique(counts)) == {int(np.floor(N_E * p)), int(np.ceil(N_E * p))}
+
+
+def dither_draws(n: int = 2000, n_slots: int = 4, build: Path | None = None) -> np.ndarray:
+    """q_error right after each slot start's draw, (slots, neurons): the dither of error_events.eqs.
+
+    Runs on the active device; a standalone device (``build``) is built and run here.
+    """
+    b2.defaultclock.dt = 1 * b2.ms
+    b2.seed(5)
+    group, objects = make_group(["schedule", "error_events"], n, declared="delta_apical : 1",
+                                slot_kinds=(1,) * n_slots)
+    after_draw = b2.StateMonitor(group, "q_error", record=True, dt=N_SLOT * b2.ms, when="start", order=1,
+                                 name="after_draw")
+    b2.Network(*objects, after_draw).run(n_slots * N_SLOT * b2.ms, namespace={})
+    if build is not None:
+        b2.device.build(directory=str(build), compile=True, run=True)
+    return np.asarray(after_draw.q_error).T
+
+
+def assert_uniform_and_fresh(q: np.ndarray) -> None:
+    """Draws of U - 1/2: in [-1/2, 1/2), flat, different per neuron, new at every slot start."""
+    assert q.min() >= -0.5 and q.max() < 0.5
+    counts = np.histogram(q, bins=10, range=(-0.5, 0.5))[0]
+    expected = q.size / 10
+    assert np.all(np.abs(counts - expected) < 5 * np.sqrt(expected)), f"not uniform: {counts}"
+    assert all(len(np.unique(row)) > 0.99 * q.shape[1] for row in q), "the same draw for several neurons"
+    for first, second in zip(q[:-1], q[1:], strict=True):
+        assert abs(np.corrcoef(first, second)[0, 1]) < 5 / np.sqrt(q.shape[1]), "slot starts reuse their draws"
+
+
+def test_error_dither_is_drawn_uniformly_at_every_slot_start():
+    assert_uniform_and_fresh(dither_draws())
+
+
+@pytest.mark.standalone
+def test_error_dither_is_drawn_uniformly_at_every_slot_start_in_standalone(standalone, tmp_path):
+    assert_uniform_and_fresh(dither_draws(build=tmp_path / "build"))
 
 
 def test_error_window_follows_err_phase():
