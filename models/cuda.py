@@ -56,12 +56,16 @@ if (const char* _chunk_seed = std::getenv("{variable}"))
 
 
 def check_run_arg_names(run_args: dict) -> None:
-    """Refuse run_args whose owner's name has capitals: brian2cuda would not find their value files."""
-    names = {getattr(key, "group_name", None) or key.name for key in run_args}
+    """Refuse run_args whose names have capitals: brian2cuda would not find their value files.
+
+    Brian2 names the file of an array value ``init_<owner>_<variable>_<md5>.dat`` (a TimedArray's
+    ``init_<name>_values_<md5>.dat``), and brian2cuda 1.0b1 opens it under a lower-cased path.
+    """
+    names = {f"{key.group_name}.{key.name}" if hasattr(key, "group_name") else key.name for key in run_args}
     if upper := sorted(name for name in names if name != name.lower()):
         raise CudaSetupError(f"cuda_standalone cannot set {', '.join(upper)} through run_args: brian2cuda 1.0b1 "
-                             "lower-cases the path of the value file, so objects set between runs need lower-case "
-                             "names")
+                             "lower-cases the path of the value file, so objects and variables set between runs "
+                             "need lower-case names")
 
 
 def gpu_present() -> bool:

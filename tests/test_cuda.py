@@ -66,12 +66,14 @@ def test_run_args_names_survive_brian2cudas_lower_casing():
     """brian2cuda looks for static_arrays/init_<name>_... in lower case: capitals lost every chunk's weights."""
     net = BioGradNetwork(NetworkSpec(sizes=(16, 8, 6, 10), feedback="sleep"), n_slots=2)
     run_args = net._views(net.initial_state) | {net.slot_kind: np.zeros(2)} | dict(net._rates(0.1, 0.01))
-    assert {"forward1", "feedback2", "layer1", "slot_kind"} <= {getattr(k, "group_name", None) or k.name
-                                                               for k in run_args}
+    assert {"forward1", "feedback2", "layer1", "slot_kind"} <= {getattr(k, "group_name", k.name) for k in run_args}
     cuda.check_run_arg_names(run_args)
     renamed = b2.TimedArray(np.zeros(2), dt=b2.ms, name="Slot_kind")
     with pytest.raises(cuda.CudaSetupError, match="cannot set Slot_kind through run_args: brian2cuda 1.0b1"):
         cuda.check_run_arg_names(run_args | {renamed: np.zeros(2)})
+    capital_variable = b2.NeuronGroup(3, "W : 1", name="layer9")
+    with pytest.raises(cuda.CudaSetupError, match=r"cannot set layer9\.W through"):
+        cuda.check_run_arg_names({capital_variable.W: np.zeros(3)})
 
 
 @NEEDS_CUDA
