@@ -103,7 +103,7 @@ def configure(directory: Path) -> bool:
         raise CudaSetupError("backend cuda_standalone needs nvcc (the CUDA toolkit) on the PATH")
     import brian2cuda  # noqa: F401  (registers the cuda_standalone device and its preferences)
     log.warning("cuda_standalone: training across chunks has not been checked on a GPU since the run_args fix "
-                "(runs/RESULTS.md); run `make test-cuda` on the GPU before trusting a CUDA training run")
+                "(runs/RESULTS.md); run scripts/gpu_check.sh on the GPU before trusting a CUDA training run")
 
     cpp, cuda = b2.prefs.codegen.cpp, b2.prefs.devices.cuda_standalone.cuda_backend
     cuda.extra_compile_args_nvcc = _with(cuda.extra_compile_args_nvcc, "-std=c++17", drop="-std=")
