@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The first checks to run on a machine with an NVIDIA GPU (about 10 min on an H200 with 16 cores).
+# The first checks to run on a machine with an NVIDIA GPU, most important first. Not yet run on a GPU:
+# expect 15-20 min on 16 cores, most of it nvcc (about 20 s of one core per generated file).
 #
 #   1. the cuda tests (make test-cuda): a training build compiles; the GPU trains like
 #      cpp_standalone from weights passed through run_args; the error dither is uniform and fresh
