@@ -146,6 +146,6 @@ def test_gpu_trains_like_cpp_standalone(tmp_path):
 @NEEDS_CUDA
 @ON_GPU
 def test_gpu_draws_the_error_dither_uniformly_at_every_slot_start(tmp_path):
-    """The one rand() that the test above leaves out: sleep-mode training did not learn on an H200."""
+    """The rand() in a slot-start operation (run_regularly at the slot's dt), which the test above leaves out."""
     use_backend("cuda_standalone", tmp_path / "build")
     assert_uniform_and_fresh(dither_draws(build=tmp_path / "build"))

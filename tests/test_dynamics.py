@@ -164,8 +164,8 @@ def dither_draws(n: int = 2000, n_slots: int = 4, build: Path | None = None) -> 
 
 
 def assert_uniform_and_fresh(q: np.ndarray) -> None:
-    """Draws of U - 1/2: in [-1/2, 1/2), flat, different per neuron, new at every slot start."""
-    assert q.min() >= -0.5 and q.max() < 0.5
+    """Draws of U - 1/2: in [-1/2, 1/2] (cuRAND's U is in (0, 1]), flat, different per neuron, new every slot."""
+    assert q.min() >= -0.5 and q.max() <= 0.5
     counts = np.histogram(q, bins=10, range=(-0.5, 0.5))[0]
     expected = q.size / 10
     assert np.all(np.abs(counts - expected) < 5 * np.sqrt(expected)), f"not uniform: {counts}"
