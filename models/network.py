@@ -161,6 +161,7 @@ class BioGradNetwork:
                  inference: bool = False, report: str | None = None):
         self.spec, self.n_slots, self.seed, self.inference, self.report = spec, n_slots, seed, inference, report
         self.standalone = isinstance(b2.get_device(), CPPStandaloneDevice)  # cuda_standalone is one too
+        self.on_gpu = b2.get_device() is all_devices.get("cuda_standalone")
         L, sizes = spec.n_layers, spec.sizes
         self.slot_steps = spec.n_f if inference else spec.n_slot
         b2.defaultclock.dt = DT
@@ -279,8 +280,7 @@ class BioGradNetwork:
         """Standalone: generate and compile the project once (later chunks rerun it); runtime: nothing."""
         if self.standalone and not self._built:
             device = b2.get_device()
-            on_gpu = device is all_devices.get("cuda_standalone")
-            device.insert_code("main", cuda.reseed_code(SEED_VARIABLE) if on_gpu else _RESEED_FROM_ENVIRONMENT)
+            device.insert_code("main", cuda.reseed_code(SEED_VARIABLE) if self.on_gpu else _RESEED_FROM_ENVIRONMENT)
             self.network.run(self.n_slots * self.slot_steps * DT, namespace={}, report=self.report)
             device.build(**(dict(device.build_options) | {"run": False}))
             self._built = True
@@ -311,7 +311,7 @@ class BioGradNetwork:
         if self.standalone:
             run_args = {getattr(self, name): values[name] for name in self._used_arrays} | self._views(state)
             run_args |= dict(self._rates(eta, eta_sleep))
-            if b2.get_device() is all_devices.get("cuda_standalone"):
+            if self.on_gpu and not self._built:  # names are fixed by the build: check once, before nvcc
                 cuda.check_run_arg_names(run_args)
             self.compile()
             os.environ[SEED_VARIABLE] = str(self.seed if seed is None else seed)
