@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   - creates .venv (Python 3.12), installs the project, runs the demo
-#   make test   - same set-up, then the test suite (slow tests: make test-slow)
+#   make test   - same set-up, then the fast test tier (at most 5 min on 2 cores); the other tiers,
+#                 run by CI (.ci/run): make test-standalone, make test-slow, make test-cuda, make lint
 # Set-up is skipped when nothing changed (stamp file depends on pyproject.toml).
 # GPU backend (brian2cuda): make gpu installs the gpu extra; make test-cuda compiles the model to
 # CUDA (needs nvcc) and, where a GPU is present, checks it against cpp_standalone.
@@ -12,7 +13,7 @@ GPU_STAMP := $(VENV)/.installed-gpu
 EXTRAS    ?= dev,nmnist,notebooks
 PYTEST_ARGS ?= -n 2
 
-.PHONY: venv gpu demo test test-slow test-cuda lint describe clean
+.PHONY: venv gpu demo test test-standalone test-slow test-cuda lint describe clean
 
 venv: $(STAMP)
 
@@ -30,7 +31,10 @@ demo: $(STAMP)
 	$(PY) -m biograd.cli demo
 
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow and not cuda" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "(not slow and not cuda and not standalone) or smoke" $(PYTEST_ARGS)
+
+test-standalone: $(STAMP)
+	$(PY) -m pytest -m "standalone and not smoke and not slow and not cuda" $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m "slow and not cuda" $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: no slow tests collected
@@ -40,6 +44,8 @@ test-cuda: $(GPU_STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	@rm -rf build/lint && $(PY) -m pip install --quiet --no-deps --no-build-isolation --target build/lint . >/dev/null
+	cd build/lint && PYTHONPATH=. ../../$(VENV)/bin/lint-imports --no-cache ../../pyproject.toml  # the installed layout
 
 describe: $(STAMP)
 	$(PY) -m biograd.cli describe

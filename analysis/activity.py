@@ -3,7 +3,7 @@
 Input: a :class:`~biograd.models.network.ChunkResult` of a training build (it records, per slot
 and neuron, the rate ``x_trace``, the spikes ``n_spikes`` of any phase, the signed error events
 ``n_error`` and the sleep-rule events ``n_sleep_events``) and the slot kinds of the chunk. Training
-slots hold one sample each; sleep slots of kind 1+m drive layer m-1 with noise while layer m responds.
+slots hold one sample each; sleep slots for W_m (code slot_sleep + m) drive layer m-1 with noise while layer m responds.
 
 Per layer l (training slots only), with r = x_trace and n = |n_error|:
 
@@ -35,8 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from biograd.models.network import DT, ChunkResult
-from biograd.models.schedule import TRAIN
+from biograd.models.network import ChunkResult
 from biograd.models.spec import NetworkSpec
 
 LAYER_METRICS = ("rate_hz", "silent_fraction", "saturated_fraction", "spikes_per_sample", "error_rate_hz",
@@ -45,19 +44,20 @@ LAYER_METRICS = ("rate_hz", "silent_fraction", "saturated_fraction", "spikes_per
 
 def layer_activity(result: ChunkResult, kinds: np.ndarray, spec: NetworkSpec) -> list[dict]:
     """Rows ``{metric, layer, value}`` of the per-layer quantities (module docstring), training slots only."""
-    train = np.asarray(kinds) == TRAIN
+    train = np.asarray(kinds) == spec.composition.slot_train
     if not train.any():
         return []
+    dt = float(spec.composition.dt)
     rows = []
     for layer, rates in enumerate(result.rates):
         r = rates[train]
-        values = {"rate_hz": r.mean() / float(DT), "silent_fraction": np.mean(r == 0),
+        values = {"rate_hz": r.mean() / dt, "silent_fraction": np.mean(r == 0),
                   "saturated_fraction": np.mean(np.rint(r * spec.n_f) >= spec.n_f - layer)}
         if layer in result.spikes:
             values["spikes_per_sample"] = result.spikes[layer][train].sum(axis=1).mean()
         if layer in result.errors:
             n = np.abs(result.errors[layer][train])
-            values |= {"error_rate_hz": n.mean() / (spec.n_e * float(DT)),
+            values |= {"error_rate_hz": n.mean() / (spec.n_e * dt),
                        "error_saturated_fraction": np.mean(n >= spec.n_e),
                        "error_events_per_sample": n.sum(axis=1).mean()}
         rows += [{"metric": name, "layer": layer, "value": float(v)} for name, v in values.items()]
@@ -75,7 +75,8 @@ def operation_counts(result: ChunkResult, kinds: np.ndarray, spec: NetworkSpec,
     sizes, L = spec.sizes, spec.n_layers
     spikes = [result.spikes[l].sum(axis=1) for l in range(L + 1)]  # per slot
     counts: dict[str, dict[str, float]] = {}
-    train = kinds == TRAIN
+    codes = spec.composition
+    train = kinds == codes.slot_train
     if train.any():
         n = train.sum()
         counts["train"] = {
@@ -84,12 +85,12 @@ def operation_counts(result: ChunkResult, kinds: np.ndarray, spec: NetworkSpec,
             "updates_learning": sum((result.rates[l - 1][train] > 0).sum() * sizes[l] for l in range(1, L + 1)) / n,
             "neuron_updates": float(sum(sizes) * spec.n_slot),
         }
-    sleep = kinds > TRAIN
+    sleep = kinds >= codes.slot_sleep(2)
     if sleep.any():
         blocks = np.sum(kinds == kinds[sleep].min()) / sleep_slots
         counts["sleep"] = {
             "synops": sum(spikes[l - 1][sleep].sum() * sizes[l] for l in range(1, L + 1)) / blocks,
-            "updates": sum(result.sleep_events[m][kinds == 1 + m].sum() * sizes[m - 1]
+            "updates": sum(result.sleep_events[m][kinds == codes.slot_sleep(m)].sum() * sizes[m - 1]
                            for m in range(2, L + 1)) / blocks,
             "neuron_updates": sum(sizes) * spec.n_slot * sleep.sum() / blocks,
         }
@@ -105,7 +106,7 @@ def activity_rows(result: ChunkResult, kinds: np.ndarray, spec: NetworkSpec, sle
     return rows
 
 
-def neuron_rates(result: ChunkResult, kinds: np.ndarray) -> list[np.ndarray]:
+def neuron_rates(result: ChunkResult, kinds: np.ndarray, spec: NetworkSpec) -> list[np.ndarray]:
     """Mean forward-phase rate (Hz) of every neuron over the chunk's training slots, per layer."""
-    train = np.asarray(kinds) == TRAIN
-    return [rates[train].mean(axis=0) / float(DT) for rates in result.rates]
+    train = np.asarray(kinds) == spec.composition.slot_train
+    return [rates[train].mean(axis=0) / float(spec.composition.dt) for rates in result.rates]

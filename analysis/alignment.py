@@ -1,7 +1,7 @@
 """Gradient alignment: BioGrad's measured weight change against backprop and feedback alignment.
 
 For a probed training sample, with the rates r_l, gates g_l and target y the spiking network
-recorded, and the weight change dW_l its synapses made (:func:`biograd.models.training.probe`):
+recorded, and the weight change dW_l its synapses made (:func:`biograd.chunks.probe`):
 
     backprop             dW_BP = eta delta_l r_{l-1}^T, errors sent back through W^T
     feedback alignment   dW_FA = the same with the feedback weights B the network used

@@ -27,9 +27,9 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from biograd.errors import ModelFileError, read_model_file
+from biograd.models.errors import ModelFileError, read_model_file
 from biograd.models.spec import NetworkSpec
-from biograd.units import parse_as, parse_quantity
+from biograd.models.units import parse_as, parse_quantity
 
 ENERGY_TABLE = Path(__file__).with_name("loihi_energy.yaml")
 PARTS = {  # (phase, operation, part) -> (split kinds, metric, divide by sleep_every)

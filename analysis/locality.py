@@ -50,8 +50,8 @@ import pandas as pd
 from brian2.equations.equations import PARAMETER
 from brian2.utils.stringtools import get_identifiers
 
-from biograd.elements import _BUILTINS, _SYNAPSE_BUILTINS, Element, equations_dir, load_element
-from biograd.errors import ModelFileError
+from biograd.models.elements import BUILTINS, SYNAPSE_BUILTINS, Element, equations_dir, load_element
+from biograd.models.errors import ModelFileError
 
 #: external functions a neuron may read, and their role
 FUNCTION_ROLES = {"slot_kind": "schedule", "stimulus": "input", "event_counts": "input", "target": "teacher"}
@@ -121,7 +121,7 @@ def _categorise(el: Element, name: str) -> str:
         if _defined_by(ext.provided_by, name, el.kind, el.eqs.path.parent):
             return "synapse_variable" if el.kind == "synapse" else "group_variable"
         return "unknown"
-    if name in _BUILTINS or name.startswith("xi") or (el.kind == "synapse" and name in _SYNAPSE_BUILTINS):
+    if name in BUILTINS or name.startswith("xi") or (el.kind == "synapse" and name in SYNAPSE_BUILTINS):
         return "builtin"
     return "unknown"
 

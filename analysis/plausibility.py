@@ -20,10 +20,9 @@ import pandas as pd
 
 from biograd.analysis.activity import LAYER_METRICS
 from biograd.analysis.locality import audit
-from biograd.elements import load_element
+from biograd.models.params import OBSERVABLES
 from biograd.models.spec import NetworkSpec
-from biograd.params import OBSERVABLES
-from biograd.units import parse_unit
+from biograd.models.units import parse_unit
 
 PLASTIC = {"w", "b", "b_soma"}  # forward weight, feedback weight, homeostatic sleep bias
 MEASURED = {"rate": "rate_hz", "silent_fraction": "silent_fraction", "saturated_fraction": "saturated_fraction",
@@ -74,15 +73,15 @@ def activity_by_layer(metrics: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["layer", "metric", "split", "first_epoch", "first", "last_epoch", "last"])
 
 
-def observable_checks(metrics: pd.DataFrame, spec: NetworkSpec, equations: Path) -> pd.DataFrame:
-    """Measured observables (last recorded epoch) against the ranges the run's parameter tables declare."""
+def observable_checks(metrics: pd.DataFrame, spec: NetworkSpec) -> pd.DataFrame:
+    """Measured observables (last recorded epoch) against the ranges the parameter tables of ``spec``'s
+    equation files (a run's: ``RunDirectory.config.model``) declare."""
     activity = activity_by_layer(metrics).set_index(["layer", "metric"])
+    composition = spec.composition
     rows = []
     for layer in range(spec.n_layers + 1):
-        for name in spec.elements(layer):
-            if not (equations / f"{name}.eqs").is_file():  # a run older than a measurement-only element
-                continue
-            element = load_element(name, equations)
+        for element in composition.group_elements(composition.layer_kind(layer)):
+            name = element.name
             for observable, declared in element.table.observables.items():
                 unit = parse_unit(OBSERVABLES[observable])
                 low, high = (None if b is None else float(b / unit) for b in declared.bounds())

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from biograd.analysis.backprop import angle_deg
-from biograd.models.network import BioGradNetwork
-from biograd.models.schedule import INFER, sleep_block
 
 
 def uniform_offset(B: np.ndarray, W_T: np.ndarray) -> float:
@@ -30,37 +27,10 @@ def _scale_summary(c: np.ndarray) -> dict[str, float]:
     return {"scale": mean, "scale_cv": float(c.std() / abs(mean)) if mean else float("nan")}
 
 
-def sleep_alignment_curve(net: BioGradNetwork, n_chunks: int, *, sleep: bool = True,
-                          eta_sleep: float | None = None) -> pd.DataFrame:
-    """Run ``n_chunks`` chunks of sleep (or of idle slots, ``sleep=False``) with W frozen, from
-    ``net.state`` (a random start, or a trained state assigned to it).
-
-    Every chunk is one sleep block of ``net.n_slots`` slots shared among the feedback layers;
-    ``eta_sleep`` overrides the build's rate (no rebuild). Returns a tidy frame: one row per
-    (chunk, layer) with the angle between B_l and W_l^T in degrees, B_l's uniform offset
-    (``uniform_offset``), the mean and coefficient of variation of its column scales
-    (``column_scales``: ``scale``, ``scale_cv``), the simulated sleep steps so far, and the norms
-    of B_l and W_l. Chunk 0 is the starting point.
-    """
-    spec, n = net.spec, net.n_slots
-    layers = sorted(net.feedback)
-    per_layer = max(1, n // len(layers))
-    kinds = sleep_block(spec.n_layers, per_layer) if sleep else np.full(per_layer * len(layers), INFER)
-    zeros_in, zeros_out = np.zeros((len(kinds), spec.sizes[0])), np.zeros((len(kinds), spec.sizes[-1]))
-    rows = []
-
-    def record(chunk: int):
-        state = net.state
-        for l in layers:
-            rows.append({"chunk": chunk, "layer": l, "sleep": sleep, "sleep_steps": chunk * per_layer * spec.n_slot,
-                         "angle_deg": angle_deg(state.B[l], state.W[l - 1].T),
-                         "offset": uniform_offset(state.B[l], state.W[l - 1].T),
-                         **_scale_summary(column_scales(state.B[l], state.W[l - 1].T)),
-                         "norm_B": float(np.linalg.norm(state.B[l])), "norm_W": float(np.linalg.norm(state.W[l - 1]))})
-
-    record(0)
-    for chunk in range(1, n_chunks + 1):
-        net.run_chunk(kinds, zeros_in, zeros_out, eta=0.0, eta_sleep=eta_sleep, seed=net.seed + chunk)
-        record(chunk)
-    frame = pd.DataFrame(rows)
-    return frame.assign(eta_sleep=eta_sleep) if eta_sleep is not None else frame
+def feedback_alignment_rows(W: list[np.ndarray], B: dict[int, np.ndarray]) -> list[dict]:
+    """Per feedback layer l: the angle between B_l and W_l^T in degrees, B_l's uniform offset
+    (:func:`uniform_offset`), the mean and coefficient of variation of its column scales
+    (:func:`column_scales`: ``scale``, ``scale_cv``), and the norms of B_l and W_l."""
+    return [{"layer": l, "angle_deg": angle_deg(B[l], W[l - 1].T), "offset": uniform_offset(B[l], W[l - 1].T),
+             **_scale_summary(column_scales(B[l], W[l - 1].T)),
+             "norm_B": float(np.linalg.norm(B[l])), "norm_W": float(np.linalg.norm(W[l - 1]))} for l in sorted(B)]

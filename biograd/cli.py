@@ -11,7 +11,7 @@ import numpy as np
 import typer
 from rich.console import Console
 
-from biograd.errors import ModelFileError
+from biograd.models.errors import ModelFileError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(soft_wrap=True)  # long paths stay on one line, copyable
@@ -25,8 +25,8 @@ def describe(
     feedback: Annotated[str, typer.Option(help="transpose | fixed_random | sleep")] = "sleep",
 ) -> None:
     """Print a Markdown description of one element or of a whole network (equations + parameters)."""
-    from biograd.describe import describe_element, describe_model
-    from biograd.elements import load_element
+    from biograd.models.describe import describe_element, describe_model
+    from biograd.models.elements import load_element
     from biograd.models.spec import NetworkSpec
 
     try:
@@ -44,8 +44,10 @@ def describe(
 def check(
     directory: Annotated[Path | None, typer.Argument(help="folder of .eqs files (default: equations/)")] = None,
 ) -> None:
-    """Lint every equation file and parameter table: syntax, names, bounds and Brian2 unit checks."""
-    from biograd.elements import check_units, equations_dir, load_element
+    """Lint every equation file and parameter table (syntax, names, bounds, Brian2 unit checks) and the
+    composition file network.yaml (its elements compose into every kind of group)."""
+    from biograd.models.composition import COMPOSITION, load_composition
+    from biograd.models.elements import check_units, equations_dir, load_element
 
     folder = directory or equations_dir()
     files = sorted(folder.glob("*.eqs"))
@@ -57,7 +59,18 @@ def check(
         except ModelFileError as err:
             failures += 1
             console.print(f"[red]error[/red] {err}")
-    console.print(f"{len(files) - failures} of {len(files)} element files pass")
+    try:
+        for feedback, encoder in (("sleep", "regular"), ("transpose", "poisson"), ("fixed_random", "events")):
+            composition = load_composition((2, 2, 2, 2), feedback, encoder, {}, folder)
+            for layer in range(4):
+                for inference in (False, True):
+                    composition.layer_group(layer, inference, dict.fromkeys(
+                        ("slot_kind", "stimulus", "event_counts", "target"), "<TimedArray>"))
+        console.print(f"[green]ok[/green]    {COMPOSITION}.yaml")
+    except ModelFileError as err:
+        failures += 1
+        console.print(f"[red]error[/red] {err}")
+    console.print(f"{len(files) + 1 - failures} of {len(files) + 1} model files pass")
     if failures or not files:
         raise typer.Exit(1)
 
@@ -115,8 +128,8 @@ def evaluate(
     """Accuracy of a run's weights (inference-only build), overall and per class."""
     from rich.table import Table
 
-    from biograd.datasets import load_splits
-    from biograd.models.network import use_backend
+    from biograd.data.splits import load_splits
+    from biograd.models.runners import use_backend
     from biograd.rundir import RunDirectory
     from biograd.trainer import Evaluator
 
@@ -144,7 +157,8 @@ def probe(
     backend: Annotated[str | None, typer.Option(
         help="cpp_standalone | cuda_standalone | numpy | cython (default: the run's)")] = None,
     set_: Annotated[list[str] | None, typer.Option(
-        "--set", help="probe with another setting, e.g. --set model.gain_hidden=32 (to posthoc_<set>/)")] = None,
+        "--set", help="probe with another setting, e.g. --set model.params.network.gain_hidden=32 "
+                      "(to posthoc_<set>/)")] = None,
     epoch: Annotated[list[int] | None, typer.Option(help="probe only this epoch's weights (repeatable)")] = None,
 ) -> None:
     """Measure BioGrad's weight changes afterwards at a run's epoch weights (gradient alignment)."""
@@ -174,7 +188,7 @@ def report(
                                                   "(default: <run>/report for a single run)")] = None,
 ) -> None:
     """Figures and a Markdown summary (alignment, plausibility, energy) of one run, or several compared."""
-    from biograd.analysis.report import write_report
+    from biograd.report import write_report
 
     try:
         path = write_report(run_dirs, out)
@@ -188,8 +202,8 @@ def demo(
     set_: Annotated[list[str] | None, typer.Option("--set", help="override, e.g. --set train.epochs=1")] = None,
 ) -> None:
     """Check model files and data, train the demo config (784-100-10, embedded MNIST digits), write its report."""
-    from biograd.analysis.report import write_report
     from biograd.demo import check_data, check_model_files
+    from biograd.report import write_report
 
     check_model_files(console)
     check_data(console)

@@ -6,7 +6,7 @@ A config has five sections (unknown keys are rejected, durations are unit string
     model: {sizes: [784, 500, 10], feedback: sleep, n_f: 20, n_e: 10, params: {...}}   # NetworkSpec
     data:  {source: mnist, n_train: null, n_test: null}
     train: {epochs: 6, sleep_every: 100, chunk: 1000, sleep_duration: 500 ms, warmup_sleep_blocks: 300,
-            eta: 0.03, eta_decay: 0.7, seed: 0, backend: cpp_standalone, max_weight: 100,
+            decay: {eta: 0.7}, seed: 0, backend: cpp_standalone, max_weight: 100,
             eval_chunk: 1000, report: null}
     record: {activity: true, probe_samples: 0, probe_every: 0, arrays: false}
 """
@@ -19,11 +19,11 @@ from typing import Literal
 
 import brian2 as b2
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from biograd.errors import ModelFileError, read_model_file
+from biograd.models.errors import ModelFileError, read_model_file
 from biograd.models.spec import NetworkSpec
-from biograd.units import parse_as, parse_quantity
+from biograd.models.units import parse_as, parse_quantity
 
 
 class DataConfig(BaseModel):
@@ -42,8 +42,9 @@ class TrainConfig(BaseModel):
     chunk: int = Field(1000, ge=1, description="training samples per run of the compiled network (and per checkpoint)")
     sleep_duration: str = Field("500 ms", description="sleep per feedback layer per block (rounded up to slots)")
     warmup_sleep_blocks: int = Field(0, ge=0, description="sleep blocks before the first sample (sleep mode)")
-    eta: float = Field(0.03, ge=0)
-    eta_decay: float = Field(0.7, gt=0, le=1, description="eta is multiplied by this after every epoch")
+    decay: dict[str, float] = Field(
+        {"eta": 0.7}, description="per-epoch factor of chunk parameters (variables declared (shared, constant) in "
+        "the equations, e.g. eta, eta_sleep): in epoch e the value is table value * decay^(e-1)")
     seed: int = 0
     backend: Literal["cpp_standalone", "cuda_standalone", "numpy", "cython"] = "cpp_standalone"
     max_weight: float = Field(100.0, gt=0, description="stop when any |w| or |b| exceeds this (exploding)")
@@ -58,7 +59,7 @@ class TrainConfig(BaseModel):
 
     def sleep_slots(self, spec: NetworkSpec) -> int:
         """Slots of sleep per feedback layer per block: sleep_duration / (n_slot * dt), rounded up."""
-        steps = float(parse_quantity(self.sleep_duration) / b2.ms)
+        steps = float(parse_quantity(self.sleep_duration) / spec.composition.dt)
         return max(1, math.ceil(steps / spec.n_slot))
 
 
@@ -84,6 +85,17 @@ class RunConfig(BaseModel):
     train: TrainConfig = TrainConfig()
     record: RecordConfig = RecordConfig()
 
+    @model_validator(mode="after")
+    def _decay_names_chunk_parameters(self):
+        parameters = self.model.composition.chunk_parameters()
+        for name, factor in self.train.decay.items():
+            if name not in parameters:
+                raise ValueError(f"train.decay.{name}: not a chunk parameter of this model "
+                                 f"({', '.join(sorted(parameters))})")
+            if not 0 < factor <= 1:
+                raise ValueError(f"train.decay.{name}: {factor} is not in (0, 1]")
+        return self
+
 
 def _set(path: Path, tree: dict, dotted: str, value) -> None:
     keys = dotted.split(".")
@@ -95,8 +107,9 @@ def _set(path: Path, tree: dict, dotted: str, value) -> None:
     tree[keys[-1]] = value
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
-    """Read a YAML config, apply ``key.sub=value`` overrides (values parsed as YAML) and validate."""
+def load_config(path: str | Path, overrides: list[str] = (), equations: Path | None = None) -> RunConfig:
+    """Read a YAML config, apply ``key.sub=value`` overrides (values parsed as YAML) and validate, against
+    the equation files in ``equations`` (default: the model's)."""
     path = Path(path)
     try:
         data = yaml.safe_load(read_model_file(path, "config")) or {}
@@ -104,28 +117,28 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
         mark = getattr(err, "problem_mark", None)
         line = mark.line + 1 if mark else None
         raise ModelFileError(path, f"invalid YAML: {getattr(err, 'problem', err)}", line) from err
-    return _validated(path, data, overrides)
+    return _validated(path, data, overrides, equations)
 
 
 def override_config(config: RunConfig, overrides: list[str], path: str | Path) -> RunConfig:
     """``config`` with ``key.sub=value`` overrides applied and validated (``path`` names it in errors)."""
-    return _validated(Path(path), config.model_dump(mode="json"), overrides)
+    return _validated(Path(path), config.model_dump(mode="json"), overrides, config.model.equations)
 
 
-def _validated(path: Path, data: dict, overrides: list[str]) -> RunConfig:
+def _validated(path: Path, data: dict, overrides: list[str], equations: Path | None = None) -> RunConfig:
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep:
             raise ModelFileError(path, f"override {item!r} is not of the form key.sub=value")
         _set(path, data, key.strip(), yaml.safe_load(text))
     try:
-        return RunConfig.model_validate(data)
+        return RunConfig.model_validate(data, context={"equations": equations})
     except ValidationError as err:
         problems = []
         for e in err.errors():
             key = ".".join(str(p) for p in e["loc"])
             message = "unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
-            problems.append(f"{key}: {message}")
+            problems.append(f"{key}: {message}" if key else message)
         raise ModelFileError(path, "; ".join(problems)) from err
 
 

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from biograd.data.mnist import load_mnist
 from biograd.data.paths import resolve_data_dir
-from biograd.elements import check_units, equations_dir, load_element
+from biograd.models.elements import check_units, equations_dir, load_element
 
 
 def check_model_files(console: Console) -> None:

@@ -28,11 +28,12 @@ import numpy as np
 
 from biograd.analysis.activity import activity_rows, neuron_rates
 from biograd.analysis.alignment import ProbeSample, probe_alignment_rows
+from biograd.chunks import ChunkRun, probe
 from biograd.config import RecordConfig, RunConfig, TrainConfig, dump_config, override_config
-from biograd.datasets import load_splits
-from biograd.models.network import BioGradNetwork, PlasticState, use_backend
-from biograd.models.schedule import TRAIN
-from biograd.models.training import PROBE, Step, StepRun, probe, sleep_kinds, step_seed
+from biograd.data.splits import load_splits
+from biograd.models.network import BioGradNetwork, PlasticState
+from biograd.models.runners import use_backend
+from biograd.plan import PROBE, Task, sleep_kinds, task_seed
 from biograd.rundir import METRIC_SCHEMA, TABLES, RunDirectory, atomic_write, write_parquet
 
 PROBE_SELECTION = 7  # second entry of the seed that picks the probed samples
@@ -56,20 +57,20 @@ class Recorder:
     def __init__(self, record: RecordConfig, train: TrainConfig):
         self.record, self.train = record, train
 
-    def chunk_rows(self, run: StepRun, base: dict, spec) -> list[dict]:
+    def chunk_rows(self, run: ChunkRun, base: dict, spec) -> list[dict]:
         """Activity and operation-count rows of a warm-up or training chunk (nothing if activity is off)."""
         if not self.record.activity:
             return []
         return [base | row for row in activity_rows(run.result, run.kinds, spec, self.train.sleep_slots(spec))]
 
-    def rate_rows(self, run: StepRun, base: dict) -> list[dict]:
+    def rate_rows(self, run: ChunkRun, base: dict, spec) -> list[dict]:
         """Every neuron's mean forward rate over the chunk's training slots."""
         if not self.record.activity:
             return []
         return [_position(base) | {"layer": layer, "neuron": i, "rate_hz": float(r)}
-                for layer, rates in enumerate(neuron_rates(run.result, run.kinds)) for i, r in enumerate(rates)]
+                for layer, rates in enumerate(neuron_rates(run.result, run.kinds, spec)) for i, r in enumerate(rates)]
 
-    def probes_after(self, step: Step, chunks_per_epoch: int) -> bool:
+    def probes_after(self, step: Task, chunks_per_epoch: int) -> bool:
         """Whether ``step`` is followed by a probe point: evaluations, and every ``probe_every`` chunks."""
         if not self.record.probe_samples:
             return False
@@ -89,24 +90,25 @@ class Prober:
 
     def __init__(self, config: RunConfig, equations: Path, directory: Path, record: RecordConfig | None = None):
         self.train, self.record, self.directory = config.train, record or config.record, directory
-        split, _ = load_splits(config.data, config.model, seed=self.train.seed)
+        spec = config.model.using(equations)
+        split, _ = load_splits(config.data, spec, seed=self.train.seed)
         self.split = split
         self.indices = probe_indices(len(split), self.record.probe_samples, self.train.seed)
-        self.net = BioGradNetwork(config.model, n_slots=max(1, len(sleep_kinds(config.model, self.train))),
-                                  seed=self.train.seed, equations=equations)
+        self.net = BioGradNetwork(spec, slots=max(1, len(sleep_kinds(spec, self.train))), seed=self.train.seed)
         self.net.compile()
 
     def rows(self, state: PlasticState, base: dict, name: str) -> tuple[list[dict], list[dict]]:
         """(metrics rows, alignment rows) of a probe point at weights ``state``; ``base`` gives
         epoch, chunk and samples; ``name`` names the arrays file."""
         net, spec = self.net, self.net.spec
-        seed = step_seed(self.train.seed, PROBE, base["samples"])
+        seed = task_seed(self.train.seed, PROBE, base["samples"])
         samples, result = probe(net, self.split, self.indices, state, seed)
-        metrics = [base | row | {"split": "probe"} for row in activity_rows(result, np.full(len(samples), TRAIN), spec)]
+        kinds = np.full(len(samples), spec.composition.slot_train)
+        metrics = [base | row | {"split": "probe"} for row in activity_rows(result, kinds, spec)]
         block = sleep_kinds(spec, self.train)
         if len(block):  # the operations of one sleep block (the state is kept)
             sleep = net.run_chunk(block, np.zeros((0, spec.sizes[0])), np.zeros((len(block), spec.sizes[-1])),
-                                  state, eta=0.0, seed=seed)
+                                  state, seed=seed)
             net.state = state
             metrics += [base | row | {"split": "probe_sleep"}
                         for row in activity_rows(sleep, block, spec, self.train.sleep_slots(spec))]

@@ -46,7 +46,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from biograd.config import RunConfig, dump_config, load_config
-from biograd.elements import equations_dir
+from biograd.models.elements import equations_dir
 from biograd.models.network import PlasticState
 
 METRIC_SCHEMA = pa.schema([("epoch", pa.int64()), ("chunk", pa.int64()), ("samples", pa.int64()),
@@ -112,10 +112,10 @@ class CheckpointError(ValueError):
 
 @dataclass
 class Progress:
-    """Where a run stands: steps done (chunks and evaluations), the metrics rows written so far,
+    """Where a run stands: tasks done (chunks and evaluations), the metrics rows written so far,
     the rows of the other tables (:data:`TABLES`), and counters of the epoch in progress."""
 
-    step: int = 0
+    task: int = 0
     rows: list[dict] | None = None
     epoch_correct: int = 0
     epoch_seen: int = 0
@@ -160,7 +160,12 @@ class RunDirectory:
     # ------------------------------------------------------------------ files
     @property
     def config(self) -> RunConfig:
-        return load_config(self.path / "config.yaml")
+        """The run's resolved config, checked against the run's own equation files."""
+        if not (self.equations / "network.yaml").is_file():
+            raise ValueError(f"{self.path}: made before the composition file equations/network.yaml existed "
+                             "(biograd at commit 4e2aef2 or earlier): its config and equation files do not fit this "
+                             "version; resume, evaluate or probe it with that commit")
+        return load_config(self.path / "config.yaml", equations=self.build_equations())
 
     @property
     def equations(self) -> Path:
@@ -209,7 +214,7 @@ class RunDirectory:
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, state: PlasticState, progress: Progress, path: Path | None = None) -> None:
         """Weights and progress in one atomically written ``.npz``; metrics.parquet follows it."""
-        meta = {"step": progress.step, "epoch_correct": progress.epoch_correct, "epoch_seen": progress.epoch_seen,
+        meta = {"task": progress.task, "epoch_correct": progress.epoch_correct, "epoch_seen": progress.epoch_seen,
                 "rows": progress.rows, "tables": progress.tables}
         buffer = io.BytesIO()
         np.savez(buffer, progress=np.frombuffer(json.dumps(meta).encode(), np.uint8), **state.named())
@@ -227,7 +232,7 @@ class RunDirectory:
             with np.load(path) as data:
                 meta = json.loads(data["progress"].tobytes())
                 state = PlasticState.from_named({k: data[k] for k in data.files if k != "progress"})
-            progress = Progress(meta["step"], meta["rows"], meta["epoch_correct"], meta["epoch_seen"],
+            progress = Progress(meta["task"], meta["rows"], meta["epoch_correct"], meta["epoch_seen"],
                                 meta.get("tables"))  # checkpoints before the analysis tables have none
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as err:
             raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err}); the "

@@ -1,8 +1,8 @@
 """Training runs: a config in, a run directory out, resumable after a kill at any point.
 
-The trainer walks the step plan of :mod:`biograd.models.training` and, after every step, writes
+The trainer walks the task plan of :mod:`biograd.plan` and, after every task, writes
 an atomic checkpoint (weights + progress + metrics), so ``train(resume=True)`` continues from the
-last finished step and ends bit-identical to an uninterrupted run. Weights that become NaN or
+last finished task and ends bit-identical to an uninterrupted run. Weights that become NaN or
 exceed ``train.max_weight`` stop the run (status ``diverged``) before they are checkpointed.
 
 Evaluation uses an inference-only build (slots of ``n_f`` steps, no error phases, no feedback),
@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +32,13 @@ from tqdm import tqdm
 
 from biograd.analysis.backprop import angle_deg
 from biograd.analysis.figures import learning_curve
+from biograd.chunks import predict, run_task
 from biograd.config import RunConfig
-from biograd.datasets import Split, load_splits
-from biograd.models.network import STANDALONE, BioGradNetwork, PlasticState, use_backend
+from biograd.data.splits import Split, load_splits
+from biograd.models.network import BioGradNetwork, PlasticState
+from biograd.models.runners import STANDALONE, use_backend
 from biograd.models.spec import NetworkSpec
-from biograd.models.training import Step, build, plan_steps, predict, run_step
+from biograd.plan import Task, build, plan_tasks
 from biograd.recording import Prober, Recorder
 from biograd.rundir import Progress, RunDirectory
 
@@ -94,7 +97,7 @@ class Evaluator:
 
     def __init__(self, spec: NetworkSpec, split: Split, chunk: int, seed: int, equations: Path | None):
         self.split = split
-        self.net = BioGradNetwork(spec, n_slots=min(chunk, len(split)), seed=seed, equations=equations,
+        self.net = BioGradNetwork(spec, slots=min(chunk, len(split)), seed=seed, equations=equations,
                                   inference=True)
         self.net.compile()
 
@@ -147,6 +150,26 @@ def hosted(backend: str, directory: Path, factory, *args):
 
 
 # ---------------------------------------------------------------------- training
+@dataclass
+class Session:
+    """What one training session works with: the data, the plan, the training build and its workers."""
+
+    train_split: Split
+    test_split: Split
+    tasks: list[Task]
+    net: BioGradNetwork
+    progress: Progress
+    evaluator: Evaluator | Worker
+    prober: Prober | Worker | None
+    timings: dict
+    started: float = field(default_factory=time.perf_counter)
+
+    def close(self) -> None:
+        for worker in (self.evaluator, self.prober):
+            if isinstance(worker, Worker):
+                worker.close()
+
+
 class Trainer:
     """Trains the run in ``run`` from its config; ``progress`` shows a bar over all samples."""
 
@@ -156,7 +179,7 @@ class Trainer:
         self.stop_requested: list[str] = []  # signals that asked the run to stop (see stop_requests)
 
     def train(self) -> Progress:
-        """Run (or continue) every step of the plan; returns the final progress with all metrics rows."""
+        """Run (or continue) every task of the plan; returns the final progress with all metrics rows."""
         try:
             with stop_requests() as self.stop_requested:
                 return self._train()
@@ -167,112 +190,132 @@ class Trainer:
             raise
 
     def _train(self) -> Progress:
+        session = self._open()
+        try:
+            self._run_tasks(session)
+        finally:
+            session.close()
+            self._write_timings(session)
+        learning_curve(self.run.metrics(), self.run.learning_curve_path)
+        self.run.set_status("finished", f"{len(session.tasks)} tasks")
+        return session.progress
+
+    def _open(self) -> Session:
+        """Data, plan and builds of this session, continuing from the checkpoint if there is one."""
         cfg, run = self.config, self.run
-        spec, train_cfg = cfg.model, cfg.train
-        t_start = time.perf_counter()
         for stale in run.path.glob(".checkpoint.npz.*"):  # a kill during a checkpoint write
             stale.unlink()
+        equations = run.build_equations()
+        spec, train_cfg = cfg.model.using(equations), cfg.train
         train_split, test_split = load_splits(cfg.data, spec, seed=train_cfg.seed)
-        steps = plan_steps(spec, train_cfg, len(train_split))
+        tasks = plan_tasks(spec, train_cfg, len(train_split))
         self.chunks_per_epoch = math.ceil(len(train_split) / train_cfg.chunk)
         self.recorder = Recorder(cfg.record, train_cfg)
-        equations = run.build_equations()
         use_backend(train_cfg.backend, run.build_dir)
-        net = build(spec, train_cfg, equations=equations, report=train_cfg.report)
+        net = build(spec, train_cfg, report=train_cfg.report)
         progress = Progress()
         if run.checkpoint_path.is_file():
             net.state, progress = run.load_checkpoint()
             run.save_checkpoint(net.state, progress)  # tables too, in case a crash came between the two
         backend = train_cfg.backend
-        workers = [hosted(backend, run.path / "build_eval", Evaluator, spec, test_split, train_cfg.eval_chunk,
-                          train_cfg.seed, equations)]
-        if cfg.record.probe_samples:
-            workers.append(hosted(backend, run.path / "build_probe", Prober, cfg, equations, run.path))
-        evaluator, prober = workers[0], workers[-1]
+        evaluator = hosted(backend, run.path / "build_eval", Evaluator, spec, test_split, train_cfg.eval_chunk,
+                           train_cfg.seed, equations)
+        prober = hosted(backend, run.path / "build_probe", Prober, cfg, equations, run.path) \
+            if cfg.record.probe_samples else None
         timings = {"command": shlex.join(sys.argv), "started": time.strftime("%FT%T"),
-                   "resumed_at_step": progress.step, "build_s": 0.0,
+                   "resumed_at_task": progress.task, "build_s": 0.0,
                    "train_s": 0.0, "evaluate_s": 0.0, "warmup_s": 0.0, "probe_s": 0.0, "samples": 0}
-        sessions = run.read_json("timings.json").get("sessions", [])
-
-        def write_timings() -> None:  # after every step, so that a killed session is recorded too
-            timings["wall_s"] = time.perf_counter() - t_start
-            run.write_json("timings.json", {"sessions": [*sessions, timings]})
-
-        run.set_status("running", f"step {progress.step} of {len(steps)}")
+        self.earlier_sessions = run.read_json("timings.json").get("sessions", [])
+        session = Session(train_split, test_split, tasks, net, progress, evaluator, prober, timings)
+        run.set_status("running", f"task {progress.task} of {len(tasks)}")
         t0 = time.perf_counter()
         net.compile()
         timings["build_s"] = time.perf_counter() - t0
-        done = sum(len(s.samples) for s in steps[: progress.step])
-        bar = tqdm(total=sum(len(s.samples) for s in steps), initial=done, unit="sample", disable=not self.progress,
-                   desc=cfg.name, dynamic_ncols=True)
+        return session
+
+    def _write_timings(self, session: Session) -> None:
+        """After every task, so that a killed session is recorded too."""
+        session.timings["wall_s"] = time.perf_counter() - session.started
+        self.run.write_json("timings.json", {"sessions": [*self.earlier_sessions, session.timings]})
+
+    def _run_tasks(self, s: Session) -> None:
+        """Every task not yet done: run it, probe after it if due, check, checkpoint, report."""
+        run, progress, tasks = self.run, s.progress, s.tasks
+        done = sum(len(task.samples) for task in tasks[: progress.task])
+        bar = tqdm(total=sum(len(task.samples) for task in tasks), initial=done, unit="sample",
+                   disable=not self.progress, desc=self.config.name, dynamic_ncols=True)
         try:
-            for step in steps[progress.step :]:
+            for task in tasks[progress.task :]:
                 t0 = time.perf_counter()
-                rows = self._do(step, net, evaluator, train_split, test_split, progress, done)
+                rows = self._do(task, s, done)
                 elapsed = time.perf_counter() - t0
-                timings[f"{step.kind}_s"] += elapsed
-                if self.recorder.probes_after(step, self.chunks_per_epoch):
-                    t0 = time.perf_counter()
-                    metrics, alignment = prober.rows(net.state, rows[0], f"step{progress.step:05d}")
-                    rows += metrics
-                    progress.tables["alignment"] += alignment
-                    timings["probe_s"] += time.perf_counter() - t0
-                if step.kind == "train":
-                    done += len(step.samples)
-                    timings["samples"] += len(step.samples)
-                    rows.append(rows[0] | {"metric": "samples_per_s", "value": len(step.samples) / elapsed})
-                    bar.update(len(step.samples))
-                    bar.set_postfix(epoch=step.epoch, acc=f"{progress.epoch_correct / progress.epoch_seen:.3f}")
-                check_health(net.state, train_cfg.max_weight)
-                progress.rows.extend(rows)
-                progress.step += 1
-                run.save_checkpoint(net.state, progress)
-                write_timings()
-                run.set_status("running", f"step {progress.step} of {len(steps)}, epoch {step.epoch}")
-                if self.stop_requested:
-                    raise Terminated(f"stopped by {self.stop_requested[0]} after step {progress.step} of {len(steps)}")
-                if step.kind == "evaluate":
-                    run.save_checkpoint(net.state, progress, run.path / f"weights_epoch{step.epoch}.npz")
-                    bar.write(f"epoch {step.epoch}: test accuracy {rows[0]['value']:.4f}")
+                s.timings[f"{task.kind}_s"] += elapsed
+                if self.recorder.probes_after(task, self.chunks_per_epoch):
+                    rows += self._probe(s, rows[0])
+                if task.kind == "train":
+                    done += len(task.samples)
+                    s.timings["samples"] += len(task.samples)
+                    rows.append(rows[0] | {"metric": "samples_per_s", "value": len(task.samples) / elapsed})
+                    bar.update(len(task.samples))
+                    bar.set_postfix(epoch=task.epoch, acc=f"{progress.epoch_correct / progress.epoch_seen:.3f}")
+                check_health(s.net.state, self.config.train.max_weight)
+                self._checkpoint(s, task, rows)
+                if task.kind == "evaluate":
+                    bar.write(f"epoch {task.epoch}: test accuracy {rows[0]['value']:.4f}")
         except TrainingDiverged as err:
-            run.set_status("diverged", f"step {progress.step} ({steps[progress.step].kind}, epoch "
-                           f"{steps[progress.step].epoch}): {err}; last good checkpoint: {run.checkpoint_path}")
+            failed = tasks[progress.task]
+            run.set_status("diverged", f"task {progress.task} ({failed.kind}, epoch {failed.epoch}): {err}; "
+                           f"last good checkpoint: {run.checkpoint_path}")
             raise
         finally:
             bar.close()
-            for worker in workers:
-                if isinstance(worker, Worker):
-                    worker.close()
-            write_timings()
-        learning_curve(run.metrics(), run.learning_curve_path)
-        run.set_status("finished", f"{len(steps)} steps")
-        return progress
 
-    def _do(self, step: Step, net: BioGradNetwork, evaluator, train_split: Split, test_split: Split,
-            progress: Progress, done: int) -> list[dict]:
-        """Run one step; returns its metrics rows."""
-        if step.kind == "evaluate":
-            correct = evaluator.predict(net.state) == test_split.labels
+    def _probe(self, s: Session, base: dict) -> list[dict]:
+        """Probe rows at the current weights (alignment rows go to their own table)."""
+        t0 = time.perf_counter()
+        metrics, alignment = s.prober.rows(s.net.state, base, f"task{s.progress.task:05d}")
+        s.progress.tables["alignment"] += alignment
+        s.timings["probe_s"] += time.perf_counter() - t0
+        return metrics
+
+    def _checkpoint(self, s: Session, task: Task, rows: list[dict]) -> None:
+        """Record a finished task: checkpoint, timings, status; stop here if a signal asked to."""
+        run, progress = self.run, s.progress
+        progress.rows.extend(rows)
+        progress.task += 1
+        run.save_checkpoint(s.net.state, progress)
+        self._write_timings(s)
+        run.set_status("running", f"task {progress.task} of {len(s.tasks)}, epoch {task.epoch}")
+        if self.stop_requested:
+            raise Terminated(f"stopped by {self.stop_requested[0]} after task {progress.task} of {len(s.tasks)}")
+        if task.kind == "evaluate":
+            run.save_checkpoint(s.net.state, progress, run.path / f"weights_epoch{task.epoch}.npz")
+
+    def _do(self, task: Task, s: Session, done: int) -> list[dict]:
+        """Run one task; returns its metrics rows."""
+        net, progress = s.net, s.progress
+        if task.kind == "evaluate":
+            correct = s.evaluator.predict(net.state) == s.test_split.labels
             progress.epoch_correct = progress.epoch_seen = 0
-            base = {"epoch": step.epoch, "chunk": None, "samples": done, "split": "test", "layer": None}
+            base = {"epoch": task.epoch, "chunk": None, "samples": done, "split": "test", "layer": None}
             return [base | {"metric": "accuracy", "value": float(np.mean(correct))}, *feedback_rows(net.state, base)]
-        run = run_step(net, step, train_split, self.config.train)
-        if step.kind == "warmup":
-            base = {"epoch": 0, "chunk": step.index, "samples": 0, "split": "sleep", "layer": None}
+        run = run_task(net, task, s.train_split, self.config.train)
+        if task.kind == "warmup":
+            base = {"epoch": 0, "chunk": task.index, "samples": 0, "split": "sleep", "layer": None}
             return [*feedback_rows(net.state, base), *self.recorder.chunk_rows(run, base, net.spec)]
         progress.epoch_correct += run.correct
-        progress.epoch_seen += len(step.samples)
-        base = {"epoch": step.epoch, "chunk": step.index, "samples": done + len(step.samples), "split": "train",
+        progress.epoch_seen += len(task.samples)
+        base = {"epoch": task.epoch, "chunk": task.index, "samples": done + len(task.samples), "split": "train",
                 "layer": None}
-        if step.index == self.chunks_per_epoch - 1:
-            progress.tables["neuron_rates"] += self.recorder.rate_rows(run, base)
-        return [base | {"metric": "accuracy", "value": run.correct / len(step.samples)},
+        if task.index == self.chunks_per_epoch - 1:
+            progress.tables["neuron_rates"] += self.recorder.rate_rows(run, base, net.spec)
+        return [base | {"metric": "accuracy", "value": run.correct / len(task.samples)},
                 *feedback_rows(net.state, base), *self.recorder.chunk_rows(run, base, net.spec)]
 
 
 def start_run(config: RunConfig, equations: Path | None = None, root: Path = Path("runs/out")) -> RunDirectory:
     """A new run directory for ``config`` (equation files copied from ``equations``, default the model's)."""
-    from biograd.elements import equations_dir
+    from biograd.models.elements import equations_dir
 
     return RunDirectory.create(config, equations or equations_dir(), root)
 

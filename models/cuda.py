@@ -2,7 +2,7 @@
 
 brian2cuda 1.0b1 (the ``gpu`` extra; it pins brian2 2.10.1) generates CUDA from the same Brian2
 model, and a run reruns the compiled binary with ``run_args`` exactly as cpp_standalone does.
-Three of its defaults do not fit CUDA 13 (``docs/environment.md``), so :func:`configure` sets:
+Three of its defaults do not fit CUDA 13, so :func:`configure` sets:
 
 - C++17 for nvcc and the host compiler: CUDA 13's Thrust/CUB refuse C++11, which brian2cuda's
   makefile hard-codes (nvcc keeps the last ``-std`` it is given);
@@ -19,11 +19,9 @@ name has capitals (``static_arrays/init_W1_w_<md5>.dat``) is not found, the bina
 "Error reading ..." and runs on with the values of the build. :func:`check_run_arg_names` refuses
 such names before a run.
 
-Status (H200, 2026-11-30, runs/RESULTS.md "The GPU backend on an H200"): the deterministic path
-(no dither, no sleep) trained like cpp_standalone from the build's weights, but a sleep-mode demo
-run did not learn (11.9% after one epoch against 88.4% on the CPU). The cause was the lower-casing
-above: the synapses were called ``W1``, ``B2``, so every chunk, and every evaluation, started from
-the build's initial weights. They are lower case since; training on a GPU has not been rerun.
+Status (runs/RESULTS.md, "Speed" and GPU status): on an H200 the deterministic path (no dither,
+no sleep) equals cpp_standalone; training in sleep mode on a GPU has not been rerun since the
+synapses got lower-case names, so it is unverified.
 """
 
 from __future__ import annotations

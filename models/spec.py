@@ -1,10 +1,20 @@
-"""What defines a BioGrad network: layer sizes, schedule lengths, feedback mode, element overrides."""
+"""The ``model`` section of a config: layer sizes, feedback mode, input encoder, parameter overrides.
+
+Every number of the model lives in the equation files and tables (``equations/``): the element
+tables and the composition file ``network.yaml`` (dt, n_f, n_e, error gains, initial weight
+scale, slot codes). A spec only chooses among them and overrides values by name; the overrides
+are checked against the tables when the spec is made (:func:`~biograd.models.composition.load_composition`).
+"""
 
 from __future__ import annotations
 
+from functools import cached_property
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from biograd.models.composition import Composition, load_composition
 
 FeedbackMode = Literal["transpose", "fixed_random", "sleep"]
 Encoder = Literal["regular", "poisson", "events"]
@@ -13,21 +23,17 @@ Encoder = Literal["regular", "poisson", "events"]
 class NetworkSpec(BaseModel):
     """Shape and fixed settings of one network build (changing any of these needs a new build).
 
-    ``params`` overrides parameter-table values per element, e.g. ``{"soma": {"v_th": "1.5"}}``;
-    values are unit strings and are checked against the table's bounds.
+    ``params`` overrides table values per element, e.g. ``{"soma": {"v_th": "1.5"}}`` or
+    ``{"network": {"gain_hidden": 16}}``; values are unit strings, checked against the tables.
+    ``equations`` is the folder of equation files (default: the model's; a run uses its own copy).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     sizes: tuple[int, ...] = Field(description="neurons per layer: input, hidden..., output")
-    n_f: int = Field(20, ge=1, description="forward-phase steps per sample (T_f)")
-    n_e: int = Field(10, ge=1, description="steps of one error phase (T_e)")
     feedback: FeedbackMode = "sleep"
     encoder: Encoder = "regular"
-    gain_output: float = Field(1.0, gt=0, description="error events per step per unit delta, output layer")
-    gain_hidden: float = Field(8.0, gt=0, description="error events per step per unit delta, hidden layers")
-    y_high: float = Field(0.8, gt=0, le=1, description="target rate of the labelled output neuron")
-    init_scale: float = Field(1.0, gt=0, description="forward init: w ~ N(0, init_scale^2 * 2/fan_in)")
     params: dict[str, dict[str, str | float]] = Field(default_factory=dict)
+    equations: Path | None = Field(None, exclude=True, description="folder of the equation files")
 
     @field_validator("sizes")
     @classmethod
@@ -36,36 +42,51 @@ class NetworkSpec(BaseModel):
             raise ValueError("sizes needs an input and an output layer, each with at least one neuron")
         return tuple(sizes)
 
+    @model_validator(mode="after")
+    def _overrides_fit_the_tables(self, info: ValidationInfo):
+        """Read the tables (of ``equations``, or of the validation context's ``equations`` folder) and check
+        every override now, before anything is built."""
+        folder = (info.context or {}).get("equations")
+        if folder is not None and self.equations is None:
+            object.__setattr__(self, "equations", Path(folder))  # frozen: set once, while validating
+        _ = self.composition
+        return self
+
+    def using(self, equations: Path) -> NetworkSpec:
+        """The same spec composed from the equation files in ``equations``."""
+        return self.model_copy(update={"equations": Path(equations)})
+
+    def model_copy(self, *, update: dict | None = None, deep: bool = False) -> NetworkSpec:
+        """A copy with ``update`` applied, validated and composed again (never a stale composition)."""
+        return type(self)(**({name: getattr(self, name) for name in type(self).model_fields} | (update or {})))
+
+    def __eq__(self, other) -> bool:
+        """Specs are equal when they say the same (sizes, feedback, encoder, overrides), wherever their files are."""
+        return isinstance(other, NetworkSpec) and self.model_dump() == other.model_dump()
+
+    def __hash__(self) -> int:
+        return hash(self.model_dump_json())
+
+    @cached_property
+    def composition(self) -> Composition:
+        return load_composition(self.sizes, self.feedback, self.encoder, self.params, self.equations)
+
     @property
     def n_layers(self) -> int:
         """L: the number of weight layers (output layer index)."""
         return len(self.sizes) - 1
 
     @property
+    def n_f(self) -> int:
+        """Forward-phase steps per sample (network.yaml)."""
+        return self.composition.n_f
+
+    @property
+    def n_e(self) -> int:
+        """Steps of one error phase (network.yaml)."""
+        return self.composition.n_e
+
+    @property
     def n_slot(self) -> int:
         """Time steps per sample slot: forward phase + one error phase per weight layer."""
-        return self.n_f + self.n_layers * self.n_e
-
-    def err_phase(self, layer: int) -> int:
-        """Error phase in which ``layer`` emits: output 1, the layer below 2, ..., input never (0)."""
-        return 0 if layer == 0 else self.n_layers - layer + 1
-
-    def elements(self, layer: int, inference: bool = False) -> list[str]:
-        """Element files composed into the group of ``layer`` (``inference``: forward pass only)."""
-        if inference:
-            return ["schedule", f"input_{self.encoder}" if layer == 0 else "soma", "eligibility"]
-        if layer == 0:
-            return ["schedule", f"input_{self.encoder}", "eligibility", "sleep_noise", "activity"]
-        if layer == self.n_layers:
-            return ["schedule", "soma", "eligibility", "teacher", "error_events", "activity", "sleep_activity"]
-        return ["schedule", "soma", "eligibility", "sleep_noise", "apical", "error_events", "activity",
-                "sleep_activity"]
-
-    def synapse_elements(self, layer: int, inference: bool = False) -> list[str]:
-        """Elements of the forward synapse W_layer (the transpose relay comes first, see its file)."""
-        relay = ["transpose_relay"] if self.feedback == "transpose" and layer >= 2 and not inference else []
-        return [*relay, "forward_synapse"]
-
-    def has_feedback_synapses(self, layer: int) -> bool:
-        """Separate feedback synapses B_layer exist for layer >= 2 unless errors use W^T."""
-        return layer >= 2 and self.feedback != "transpose"
+        return self.composition.n_slot

@@ -39,12 +39,13 @@ def measure(sizes: str, samples: int, feedback: str, backend: str, compile_only:
     import numpy as np
 
     from biograd.analysis.activity import activity_rows
+    from biograd.chunks import run_task
     from biograd.config import TrainConfig
     from biograd.data.embedded import load_embedded_mnist
-    from biograd.datasets import Split
-    from biograd.models.network import use_backend
+    from biograd.data.splits import Split
+    from biograd.models.runners import use_backend
     from biograd.models.spec import NetworkSpec
-    from biograd.models.training import build, plan_steps, run_step
+    from biograd.plan import build, plan_tasks
     from biograd.trainer import Evaluator
 
     digits = load_embedded_mnist()
@@ -67,10 +68,10 @@ def measure(sizes: str, samples: int, feedback: str, backend: str, compile_only:
     if compile_only:
         return {"sizes": sizes, "feedback": feedback, "backend": backend, "compile_s": compile_s,
                 "inference_compile_s": compile_evaluator()[1]}
-    steps = [s for s in plan_steps(spec, train, len(data)) if s.kind == "train"]
+    steps = [s for s in plan_tasks(spec, train, len(data)) if s.kind == "train"]
     done, record_s, t0 = 0, 0.0, time.perf_counter()
     for step in steps:
-        run = run_step(net, step, data, train)
+        run = run_task(net, step, data, train)
         t1 = time.perf_counter()
         activity_rows(run.result, run.kinds, spec, train.sleep_slots(spec))  # what record.activity adds per chunk
         record_s += time.perf_counter() - t1

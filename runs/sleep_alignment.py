@@ -19,10 +19,11 @@ import brian2 as b2
 import pandas as pd
 import seaborn as sns
 
-from biograd.analysis.sleep import sleep_alignment_curve
-from biograd.models.network import BioGradNetwork, use_backend
+from biograd.chunks import sleep_alignment_curve
+from biograd.models.network import BioGradNetwork
+from biograd.models.runners import use_backend
 from biograd.models.spec import NetworkSpec
-from biograd.models.training import sleep_kinds
+from biograd.plan import sleep_kinds
 from biograd.rundir import RunDirectory
 
 SPEC = NetworkSpec(sizes=(20, 40, 10), feedback="sleep", params={"feedback_synapse": {"eta_sleep": 0.003}})
@@ -31,7 +32,7 @@ SPEC = NetworkSpec(sizes=(20, 40, 10), feedback="sleep", params={"feedback_synap
 def random_network(chunks: int) -> pd.DataFrame:
     """The small network from its random start, with and without sleep (numpy)."""
     b2.prefs.codegen.target = "numpy"
-    return pd.concat([sleep_alignment_curve(BioGradNetwork(SPEC, n_slots=50, seed=2), chunks, sleep=s)
+    return pd.concat([sleep_alignment_curve(BioGradNetwork(SPEC, slots=50, seed=2), chunks, sleep=s)
                       for s in (True, False)], ignore_index=True)
 
 
@@ -47,7 +48,7 @@ def trained_run(run: RunDirectory, epoch: int, etas: list[float], chunks: int, o
     start, _ = run.load_checkpoint(run.path / f"weights_epoch{epoch}.npz")
     use_backend("cpp_standalone", out / "build")
     equations = None if current_equations else run.build_equations()
-    net = BioGradNetwork(config.model, n_slots=len(block), seed=config.train.seed, equations=equations)
+    net = BioGradNetwork(config.model, slots=len(block), seed=config.train.seed, equations=equations)
     curves = []
     for eta in etas:
         net.state = start

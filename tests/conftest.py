@@ -1,9 +1,21 @@
-"""Shared test set-up: Brian2 on the numpy target, device reset after every test (as brian2's own conftest)."""
+"""Shared test set-up: Brian2 on the numpy target, device reset after every test (as brian2's own conftest).
+
+Tiers (markers): the fast tier (``make test``) runs everything on the runtime device plus the one
+standalone test marked ``smoke``; ``standalone`` tests compile C++ (``make test-standalone``), ``slow``
+ones train for minutes (``make test-slow``), ``cuda`` ones need nvcc (``make test-cuda``). A test that
+uses the ``standalone`` fixture is marked ``standalone`` here.
+"""
 
 import brian2 as b2
 import pytest
 
-from biograd.models.network import use_backend
+from biograd.models.runners import use_backend
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "standalone" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.standalone)
 
 
 @pytest.fixture(autouse=True)

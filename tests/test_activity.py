@@ -10,11 +10,10 @@ import brian2 as b2
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
+from support import TRAIN, block, tiny_spec
 
 from biograd.analysis.activity import layer_activity, neuron_rates, operation_counts
 from biograd.models.network import BioGradNetwork
-from biograd.models.schedule import TRAIN, sleep_block
-from biograd.models.spec import NetworkSpec
 
 SIZES = (64, 12, 8, 10)
 SLEEP_SLOTS = 2
@@ -23,9 +22,9 @@ SLEEP_SLOTS = 2
 @pytest.fixture(scope="module")
 def monitored_chunk():
     b2.prefs.codegen.target = "numpy"
-    spec = NetworkSpec(sizes=SIZES, feedback="sleep", n_f=10, n_e=5, init_scale=2.0)
-    kinds = np.concatenate([[TRAIN] * 4, sleep_block(spec.n_layers, SLEEP_SLOTS), [TRAIN] * 3])
-    net = BioGradNetwork(spec, n_slots=len(kinds), seed=1)
+    spec = tiny_spec(SIZES, network={"n_f": 10, "n_e": 5, "init_scale": 2.0})
+    kinds = np.concatenate([[TRAIN] * 4, block(spec, SLEEP_SLOTS), [TRAIN] * 3])
+    net = BioGradNetwork(spec, slots=len(kinds), seed=1)
     spikes = [b2.SpikeMonitor(g, name=f"spikes{l}") for l, g in enumerate(net.layers)]
     events = {(l, e): b2.EventMonitor(g, e, name=f"{e}{l}") for l, g in enumerate(net.layers)
               for e in ("err_pos", "err_neg", "learn", "sleep_spike") if e in g.events}
@@ -35,8 +34,8 @@ def monitored_chunk():
     shown = np.where(kinds == TRAIN, np.cumsum(kinds == TRAIN) - 1, -1)
     stimulus = np.where(shown[:, None] >= 0, images[np.maximum(shown, 0)] / 16, 0)
     targets = np.zeros((len(kinds), 10))
-    targets[shown >= 0, labels[shown[shown >= 0]]] = spec.y_high
-    result = net.run_chunk(kinds, stimulus, targets, eta=0.01, seed=5)
+    targets[shown >= 0, labels[shown[shown >= 0]]] = 1.0
+    result = net.run_chunk(kinds, stimulus, targets, values={"eta": 0.01}, seed=5)
     def slot_of(monitor):  # integer steps first: t / slot in floating point can fall just below a boundary
         return np.round(np.asarray(monitor.t / b2.ms)).astype(int) // spec.n_slot
 
@@ -90,7 +89,7 @@ def test_saturated_means_a_spike_in_every_forward_step_the_layer_can_fire_in(mon
 def test_operation_counts_match_hand_counts(monitored_chunk):
     spec, kinds, result, hand = monitored_chunk
     sizes, L = spec.sizes, spec.n_layers
-    train, sleep = kinds == TRAIN, kinds > TRAIN
+    train, sleep = kinds == TRAIN, kinds >= spec.composition.slot_sleep(2)
     n_train, spikes, events = train.sum(), hand["spikes"], hand["events"]
     counts = operation_counts(result, kinds, spec, sleep_slots=SLEEP_SLOTS)
     expected_train = {
@@ -114,7 +113,7 @@ def test_operation_counts_match_hand_counts(monitored_chunk):
 def test_neuron_rates_are_forward_spike_counts(monitored_chunk):
     spec, kinds, result, hand = monitored_chunk
     train_slots = np.flatnonzero(kinds == TRAIN)
-    for layer, rates in enumerate(neuron_rates(result, kinds)):
+    for layer, rates in enumerate(neuron_rates(result, kinds, spec)):
         i, slot = hand["spike_i"][layer]
         in_train = np.isin(slot, train_slots)
         counts = np.bincount(i[in_train], minlength=spec.sizes[layer])

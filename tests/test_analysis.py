@@ -7,10 +7,10 @@ import pytest
 from biograd.analysis.alignment import ProbeSample, sample_alignment
 from biograd.analysis.energy import energy_estimate, load_energy_table, per_sample_counts, totals
 from biograd.analysis.plausibility import observable_checks
-from biograd.elements import equations_dir
-from biograd.errors import ModelFileError
+from biograd.models.elements import equations_dir
+from biograd.models.errors import ModelFileError
+from biograd.models.params import read_table
 from biograd.models.spec import NetworkSpec
-from biograd.params import read_table
 
 # A 2-2-1 network by hand: r0 = (1, 0.5), r1 = (0.5, 0.2), r2 = 0.3, y = 1, gates 1, W2 = (1, 2).
 # delta2 = 0.7; backprop delta1 = W2^T delta2 = (0.7, 1.4); with B2 = (2, -1)^T feedback alignment
@@ -74,7 +74,7 @@ def test_observable_checks_compare_with_declared_ranges():
     rows = [{"epoch": 1, "split": "train", "metric": m, "layer": l, "value": v} for m, l, v in [
         ("rate_hz", 0, 150.0), ("rate_hz", 1, 450.0), ("saturated_fraction", 1, 0.0), ("silent_fraction", 1, 0.95),
         ("error_rate_hz", 1, 20.0), ("error_saturated_fraction", 1, 0.2)]]
-    checks = observable_checks(pd.DataFrame(rows), spec, equations_dir()).set_index(["layer", "observable"])
+    checks = observable_checks(pd.DataFrame(rows), spec).set_index(["layer", "observable"])
     assert checks.loc[(0, "rate"), "within"] and not checks.loc[(1, "rate"), "within"]  # 450 Hz > 200 Hz
     assert checks.loc[(1, "saturated_fraction"), "within"] and not checks.loc[(1, "silent_fraction"), "within"]
     assert checks.loc[(1, "error_rate"), "within"] and not checks.loc[(1, "error_saturated_fraction"), "within"]

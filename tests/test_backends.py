@@ -7,9 +7,9 @@ import brian2 as b2
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
+from support import TRAIN
 
 from biograd.models.network import BioGradNetwork
-from biograd.models.schedule import TRAIN
 from biograd.models.spec import NetworkSpec
 
 pytestmark = pytest.mark.standalone
@@ -21,7 +21,7 @@ SPEC = NetworkSpec(sizes=(64, 20, 12, 10), feedback="fixed_random", params={"err
 def samples(start: int, n: int):
     images, labels = load_digits(return_X_y=True)
     targets = np.zeros((n, 10))
-    targets[np.arange(n), labels[start : start + n]] = SPEC.y_high
+    targets[np.arange(n), labels[start : start + n]] = 1.0
     return np.full(n, TRAIN), images[start : start + n] / 16, targets
 
 
@@ -39,13 +39,14 @@ def assert_same_state(a, b):
         np.testing.assert_allclose(a.B[l], b.B[l], rtol=0, atol=1e-12)
 
 
+@pytest.mark.smoke  # the fast tier's one standalone build
 def test_runtime_and_standalone_agree(standalone):
-    sa = two_chunks(BioGradNetwork(SPEC, n_slots=3, seed=1))
+    sa = two_chunks(BioGradNetwork(SPEC, slots=3, seed=1))
     b2.device.reinit()
     b2.set_device("runtime")
     b2.device.reinit()
     b2.device.activate()
-    rt = two_chunks(BioGradNetwork(SPEC, n_slots=3, seed=1))
+    rt = two_chunks(BioGradNetwork(SPEC, slots=3, seed=1))
     for res_sa, res_rt in ((sa[0], rt[0]), (sa[2], rt[2])):
         for a, b in zip(res_sa.rates, res_rt.rates, strict=True):
             np.testing.assert_array_equal(a, b)
@@ -55,13 +56,13 @@ def test_runtime_and_standalone_agree(standalone):
 
 
 def test_run_args_rerun_equals_fresh_build(standalone):
-    net = BioGradNetwork(SPEC, n_slots=3, seed=1)
+    net = BioGradNetwork(SPEC, slots=3, seed=1)
     net.run_chunk(*samples(0, 3))
     new_state = net.random_state(np.random.default_rng(99))
     rerun = net.run_chunk(*samples(3, 3), new_state)
     rerun_state = net.state
     standalone("fresh")
-    fresh_net = BioGradNetwork(SPEC, n_slots=3, seed=1)
+    fresh_net = BioGradNetwork(SPEC, slots=3, seed=1)
     fresh = fresh_net.run_chunk(*samples(3, 3), new_state)
     assert_same_state(rerun_state, fresh_net.state)
     for a, b in zip(rerun.rates, fresh.rates, strict=True):
@@ -71,7 +72,7 @@ def test_run_args_rerun_equals_fresh_build(standalone):
 def test_standalone_chunks_are_reproducible_with_random_numbers(standalone):
     """Sleep noise and dithered error events use random numbers; a chunk seed makes them repeatable."""
     spec = NetworkSpec(sizes=(64, 12, 10), feedback="sleep", params={"error_events": {"dither_error": 1}})
-    net = BioGradNetwork(spec, n_slots=4, seed=1)
+    net = BioGradNetwork(spec, slots=4, seed=1)
     kinds = np.array([3, 3, 1, 1])  # two sleep slots for W2, then two training samples
     _, images, targets = samples(0, 4)
 
@@ -87,7 +88,7 @@ def test_standalone_chunks_are_reproducible_with_random_numbers(standalone):
 
 def test_chunks_leave_no_run_args_files(standalone):
     """Brian2 would keep every chunk's run_args values (~10 MB per training chunk); run_chunk deletes them."""
-    net = BioGradNetwork(SPEC, n_slots=3, seed=1)
+    net = BioGradNetwork(SPEC, slots=3, seed=1)
     first, after_first, second, after_second = two_chunks(net)  # the second chunk reruns after the deletion
     assert not np.array_equal(after_first.W[0], after_second.W[0])
     static = Path(b2.get_device().project_dir, "static_arrays")

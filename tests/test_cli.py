@@ -5,7 +5,7 @@ import shutil
 from typer.testing import CliRunner
 
 from biograd.cli import app
-from biograd.elements import equations_dir
+from biograd.models.elements import equations_dir
 
 runner = CliRunner()
 
@@ -27,10 +27,10 @@ def test_describe_unknown_element_fails_clearly():
 def test_check_shipped_and_broken(tmp_path):
     result = runner.invoke(app, ["check"])
     n = len(list(equations_dir().glob("*.eqs")))
-    assert result.exit_code == 0 and f"{n} of {n} element files pass" in result.output
+    assert result.exit_code == 0 and f"{n + 1} of {n + 1} model files pass" in result.output
     for path in equations_dir().glob("soma.*"):
         shutil.copy(path, tmp_path / path.name)
     broken = tmp_path / "soma.eqs"
     broken.write_text(broken.read_text().replace("v_soma > v_th and", "v_soma > v_thr and"))
     result = runner.invoke(app, ["check", str(tmp_path)])
-    assert result.exit_code == 1 and "undefined name 'v_thr'" in result.output and "0 of 1" in result.output
+    assert result.exit_code == 1 and "undefined name 'v_thr'" in result.output and "0 of 2" in result.output

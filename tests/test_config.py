@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from biograd.config import dump_config, load_config
-from biograd.errors import ModelFileError
+from biograd.models.errors import ModelFileError
 
 CONFIGS = sorted((Path(__file__).parents[1] / "runs" / "configs").glob("*.yaml"))
 
@@ -36,9 +36,9 @@ def test_defaults_and_round_trip(tmp_path):
 
 
 def test_overrides_are_parsed_as_yaml(tmp_path):
-    cfg = load_config(write(tmp_path, MINIMAL), ["train.eta=0.01", "model.sizes=[64, 32, 10]",
+    cfg = load_config(write(tmp_path, MINIMAL), ["train.decay.eta=0.5", "model.sizes=[64, 32, 10]",
                                                  "model.feedback=transpose", "data.n_train=null"])
-    assert cfg.train.eta == 0.01 and cfg.model.sizes == (64, 32, 10) and cfg.model.feedback == "transpose"
+    assert cfg.train.decay == {"eta": 0.5} and cfg.model.sizes == (64, 32, 10) and cfg.model.feedback == "transpose"
     assert cfg.data.n_train is None
 
 
@@ -52,7 +52,16 @@ def test_sleep_duration_rounds_up_to_slots(tmp_path):
     (MINIMAL + "colour: red\n", [], "colour: unknown key"),
     (MINIMAL, ["train.sleep_duration=5 mV"], "sleep_duration must be a time such as '500 ms', got '5 mV'"),
     (MINIMAL, ["train.sleep_duration=5 parsecs"], "train.sleep_duration"),
-    (MINIMAL, ["train.eta=-1"], "train.eta: Input should be greater than or equal to 0"),
+    (MINIMAL, ["train.decay.eta=1.5"], "train.decay.eta: 1.5 is not in (0, 1]"),
+    (MINIMAL, ["train.decay.etaa=0.5"], "train.decay.etaa: not a chunk parameter of this model (eta)"),
+    (MINIMAL, ["train.eta=0.1"], "train.eta: unknown key"),
+    (MINIMAL, ["model.params.som.v_th=2"], "model.params.som: no element of that name in this network"),
+    (MINIMAL, ["model.params.soma.v_thr=2"], "model.params.soma.v_thr: unknown parameter of soma"),
+    (MINIMAL, ["model.params.soma.v_th=2 mV"], "model.params.soma.v_th: parameter 'v_th' = 2. mV has other units"),
+    (MINIMAL, ["model.params.soma.v_th=0"], "model.params.soma.v_th: parameter 'v_th' = 0. is outside its bounds"),
+    (MINIMAL, ["model.params.error_events.gain_error=3"], "it is set per layer in network.yaml"),
+    (MINIMAL, ["model.params.network.n_f=2.5"], "n_f = 2.5 must be a whole number"),
+    (MINIMAL, ["model.n_f=20"], "model.n_f: unknown key"),
     (MINIMAL, ["model.feedback=mirror"], "model.feedback: Input should be 'transpose', 'fixed_random' or 'sleep'"),
     (MINIMAL, ["train.eta"], "override 'train.eta' is not of the form key.sub=value"),
     (MINIMAL, ["name.x=1"], "--set name.x: 'name' is not a section"),

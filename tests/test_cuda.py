@@ -17,7 +17,8 @@ from test_backends import SPEC, samples
 from test_dynamics import assert_uniform_and_fresh, dither_draws
 
 from biograd.models import cuda
-from biograd.models.network import SEED_VARIABLE, BioGradNetwork, use_backend
+from biograd.models.network import BioGradNetwork
+from biograd.models.runners import SEED_VARIABLE, use_backend
 from biograd.models.spec import NetworkSpec
 
 NEEDS_CUDA = pytest.mark.skipif(importlib.util.find_spec("brian2cuda") is None or shutil.which("nvcc") is None,
@@ -64,8 +65,8 @@ def test_bad_compute_capability_is_named(monkeypatch, tmp_path):
 
 def test_run_args_names_survive_brian2cudas_lower_casing():
     """brian2cuda looks for static_arrays/init_<name>_... in lower case: capitals lost every chunk's weights."""
-    net = BioGradNetwork(NetworkSpec(sizes=(16, 8, 6, 10), feedback="sleep"), n_slots=2)
-    run_args = net._views(net.initial_state) | {net.slot_kind: np.zeros(2)} | dict(net._rates(0.1, 0.01))
+    net = BioGradNetwork(NetworkSpec(sizes=(16, 8, 6, 10), feedback="sleep"), slots=2)
+    run_args = net._views(net.initial_state) | {net.slot_kind: np.zeros(2)} | net._parameter_values({"eta": 0.1})
     assert {"forward1", "feedback2", "layer1", "slot_kind"} <= {getattr(k, "group_name", k.name) for k in run_args}
     cuda.check_run_arg_names(run_args)
     renamed = b2.TimedArray(np.zeros(2), dt=b2.ms, name="Slot_kind")
@@ -103,7 +104,7 @@ def test_training_build_compiles_to_cuda(tmp_path):
     spec = NetworkSpec(sizes=(64, 12, 8, 10), feedback="sleep")
     build = tmp_path / "build"
     use_backend("cuda_standalone", build)  # make -j<cores> (Brian2's default)
-    net = BioGradNetwork(spec, n_slots=4, seed=1)
+    net = BioGradNetwork(spec, slots=4, seed=1)
     net.compile()
     assert (build / "main").is_file(), "the CUDA project was compiled and linked"
     assert SEED_VARIABLE in (build / "main.cu").read_text(), "chunks reseed cuRAND from the environment"
@@ -129,9 +130,9 @@ def test_gpu_trains_like_cpp_standalone(tmp_path):
     results = {}
     for backend in ("cpp_standalone", "cuda_standalone"):
         use_backend(backend, tmp_path / backend)
-        net = BioGradNetwork(SPEC, n_slots=6, seed=1)
+        net = BioGradNetwork(SPEC, slots=6, seed=1)
         before = net.random_state(np.random.default_rng(7))
-        result = net.run_chunk(*samples(0, 6), before, eta=0.05)
+        result = net.run_chunk(*samples(0, 6), before, values={"eta": 0.05})
         results[backend] = result, before, net.state
     (cpu, before, cpu_after), (gpu, _, gpu_after) = results.values()
     for a, b in zip(cpu.rates, gpu.rates, strict=True):

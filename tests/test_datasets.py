@@ -2,12 +2,12 @@
 
 import numpy as np
 import pytest
+from support import TRAIN
 
 from biograd.config import DataConfig
 from biograd.data.paths import resolve_data_dir
-from biograd.datasets import Split, chunk_stimulus, load_splits
+from biograd.data.splits import Split, chunk_stimulus, load_splits
 from biograd.models.network import BioGradNetwork
-from biograd.models.schedule import TRAIN
 from biograd.models.spec import NetworkSpec
 
 
@@ -28,22 +28,22 @@ def test_input_size_and_encoder_must_fit_the_data():
 
 def test_chunk_stimulus_leaves_sleep_slots_empty():
     images = Split(np.arange(12.0).reshape(3, 4) / 12, np.arange(3), "x")
-    rows = chunk_stimulus(images, np.array([-1, 2, 0, -1]), slot_steps=5)
+    rows = chunk_stimulus(images, np.array([-1, 2, 0, -1]), n_slot=5)
     assert np.array_equal(rows, np.stack([np.zeros(4), images.inputs[2], images.inputs[0], np.zeros(4)]))
     events = Split(np.ones((2, 3, 4)), np.arange(2), "ev")  # 3 forward bins of 4 channels
-    rows = chunk_stimulus(events, np.array([-1, 1]), slot_steps=5).reshape(2, 5, 4)
+    rows = chunk_stimulus(events, np.array([-1, 1]), n_slot=5).reshape(2, 5, 4)
     assert rows[0].sum() == 0 and np.all(rows[1, :3] == 1) and np.all(rows[1, 3:] == 0)
 
 
 @pytest.mark.skipif(resolve_data_dir("nmnist") is None, reason="no N-MNIST data folder")
 def test_nmnist_events_binned_into_the_forward_phase_drive_the_input_layer():
-    spec = NetworkSpec(sizes=(2312, 16, 10), encoder="events", n_f=20)
+    spec = NetworkSpec(sizes=(2312, 16, 10), encoder="events")
     train, test = load_splits(DataConfig(source="nmnist", n_train=4, n_test=2), spec)
     assert train.inputs.shape == (4, 20, 2312) and test.inputs.shape == (2, 20, 2312) and train.events
     assert train.inputs.sum(axis=(1, 2)).min() > 1000  # a recording has thousands of events
     for polarity in (slice(0, 1156), slice(1156, 2312)):  # both ON and OFF events
         assert np.all(train.inputs[:, :, polarity].sum(axis=(1, 2)) > 0)
-    net = BioGradNetwork(spec, n_slots=4)
+    net = BioGradNetwork(spec, slots=4)
     result = net.run_chunk(np.full(4, TRAIN), chunk_stimulus(train, np.arange(4), spec.n_slot), np.zeros((4, 10)))
     active = (train.inputs > 0.5).sum(axis=1) / spec.n_f  # per channel: bins with an event / n_f
     np.testing.assert_allclose(result.rates[0], active)  # an input spike in every bin with events

@@ -5,8 +5,8 @@ import shutil
 import brian2 as b2
 import pytest
 
-from biograd.elements import check_units, compose, equations_dir, load_element
-from biograd.errors import ModelFileError
+from biograd.models.elements import check_units, compose, equations_dir, load_element
+from biograd.models.errors import ModelFileError
 from biograd.models.network import BioGradNetwork
 from biograd.models.spec import NetworkSpec
 
@@ -158,11 +158,38 @@ def test_compose_rejects_double_definition():
         compose([load_element("eligibility"), load_element("eligibility")])
 
 
-def test_spec_override_checked_against_table():
-    with pytest.raises(ModelFileError, match="override of unknown parameter 'v_thr'"):
-        BioGradNetwork(NetworkSpec(sizes=(4, 3, 2), params={"soma": {"v_thr": "2"}}), n_slots=1)
-    with pytest.raises(ModelFileError, match="'v_th' = 0.0 is outside its bounds"):
-        BioGradNetwork(NetworkSpec(sizes=(4, 3, 2), params={"soma": {"v_th": "0"}}), n_slots=1)
+def test_spec_override_checked_against_table_before_anything_is_built():
+    with pytest.raises(ValueError, match=r"model.params.soma.v_thr: unknown parameter of soma \(delta_u, "):
+        NetworkSpec(sizes=(4, 3, 2), params={"soma": {"v_thr": "2"}})
+    with pytest.raises(ValueError, match=r"model.params.soma.v_th: parameter 'v_th' = 0\S* is outside its bounds"):
+        NetworkSpec(sizes=(4, 3, 2), params={"soma": {"v_th": "0"}})
+    with pytest.raises(ValueError, match="model.params.som: no element of that name in this network"):
+        NetworkSpec(sizes=(4, 3, 2), params={"som": {"v_th": "2"}})  # was accepted and ignored
+    with pytest.raises(ValueError, match="model.params.apical: no element of that name"):
+        NetworkSpec(sizes=(4, 2), params={"apical": {}})  # no hidden layer, no apical compartment
+    with pytest.raises(ValueError, match=r"model.params.network.n_e: .* is outside its bounds"):
+        NetworkSpec(sizes=(4, 3, 2), params={"network": {"n_e": 0}})
+
+
+def test_per_layer_error_gains_come_from_the_composition_file():
+    """network.yaml's gain_hidden / gain_output reach the error_events element of each layer (the
+    element's own table has no gain: an override there used to be accepted and then overwritten)."""
+    net = BioGradNetwork(NetworkSpec(sizes=(4, 3, 3, 2), params={"network": {"gain_hidden": 16, "gain_output": 2}}),
+                         slots=1)
+    assert [float(net.layers[l].gain_error[:]) for l in (1, 2, 3)] == [16.0, 16.0, 2.0]
+    with pytest.raises(ValueError, match=r"error_events.gain_error: unknown parameter of error_events; it is set "
+                                         r"per layer in network.yaml \(hidden.set, output.set\)"):
+        NetworkSpec(sizes=(4, 3, 2), params={"error_events": {"gain_error": 3}})
+
+
+def test_network_numbers_come_from_the_composition_file():
+    """dt, n_f, n_e, the slot codes and the teacher's level are read from the tables, and overridable."""
+    spec = NetworkSpec(sizes=(4, 3, 2), params={"network": {"dt": "0.5 ms", "n_f": 7, "n_e": 3, "slot_sleep": 5},
+                                                "teacher": {"y_high": 0.6}})
+    net = BioGradNetwork(spec, slots=2)
+    assert b2.defaultclock.dt == 0.5 * b2.ms and net.n_slot == 7 + 2 * 3 == spec.n_slot
+    assert net.layers[0].namespace["slot_sleep"] == 5 and net.layers[2].namespace["y_high"] == 0.6
+    assert spec.composition.slot_sleep(2) == 7
 
 
 def test_spec_rejects_unknown_keys():
@@ -171,6 +198,6 @@ def test_spec_rejects_unknown_keys():
 
 
 def test_override_takes_effect():
-    net = BioGradNetwork(NetworkSpec(sizes=(4, 3, 2), params={"soma": {"v_th": "2.5"}}), n_slots=1)
+    net = BioGradNetwork(NetworkSpec(sizes=(4, 3, 2), params={"soma": {"v_th": "2.5"}}), slots=1)
     assert net.layers[1].namespace["v_th"] == 2.5 and net.specs[1].namespace["v_th"] == 2.5
     assert b2.get_dimensions(net.layers[1].namespace["delta_u"]).is_dimensionless

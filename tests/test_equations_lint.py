@@ -2,8 +2,8 @@
 
 import pytest
 
-from biograd.describe import describe_element, describe_model
-from biograd.elements import check_units, equations_dir, load_element
+from biograd.models.describe import describe_element, describe_model
+from biograd.models.elements import check_units, equations_dir, load_element
 from biograd.models.spec import NetworkSpec
 
 FILES = sorted(equations_dir().glob("*.eqs"))
@@ -11,7 +11,7 @@ FILES = sorted(equations_dir().glob("*.eqs"))
 
 def test_every_eqs_file_has_a_table_and_every_table_an_eqs_file():
     eqs = {p.stem for p in FILES}
-    tables = {p.stem for p in equations_dir().glob("*.yaml")}
+    tables = {p.stem for p in equations_dir().glob("*.yaml")} - {"network"}  # network.yaml: the composition
     assert eqs and eqs == tables
 
 
@@ -38,6 +38,13 @@ def test_every_reconstructed_choice_is_marked(path):
 def test_describe_element_and_model():
     text = describe_element(load_element("soma"))
     assert "| `v_th` |" in text and "dv_soma/dt" in text
-    model = describe_model(NetworkSpec(sizes=(784, 500, 10)))
-    for element in ("schedule", "soma", "apical", "teacher", "error_events", "forward_synapse", "feedback_synapse"):
-        assert f"### `{element}`" in model
+    model = describe_model(NetworkSpec(sizes=(784, 500, 500, 10)))
+    for group in ("layer0`: NeuronGroup(784)", "layer2`: NeuronGroup(500), hidden", "layer3`: NeuronGroup(10), output",
+                  "forward3`: Synapses(layer2, layer3)", "feedback3`: Synapses(layer3, layer2)"):
+        assert f"## `{group}" in model
+    composed = ["threshold = '(v_soma > v_th and (forward > 0 or sleep_response > 0))",  # as Brian2 gets it
+                "'err_pos': '''err_window > 0 and delta_apical > 0 and q_error >= 0.5''',",
+                "'pre_sleep_spike': '''b += eta_sleep*", "| `gain_error` | 8 | network | set per layer |",
+                "| `gain_error` | 1 | network | set per layer |", "| `eta` | 0.03 | forward_synapse |"]
+    for code in composed:
+        assert code in model, code

@@ -2,7 +2,7 @@
 
 Two hidden layers, fine error quantisation (n_e = 100 steps per error phase, deterministic
 rounding, gains <= 1 so that no neuron saturates: |gain * delta| <= 1). The weight changes are
-measured by biograd.models.training.probe (learning rate 1, scaled here to ETA), the tool the
+measured by biograd.chunks.probe (learning rate 1, scaled here to ETA), the tool the
 analysis package uses on real runs.
 """
 
@@ -11,32 +11,35 @@ import pytest
 from sklearn.datasets import load_digits
 
 from biograd.analysis.backprop import angle_deg, deltas, weight_updates
-from biograd.datasets import Split
+from biograd.chunks import probe
+from biograd.data.splits import Split
 from biograd.models.network import BioGradNetwork
 from biograd.models.spec import NetworkSpec
-from biograd.models.training import probe
 
 ETA = 1e-3
 N_SAMPLES = 20
 
 
-def fine_spec(feedback: str, init_scale: float = 1.5, soma: dict | None = None) -> NetworkSpec:
-    return NetworkSpec(sizes=(64, 40, 30, 10), feedback=feedback, n_f=20, n_e=100, gain_output=1.0, gain_hidden=0.5,
-                       init_scale=init_scale, params={"error_events": {"dither_error": 0},
-                                                      "forward_synapse": {"eta": ETA}, "soma": soma or {}})
+def fine_spec(feedback: str, init_scale: float = 1.5, soma: dict | None = None,
+              gain_hidden: float = 0.5) -> NetworkSpec:
+    network = {"n_f": 20, "n_e": 100, "gain_output": 1.0, "gain_hidden": gain_hidden, "init_scale": init_scale}
+    return NetworkSpec(sizes=(64, 40, 30, 10), feedback=feedback,
+                       params={"network": network, "error_events": {"dither_error": 0},
+                               "forward_synapse": {"eta": ETA}, "soma": soma or {}})
 
 
 def per_sample_updates(feedback: str, spec: NetworkSpec | None = None):
     """(Brian2 dW, reference dW, rates, gates) per sample, each sample probed from the same initial state."""
     images, labels = load_digits(return_X_y=True)
-    net = BioGradNetwork(spec or fine_spec(feedback), n_slots=1, seed=3)
+    net = BioGradNetwork(spec or fine_spec(feedback), slots=1, seed=3)
     start = net.initial_state
     split = Split(images[:N_SAMPLES] / 16, labels[:N_SAMPLES], "digits")
     samples, _ = probe(net, split, np.arange(N_SAMPLES), start, seed=3)
     feedback_of = {l: start.W[l - 1].T for l in (2, 3)} if feedback == "transpose" else start.B
     for sample in samples:
         errors = deltas(sample.rates, sample.gates, sample.target, feedback_of)
-        assert max(np.abs(errors[l]).max() * net.spec.gain_hidden for l in (1, 2)) <= 1, "no error saturation"
+        gain = float(net.composition.values["gain_hidden"])
+        assert max(np.abs(errors[l]).max() * gain for l in (1, 2)) <= 1, "no error saturation"
         reference = weight_updates(sample.rates, sample.gates, sample.target, feedback_of, eta=ETA)
         yield [dw * ETA for dw in sample.dW], reference, sample.rates, sample.gates
 
@@ -59,7 +62,7 @@ def test_saturation_gate_is_the_probes_gate_and_the_update_follows_it():
     """soma gate_saturation 1: neurons driven to a spike in every forward step get gate 0, so no
     error and no change of their input weights; the probe reads the model's gate and the update
     still equals the reference built with it."""
-    spec = fine_spec("transpose", init_scale=3.0, soma={"gate_saturation": 1}).model_copy(update={"gain_hidden": 0.2})
+    spec = fine_spec("transpose", init_scale=3.0, soma={"gate_saturation": 1}, gain_hidden=0.2)
     worst, saturated_off = np.zeros(3), 0
     for brian, reference, rates, gates in per_sample_updates("transpose", spec):
         for l in (1, 2):

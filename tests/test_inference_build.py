@@ -4,22 +4,22 @@ training build computes in its inference slots, at less cost."""
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
+from support import INFER
 
-from biograd.datasets import Split
+from biograd.chunks import predict
+from biograd.data.splits import Split
 from biograd.models.network import BioGradNetwork
-from biograd.models.schedule import INFER
 from biograd.models.spec import NetworkSpec
-from biograd.models.training import predict
 
 
 @pytest.mark.parametrize("feedback", ["sleep", "transpose"])
 def test_inference_build_equals_training_build(feedback):
     images, labels = load_digits(return_X_y=True)
     split = Split(images[:30] / 16, labels[:30], "digits")
-    spec = NetworkSpec(sizes=(64, 24, 16, 10), feedback=feedback, init_scale=1.5)
-    training = BioGradNetwork(spec, n_slots=30, seed=2)
-    inference = BioGradNetwork(spec, n_slots=30, seed=2, inference=True)
-    assert inference.slot_steps == spec.n_f < training.slot_steps == spec.n_slot
+    spec = NetworkSpec(sizes=(64, 24, 16, 10), feedback=feedback, params={"network": {"init_scale": 1.5}})
+    training = BioGradNetwork(spec, slots=30, seed=2)
+    inference = BioGradNetwork(spec, slots=30, seed=2, inference=True)
+    assert inference.n_slot == spec.n_f < training.n_slot == spec.n_slot
     assert not inference.feedback and all(set(syn.events) == {"pre"} for syn in inference.forward[1:])
     kinds, targets = np.full(30, INFER), np.zeros((30, 10))
     a = training.run_chunk(kinds, split.inputs, targets)

@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
+from biograd.chunks import accuracy, run_task
 from biograd.config import TrainConfig
-from biograd.datasets import Split
+from biograd.data.splits import Split
 from biograd.models.spec import NetworkSpec
-from biograd.models.training import accuracy, build, plan_steps, run_step
+from biograd.plan import build, plan_tasks
 
 THRESHOLD = 0.70
 SPEC = NetworkSpec(sizes=(64, 64, 10), feedback="sleep")
-TRAIN = TrainConfig(sleep_every=100, chunk=100, sleep_duration="200 ms", warmup_sleep_blocks=20, eta=0.03, seed=1)
+TRAIN = TrainConfig(sleep_every=100, chunk=100, sleep_duration="200 ms", warmup_sleep_blocks=20, seed=1)
 
 
 def split() -> tuple[Split, Split]:
@@ -32,9 +33,9 @@ def train_and_test(epochs: int) -> tuple[float, float]:
     config = TRAIN.model_copy(update={"epochs": epochs})
     net = build(SPEC, config)
     before = accuracy(net, test)
-    for step in plan_steps(SPEC, config, len(train)):
+    for step in plan_tasks(SPEC, config, len(train)):
         if step.kind != "evaluate":
-            run_step(net, step, train, config)
+            run_task(net, step, train, config)
     after = accuracy(net, test)
     print(f"\nheld-out accuracy: before {before:.3f}, after {epochs} epoch(s) {after:.3f}")
     return before, after

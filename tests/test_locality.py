@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from biograd.analysis.locality import COLUMNS, audit, audit_element, violations
-from biograd.elements import equations_dir, load_element
+from biograd.models.elements import equations_dir, load_element
 
 EQS = equations_dir()
 

@@ -27,9 +27,9 @@ def test_installed_wheel_loads_the_model(tmp_path):
     subprocess.run([*pip, "install", "--no-deps", "--no-index", "--target", tmp_path / "site",
                     *(tmp_path / "wheel").glob("biograd-*.whl")], check=True)
     check = ("import brian2; brian2.prefs.codegen.target = 'numpy';"
-             "import biograd.elements as e; from biograd.models.spec import NetworkSpec;"
+             "import biograd.models.elements as e; from biograd.models.spec import NetworkSpec;"
              "from biograd.models.network import BioGradNetwork;"
-             "net = BioGradNetwork(NetworkSpec(sizes=(4, 3, 2)), n_slots=1, seed=0);"
+             "net = BioGradNetwork(NetworkSpec(sizes=(4, 3, 2)), slots=1, seed=0);"
              "print(e.EQUATIONS_DIR)")
     site = {"PYTHONPATH": str(tmp_path / "site")}
     out = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, env=os.environ | site,

@@ -2,20 +2,18 @@
 
 from pathlib import Path
 
-import jupytext
 import numpy as np
 import pandas as pd
 import pytest
-from nbclient import NotebookClient
 from typer.testing import CliRunner
 
-from biograd.analysis.report import write_report
-from biograd.analysis.runs import RUNS_VARIABLE, load_run
 from biograd.cli import app
 from biograd.config import load_config
-from biograd.errors import ModelFileError
+from biograd.models.errors import ModelFileError
 from biograd.recording import probe_run
+from biograd.report import write_report
 from biograd.rundir import RunDirectory
+from biograd.runs import RUNS_VARIABLE, load_run
 from biograd.trainer import Trainer, start_run
 
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "analysis" / "notebooks").glob("*.py"))
@@ -78,24 +76,25 @@ def test_posthoc_probe_with_another_setting_goes_to_its_own_folder(tiny_run):
     """The same weights probed with hidden error gain 64 instead of 8: an error event stands for
     |delta| <= 1/gain at most one per step, so the tiny net's large hidden errors saturate and
     BioGrad's W1 change shrinks against the rate network's with the same B."""
-    coarse, fine = (probe_run(tiny_run, 6, "numpy", [f"model.gain_hidden={g}"], epochs=[1]) for g in (8, 64))
-    assert fine.name == "posthoc_model.gain_hidden=64"
-    assert load_config(fine / "config.yaml").model.gain_hidden == 64
+    coarse, fine = (probe_run(tiny_run, 6, "numpy", [f"model.params.network.gain_hidden={g}"], epochs=[1])
+                    for g in (8, 64))
+    assert fine.name == "posthoc_model.params.network.gain_hidden=64"
+    assert load_config(fine / "config.yaml").model.composition.values["gain_hidden"] == 64
     angles = [pd.read_parquet(folder / "alignment.parquet").query(
         "layer == 1 and mode == 'biograd_vs_feedback_alignment'") for folder in (coarse, fine)]
     assert all(set(a.epoch) == {1} and len(a) == 6 for a in angles)
     assert angles[1].norm_ratio.mean() < 0.25 * angles[0].norm_ratio.mean()
-    assert not (load_run(tiny_run.path).alignment.source == "posthoc_model.gain_hidden=64").any()
+    assert not (load_run(tiny_run.path).alignment.source == "posthoc_model.params.network.gain_hidden=64").any()
     with pytest.raises(ValueError, match="cannot change model.sizes"):
         probe_run(tiny_run, 1, "numpy", ["model.sizes=[64, 8, 10]"])
     with pytest.raises(ModelFileError, match="model.gain_hiden: unknown key"):
         probe_run(tiny_run, 1, "numpy", ["model.gain_hiden=4"])
     with pytest.raises(FileNotFoundError, match=r"epoch\(s\) \[7\]"):
-        probe_run(tiny_run, 1, "numpy", ["model.gain_hidden=2"], epochs=[1, 7])
+        probe_run(tiny_run, 1, "numpy", ["model.params.network.gain_hidden=2"], epochs=[1, 7])
     cli = ["probe", str(tiny_run.path), "--samples", "2", "--epoch", "1", "--backend", "numpy", "--set"]
-    result = CliRunner().invoke(app, [*cli, "model.gain_hidden=4"])
+    result = CliRunner().invoke(app, [*cli, "model.params.network.gain_hidden=4"])
     assert result.exit_code == 0, result.output
-    assert "biograd_vs_backprop" in result.output and "posthoc_model.gain_hidden=4" in result.output
+    assert "biograd_vs_backprop" in result.output and "posthoc_model.params.network.gain_hidden=4" in result.output
     result = CliRunner().invoke(app, [*cli, "model.gain_hiden=4"])
     assert result.exit_code == 2 and "unknown key" in result.output
 
@@ -120,6 +119,8 @@ def test_report_of_several_runs_needs_a_folder(tiny_run, tmp_path):
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_executes(notebook, tiny_run, tmp_path, monkeypatch):
+    jupytext = pytest.importorskip("jupytext", reason="the notebooks extra: pip install -e '.[notebooks]'")
+    NotebookClient = pytest.importorskip("nbclient").NotebookClient
     monkeypatch.setenv(RUNS_VARIABLE, str(tiny_run.path))
     nb = jupytext.read(notebook)
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()

@@ -3,10 +3,11 @@
 import brian2 as b2
 import numpy as np
 import pytest
+from support import TRAIN, block
 
-from biograd.analysis.sleep import column_scales, sleep_alignment_curve, uniform_offset
+from biograd.analysis.sleep import column_scales, uniform_offset
+from biograd.chunks import sleep_alignment_curve
 from biograd.models.network import BioGradNetwork
-from biograd.models.schedule import TRAIN, sleep_block
 from biograd.models.spec import NetworkSpec
 
 # eta_sleep is 10x the training default so the curve fits a unit test (8 x 2,000 sleep steps)
@@ -14,7 +15,7 @@ SPEC = NetworkSpec(sizes=(20, 40, 10), feedback="sleep", params={"feedback_synap
 
 
 def test_sleep_aligns_feedback_with_forward_transpose():
-    net = BioGradNetwork(SPEC, n_slots=50, seed=2)
+    net = BioGradNetwork(SPEC, slots=50, seed=2)
     curve = sleep_alignment_curve(net, n_chunks=8)
     print("\nangle(B2, W2^T) by sleep steps:\n" + curve[["sleep_steps", "angle_deg", "norm_B"]].to_string(index=False))
     angles = curve["angle_deg"].to_numpy()
@@ -25,7 +26,7 @@ def test_sleep_aligns_feedback_with_forward_transpose():
 
 
 def test_without_sleep_feedback_stays_random():
-    net = BioGradNetwork(SPEC, n_slots=50, seed=2)
+    net = BioGradNetwork(SPEC, slots=50, seed=2)
     curve = sleep_alignment_curve(net, n_chunks=2, sleep=False)
     angles = curve["angle_deg"].to_numpy()
     assert 80 < angles[-1] < 100 and np.allclose(angles, angles[0])
@@ -49,7 +50,7 @@ def _column_scales_of_sleep_rule(scale_sleep: float) -> tuple[np.ndarray, np.nda
     0.5 to 3 times each other; returns B2's column scales c_k and the row lengths |W_k|."""
     spec = NetworkSpec(sizes=(40, 40, 10), feedback="sleep",
                        params={"feedback_synapse": {"eta_sleep": 0.003, "scale_sleep": scale_sleep}})
-    net = BioGradNetwork(spec, n_slots=10, seed=3)
+    net = BioGradNetwork(spec, slots=10, seed=3)
     state = net.state
     W = np.random.default_rng(0).normal(0, 0.3, state.W[1].shape) * np.linspace(0.5, 3, 10)[:, None]
     state.W[1], state.B[2] = W, np.zeros_like(state.B[2])
@@ -62,6 +63,7 @@ def _cv(x: np.ndarray) -> float:
     return float(x.std() / x.mean())
 
 
+@pytest.mark.slow
 def test_plain_sleep_rule_learns_columns_of_one_length_and_scale_sleep_learns_the_mirror():
     """The plain rule (scale_sleep 0) learns B[:, k] ~ W_k / |W_k|, a column length independent of
     |W_k| (the responding neuron's spike is a threshold on an input of spread ~|W_k|); weighting each
@@ -76,9 +78,9 @@ def test_plain_sleep_rule_learns_columns_of_one_length_and_scale_sleep_learns_th
 
 def test_eta_sleep_of_a_chunk_overrides_the_build_value():
     """A chunk's eta_sleep acts exactly like building with that rate (and it is used: another rate differs)."""
-    built = sleep_alignment_curve(BioGradNetwork(SPEC, n_slots=50, seed=2), n_chunks=2)
+    built = sleep_alignment_curve(BioGradNetwork(SPEC, slots=50, seed=2), n_chunks=2)
     slow = SPEC.model_copy(update={"params": {"feedback_synapse": {"eta_sleep": 0.001}}})
-    net = BioGradNetwork(slow, n_slots=50, seed=2)
+    net = BioGradNetwork(slow, slots=50, seed=2)
     overridden = sleep_alignment_curve(net, n_chunks=2, eta_sleep=0.003)
     np.testing.assert_array_equal(overridden["angle_deg"], built["angle_deg"])
     assert (overridden["eta_sleep"] == 0.003).all()
@@ -93,7 +95,7 @@ def _uniform_offset_of_sleep_rule(n_settle: int) -> float:
     d / (c std W2) of the fit B2 = c W2^T + d (``analysis.sleep.uniform_offset``)."""
     spec = NetworkSpec(sizes=(40, 40, 10), feedback="sleep",
                        params={"feedback_synapse": {"eta_sleep": 0.003}, "schedule": {"n_settle": n_settle}})
-    net = BioGradNetwork(spec, n_slots=10, seed=3)
+    net = BioGradNetwork(spec, slots=10, seed=3)
     state = net.state
     state.W[1] = np.random.default_rng(0).normal(-0.15, 0.15, state.W[1].shape)
     state.B[2] = np.zeros_like(state.B[2])
@@ -102,6 +104,7 @@ def _uniform_offset_of_sleep_rule(n_settle: int) -> float:
     return sleep_alignment_curve(net, n_chunks=12)["offset"].iloc[-1]
 
 
+@pytest.mark.slow
 def test_settling_time_removes_the_onset_offset_of_the_sleep_rule():
     """Learning from a block's onset (traces still 0, the responding layer bursting on its bias) pulls
     every b down by the same amount; the settling time (schedule.yaml: n_settle) removes that offset."""
@@ -115,13 +118,13 @@ def test_settling_steps_open_every_sleep_block_and_only_those():
     """sleep_settling is 1 in the first n_settle steps of each block (after a training slot, or after
     another layer's block), and 0 in a block's later slots and in training slots."""
     spec = NetworkSpec(sizes=(6, 5, 5, 3), feedback="sleep")
-    net = BioGradNetwork(spec, n_slots=6, seed=0)
+    net = BioGradNetwork(spec, slots=6, seed=0)
     monitor = b2.StateMonitor(net.layers[3], "sleep_settling", record=[0], name="settling_monitor")
     net.network.add(monitor)
     net.network.store("initial")
-    kinds = np.array([TRAIN, *sleep_block(spec.n_layers, 2), TRAIN])  # train, W2 x2, W3 x2, train
+    kinds = np.array([TRAIN, *block(spec, 2), TRAIN])  # train, W2 x2, W3 x2, train
     net.run_chunk(kinds, np.zeros((len(kinds), 6)), np.zeros((len(kinds), 3)))
-    per_slot = monitor.sleep_settling[0].reshape(len(kinds), net.slot_steps)
+    per_slot = monitor.sleep_settling[0].reshape(len(kinds), net.n_slot)
     settle = np.zeros_like(per_slot)
     settle[[1, 3], :10] = 1
     np.testing.assert_array_equal(per_slot, settle)

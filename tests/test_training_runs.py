@@ -10,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import INFER, TRAIN, block
 
 from biograd.config import load_config
-from biograd.elements import equations_dir
-from biograd.errors import ModelFileError
+from biograd.models.elements import equations_dir
+from biograd.models.errors import ModelFileError
 from biograd.models.network import BioGradNetwork
-from biograd.models.schedule import INFER, TRAIN, sleep_block
 from biograd.models.spec import NetworkSpec
-from biograd.models.training import chunk_slots, plan_steps
+from biograd.plan import chunk_slots, plan_tasks
 from biograd.rundir import RunDirectory
 from biograd.trainer import Trainer, TrainingDiverged, check_health, start_run
 
@@ -39,11 +39,11 @@ def tiny(tmp_path) -> Path:
 
 def test_plan_shows_every_sample_once_per_epoch_with_own_seeds(tiny):
     cfg = load_config(tiny, ["train.epochs=3", "train.warmup_sleep_blocks=7"])
-    steps = plan_steps(cfg.model, cfg.train, 200)
-    again = plan_steps(cfg.model, cfg.train, 200)
+    steps = plan_tasks(cfg.model, cfg.train, 200)
+    again = plan_tasks(cfg.model, cfg.train, 200)
     assert all(a.seed == b.seed and np.array_equal(a.samples, b.samples) for a, b in zip(steps, again, strict=True))
     warmup = [s for s in steps if s.kind == "warmup"]
-    assert sum(s.blocks for s in warmup) == 7 and all(s.eta == 0 for s in warmup)
+    assert sum(s.blocks for s in warmup) == 7 and all(s.values == {} for s in warmup)
     for epoch in (1, 2, 3):
         train = [s for s in steps if s.kind == "train" and s.epoch == epoch]
         assert np.array_equal(np.sort(np.concatenate([s.samples for s in train])), np.arange(200))
@@ -54,15 +54,24 @@ def test_plan_shows_every_sample_once_per_epoch_with_own_seeds(tiny):
         sleep = np.flatnonzero(kinds != TRAIN)  # a block of 3 slots (100 ms) before every 20th sample
         assert cfg.train.sleep_slots(cfg.model) == 3 and len(sleep) == 10 * 3 and np.all(shown[sleep] == -1)
         assert np.array_equal(np.cumsum(kinds == TRAIN)[sleep[::3]], np.arange(0, 200, 20))
-        assert all(s.eta == pytest.approx(0.03 * 0.7 ** (epoch - 1)) for s in train)
+        assert all(s.values == {"eta": pytest.approx(0.03 * 0.7 ** (epoch - 1))} for s in train)
     assert [s.epoch for s in steps if s.kind == "evaluate"] == [0, 1, 2, 3]
     seeds = [s.seed for s in steps if s.kind != "evaluate"]
     assert len(set(seeds)) == len(seeds)
 
 
+def test_learning_rates_come_from_the_tables_and_decay_per_epoch(tiny):
+    """forward_synapse.yaml's eta (and an override of it) is the first epoch's rate; eta_sleep decays when asked."""
+    cfg = load_config(tiny, ["train.epochs=3", "model.params.forward_synapse.eta=0.05",
+                             "model.params.feedback_synapse.eta_sleep=0.002", "train.decay={eta: 0.5, eta_sleep: 0.9}"])
+    train = [s for s in plan_tasks(cfg.model, cfg.train, 200) if s.kind == "train"]
+    for task in train:
+        assert task.values == {"eta": 0.05 * 0.5 ** (task.epoch - 1), "eta_sleep": 0.002 * 0.9 ** (task.epoch - 1)}
+
+
 def test_no_sleep_blocks_without_sleep_mode(tiny):
     cfg = load_config(tiny, ["model.feedback=fixed_random"])
-    steps = plan_steps(cfg.model, cfg.train, 200)
+    steps = plan_tasks(cfg.model, cfg.train, 200)
     assert not [s for s in steps if s.kind == "warmup"]
     assert all(np.all(chunk_slots(cfg.model, cfg.train, s)[0] == TRAIN) for s in steps if s.kind == "train")
 
@@ -90,13 +99,13 @@ def test_check_health_names_the_problem():
 
 
 def test_exploding_weights_stop_with_last_good_checkpoint(tiny, tmp_path):
-    run = start_run(load_config(tiny, ["train.eta=50", "train.max_weight=1.5"]), root=tmp_path)
+    run = start_run(load_config(tiny, ["model.params.forward_synapse.eta=10", "train.max_weight=1.5"]), root=tmp_path)
     with pytest.raises(TrainingDiverged, match="exceeds train.max_weight = 1.5"):
         Trainer(run, progress=False).train()
     status = run.read_json("status.json")
     assert status["status"] == "diverged" and "(train, epoch 1)" in status["message"]
     state, progress = run.load_checkpoint()
-    assert progress.step >= 2  # warm-up and the first evaluation were good
+    assert progress.task >= 2  # warm-up and the first evaluation were good
     check_health(state, 1.5)
     assert len(run.metrics()) == len(progress.rows)
 
@@ -117,7 +126,7 @@ def _compare(a: RunDirectory, b: RunDirectory) -> None:
     assert keep(a.metrics()).equals(keep(b.metrics()))
     for table in ("alignment", "neuron_rates"):
         assert len(a.table(table)) and a.table(table).equals(b.table(table)), table
-    assert progress_a.step == progress_b.step
+    assert progress_a.task == progress_b.task
 
 
 def _children(pid: int) -> list[int]:
@@ -151,7 +160,7 @@ def resume_after_kill(config: Path, out: Path, kill_after_step: int, timeout: fl
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         runs = list((out / "killed").glob("*/checkpoint.npz"))
-        if runs and RunDirectory(runs[0].parent).load_checkpoint()[1].step >= kill_after_step:
+        if runs and RunDirectory(runs[0].parent).load_checkpoint()[1].task >= kill_after_step:
             break
         time.sleep(0.05)
     time.sleep(0.3)  # into the next chunk
@@ -175,11 +184,12 @@ def resume_after_kill(config: Path, out: Path, kill_after_step: int, timeout: fl
     assert resumed.wait(timeout) == 0, resumed.stdout.read()
     assert run.read_json("status.json")["status"] == "finished"
     sessions = run.read_json("timings.json")["sessions"]
-    assert len(sessions) == 2 and sessions[1]["resumed_at_step"] >= kill_after_step
+    assert len(sessions) == 2 and sessions[1]["resumed_at_task"] >= kill_after_step
     _compare(RunDirectory(next((out / "whole").iterdir())), run)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)],
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM],
                          ids=["SIGKILL", "SIGTERM"])
 def test_resume_after_kill_is_bit_identical_numpy(tiny, tmp_path, sig):
     resume_after_kill(tiny, tmp_path, kill_after_step=3, timeout=300, sig=sig)
@@ -218,7 +228,7 @@ def test_cli_train_and_evaluate(tiny, tmp_path):
 @pytest.mark.parametrize(("args", "message"), [
     (["train"], "give a config file or --resume RUN_DIR"),
     (["train", "{tiny}", "--set", "train.etaa=1"], "train.etaa: unknown key"),
-    (["train", "--resume", "{tmp}", "--set", "train.eta=1"], "--set cannot change a run that is resumed"),
+    (["train", "--resume", "{tmp}", "--set", "train.epochs=1"], "--set cannot change a run that is resumed"),
     (["train", "--resume", "{tmp}"], "not a run directory (no config.yaml)"),
     (["train", "{tiny}", "--out", "{tmp}", "--set", "data.source=nmnist", "--set", "data.data_dir={tmp}/none"],
      "does not exist"),
@@ -236,7 +246,7 @@ def test_cli_train_errors(tiny, tmp_path, args, message):
 
 
 def test_brian2_report_inside_runs(capsys):
-    net = BioGradNetwork(NetworkSpec(sizes=(64, 10)), n_slots=2, report="text")
+    net = BioGradNetwork(NetworkSpec(sizes=(64, 10)), slots=2, report="text")
     net.run_chunk(np.full(2, INFER), np.zeros((2, 64)), np.zeros((2, 10)))
     assert "Starting simulation" in capsys.readouterr().out
 
@@ -279,10 +289,26 @@ def test_run_older_than_the_sleep_rule_counter_builds_and_counts(tiny, tmp_path)
     folder = run.build_equations()
     assert (folder / "sleep_activity.eqs").is_file() and not (run.equations / "sleep_activity.eqs").exists()
     spec = NetworkSpec(sizes=(6, 5, 5, 3), feedback="sleep")
-    kinds = np.array([TRAIN, *sleep_block(spec.n_layers, 1)])
-    result = BioGradNetwork(spec, n_slots=3, seed=0, equations=folder).run_chunk(
+    kinds = np.array([TRAIN, *block(spec, 1)])
+    result = BioGradNetwork(spec, slots=3, seed=0, equations=folder).run_chunk(
         kinds, np.zeros((3, 6)), np.zeros((3, 3)))
     assert set(result.sleep_events) == {1, 2, 3}
     (folder / "apical.eqs").unlink()
-    with pytest.raises(ModelFileError, match="apical.eqs"):
-        BioGradNetwork(spec, n_slots=3, seed=0, equations=folder)
+    with pytest.raises(ValueError, match="apical.eqs: equation file not found"):
+        BioGradNetwork(spec, slots=3, seed=0, equations=folder)
+
+
+def test_run_config_is_checked_against_the_runs_own_equation_files(tiny, tmp_path):
+    run = start_run(load_config(tiny, ["model.params.soma.v_th=2"]), root=tmp_path)
+    assert run.config.model.composition.path == run.equations / "network.yaml"
+    table = run.equations / "soma.yaml"
+    table.write_text(table.read_text().replace("bounds: [0.001, null]", "bounds: [0.001, 1.5]"))
+    with pytest.raises(ModelFileError, match=r"model.params.soma.v_th: parameter 'v_th' = 2\S* is outside its bounds"):
+        run.config  # noqa: B018
+
+
+def test_run_directory_of_the_old_layout_is_refused_clearly(tiny, tmp_path):
+    run = start_run(load_config(tiny), root=tmp_path)
+    (run.equations / "network.yaml").unlink()
+    with pytest.raises(ValueError, match="made before the composition file equations/network.yaml existed"):
+        run.config  # noqa: B018

@@ -21,8 +21,8 @@ import pandas as pd
 import seaborn as sns
 
 from biograd.analysis.plausibility import activity_by_layer
-from biograd.analysis.report import angle_summary
-from biograd.analysis.runs import combined, load_runs, runs_from_environment
+from biograd.report import angle_summary
+from biograd.runs import combined, load_runs, runs_from_environment
 
 runs = load_runs(runs_from_environment())
 metrics = combined(runs, "metrics")

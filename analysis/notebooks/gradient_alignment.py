@@ -27,7 +27,7 @@
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-from biograd.analysis.runs import combined, load_runs, runs_from_environment
+from biograd.runs import combined, load_runs, runs_from_environment
 
 runs = load_runs(runs_from_environment())
 alignment = combined(runs, "alignment")
@@ -47,7 +47,7 @@ if len(alignment):
 # ## Start and end of training
 
 # %%
-from biograd.analysis.report import alignment_summary  # noqa: E402
+from biograd.report import alignment_summary  # noqa: E402
 
 alignment_summary(alignment) if len(alignment) else None
 

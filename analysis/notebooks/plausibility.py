@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 from biograd.analysis.plausibility import activity_by_layer, observable_checks, plasticity_rules, rule_summary
-from biograd.analysis.runs import load_runs, runs_from_environment
+from biograd.runs import load_runs, runs_from_environment
 
 runs = load_runs(runs_from_environment())
 run = runs[0]
@@ -45,7 +45,7 @@ plasticity_rules(run.path / "equations")
 activity_by_layer(run.metrics)
 
 # %%
-observable_checks(run.metrics, run.config.model, run.path / "equations")
+observable_checks(run.metrics, run.config.model)
 
 # %% [markdown]
 # ## Per-neuron rate distributions

@@ -3,7 +3,7 @@
 Writes into ``<run>/report/`` (one run) or ``--out`` (several): ``report.md`` and the figures
 ``accuracy.png``, ``alignment.png`` (probed runs), ``sleep_alignment.png`` (runs with feedback
 weights) and ``rates.png`` (runs with activity recording). Every number comes from the run
-directories' tables (:mod:`biograd.analysis.runs`).
+directories' tables (:mod:`biograd.runs`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import pandas as pd
 from biograd.analysis import figures
 from biograd.analysis.energy import energy_estimate, load_energy_table, per_sample_counts, totals
 from biograd.analysis.plausibility import activity_by_layer, observable_checks, plasticity_rules, rule_summary
-from biograd.analysis.runs import RunData, combined, load_runs
 from biograd.rundir import RunDirectory
+from biograd.runs import RunData, combined, load_runs
 
 
 def _md(frame: pd.DataFrame, digits: int = 3) -> str:
@@ -126,7 +126,7 @@ def write_report(paths: list[Path], out: Path | None = None) -> Path:
     for run in runs:
         lines += [f"### Activity: {run.label}", "", _md(activity_by_layer(run.metrics)), "",
                   "Against the ranges the parameter tables declare (last recorded epoch):", "",
-                  _md(observable_checks(run.metrics, run.config.model, run.path / "equations")
+                  _md(observable_checks(run.metrics, run.config.model)
                       .drop(columns=["reference"])), ""]
     if len(rates):
         figures.rate_distributions(rates, out / "rates.png")

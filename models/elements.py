@@ -20,16 +20,16 @@ from brian2.units.fundamentalunits import DIMENSIONLESS
 from brian2.utils.stringtools import get_identifiers
 
 import biograd.equations
-from biograd.eqsfile import EqsFile, Section, read_eqs
-from biograd.errors import ModelFileError
-from biograd.params import RESERVED_NAMES, ParameterTable, read_table
-from biograd.units import parse_unit
+from biograd.models.eqsfile import EqsFile, Section, read_eqs
+from biograd.models.errors import ModelFileError
+from biograd.models.params import RESERVED_NAMES, ParameterTable, read_table
+from biograd.models.units import parse_unit
 
 EQUATIONS_DIR = Path(biograd.equations.__file__).resolve().parent  # the repository's equations/ or an installed copy
 
-_BUILTINS = (set(DEFAULT_FUNCTIONS) | set(DEFAULT_CONSTANTS) | set(DEFAULT_UNITS)
+BUILTINS = (set(DEFAULT_FUNCTIONS) | set(DEFAULT_CONSTANTS) | set(DEFAULT_UNITS)
              | {"t", "dt", "i", "N", "t_in_timesteps", "True", "False", "and", "or", "not", "int", "float"})
-_SYNAPSE_BUILTINS = {"j", "N_incoming", "N_outgoing", "lastupdate", "delay", "N_pre", "N_post"}
+SYNAPSE_BUILTINS = {"j", "N_incoming", "N_outgoing", "lastupdate", "delay", "N_pre", "N_post"}
 _CONDITION_SECTIONS = {"threshold", "event"}
 
 
@@ -153,9 +153,9 @@ def _check_names(el: Element) -> None:
                                     for s in el.eqs.sections.values()):
         raise ModelFileError(el.eqs.path, "threshold/reset/event/slot_start sections belong to neuron elements")
     used = el.identifiers()
-    known = el.variables | set(el.values) | set(el.table.external) | _BUILTINS
+    known = el.variables | set(el.values) | set(el.table.external) | BUILTINS
     if el.kind == "synapse":
-        known |= _SYNAPSE_BUILTINS
+        known |= SYNAPSE_BUILTINS
     for name, line in used.items():
         if name in known or name.startswith("xi"):
             continue
@@ -317,6 +317,8 @@ def check_units(el: Element) -> None:
             kwargs = spec.neuron_kwargs() | {"model": model, "namespace": namespace}
             if kwargs["threshold"] is None and kwargs["reset"]:  # a reset-only element: any spike resets
                 kwargs["threshold"] = "False"
+            if kwargs["threshold"] is not None and not kwargs["reset"]:
+                kwargs["reset"] = ""  # a threshold-only element resets nothing (said, so that Brian2 does not warn)
             other_events = {e: "False" for e in spec.on_event if e != "spike" and e not in spec.events}
             if other_events:  # code on an event that another element of the group defines
                 kwargs["events"] = spec.events | other_events
@@ -329,10 +331,10 @@ def check_units(el: Element) -> None:
         else:
             pre_events = {spec.pathway_events[p]: "False" for p in spec.on_pre if p != "pre"}
             post_events = {spec.pathway_events[p]: "False" for p in spec.on_post if p != "post"}
-            pre = b2.NeuronGroup(2, "\n".join(declared["pre"]) or "", threshold="False",
+            pre = b2.NeuronGroup(2, "\n".join(declared["pre"]) or "", threshold="False", reset="",
                                  events=pre_events or None, codeobj_class=b2.NumpyCodeObject,
                                  name="check_units_pre")
-            post = b2.NeuronGroup(2, "\n".join(declared["post"]) or "", threshold="False",
+            post = b2.NeuronGroup(2, "\n".join(declared["post"]) or "", threshold="False", reset="",
                                   events=post_events or None, codeobj_class=b2.NumpyCodeObject,
                                   name="check_units_post")
             syn = b2.Synapses(pre, post, **(spec.synapse_kwargs() | {"model": model, "namespace": namespace}),

@@ -34,8 +34,8 @@ import brian2 as b2
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from biograd.errors import ModelFileError, read_model_file
-from biograd.units import parse_quantity, parse_unit, same_dimensions
+from biograd.models.errors import ModelFileError, read_model_file
+from biograd.models.units import parse_quantity, parse_unit, same_dimensions
 
 #: names Brian2 reserves (or that silently shadow Brian2 built-ins)
 RESERVED_NAMES = frozenset({"e", "i", "j", "N", "t", "dt", "xi", "pi", "inf", "lastspike", "not_refractory"})
@@ -137,10 +137,11 @@ def _line_of(lines: dict[tuple, int], loc: tuple) -> int | None:
     return None
 
 
-def read_table(path: str | Path) -> ParameterTable:
-    """Read and validate a parameter table; errors name the file, the line and the problem."""
+def read_yaml_model[M: BaseModel](path: str | Path, model: type[M], what: str) -> tuple[M, dict[tuple, int]]:
+    """Read a YAML file into the pydantic ``model``; returns it with the line of every key path.
+    Errors name the file, the line and the problem."""
     path = Path(path)
-    text = read_model_file(path, "parameter table")
+    text = read_model_file(path, what)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -149,22 +150,33 @@ def read_table(path: str | Path) -> ParameterTable:
         raise ModelFileError(path, f"invalid YAML: {getattr(err, 'problem', err)}",
                              mark.line + 1 if mark else None) from err
     if not isinstance(data, dict):
-        raise ModelFileError(path, "a parameter table must be a YAML mapping", 1)
+        raise ModelFileError(path, f"a {what} must be a YAML mapping", 1)
     lines = _key_lines(node)
     try:
-        table = ParameterTable.model_validate(data)
+        return model.model_validate(data), lines
     except ValidationError as err:
         first = err.errors()[0]
         loc = ".".join(str(part) for part in first["loc"])
         message = first["msg"].removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
-            message = "unknown key (allowed: see biograd/params.py)"
+            message = f"unknown key (the schema is {model.__name__} in {model.__module__})"
         raise ModelFileError(path, f"{loc}: {message}", _line_of(lines, first["loc"])) from err
-    for name, param in table.parameters.items():
+
+
+def check_parameters(path: Path, parameters: dict[str, Parameter], lines: dict[tuple, int]) -> None:
+    """Names not reserved by Brian2 and values inside their bounds."""
+    for name, param in parameters.items():
         line = lines.get(("parameters", name))
         if name in RESERVED_NAMES:
             raise ModelFileError(path, f"parameter name {name!r} is reserved by Brian2", line)
         check_bounds(path, name, param, line)
+
+
+def read_table(path: str | Path) -> ParameterTable:
+    """Read and validate a parameter table; errors name the file, the line and the problem."""
+    path = Path(path)
+    table, lines = read_yaml_model(path, ParameterTable, "parameter table")
+    check_parameters(path, table.parameters, lines)
     for name in table.external:
         if name in RESERVED_NAMES:
             raise ModelFileError(path, f"external name {name!r} is reserved by Brian2", lines.get(("external", name)))
@@ -183,6 +195,9 @@ def read_table(path: str | Path) -> ParameterTable:
 def check_bounds(path: Path, name: str, param: Parameter, line: int | None, value: b2.Quantity | None = None):
     """Raise if ``value`` (default: the table value) has other units than the bounds or lies outside them."""
     value = param.quantity() if value is None else value
+    if not same_dimensions(value, param.quantity()):
+        raise ModelFileError(path, f"parameter {name!r} = {value} has other units than its table value "
+                             f"{param.value!r}", line)
     if param.bounds is None:
         return
     low, high = (None if b is None else parse_quantity(b) for b in param.bounds)

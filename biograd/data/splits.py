@@ -73,14 +73,14 @@ def load_splits(cfg: DataConfig, spec: NetworkSpec, seed: int = 0) -> tuple[Spli
     return train, test
 
 
-def chunk_stimulus(split: Split, shown: np.ndarray, slot_steps: int) -> np.ndarray:
+def chunk_stimulus(split: Split, shown: np.ndarray, n_slot: int) -> np.ndarray:
     """Stimulus rows for slots showing the samples ``shown`` (-1: no input, e.g. a sleep slot):
-    one row per slot for images, one row per time step (``slot_steps`` per slot) for events."""
+    one row per slot for images, one row per time step (``n_slot`` per slot) for events."""
     slots = shown >= 0
     if not split.events:
         rows = np.zeros((len(shown), split.n_inputs))
         rows[slots] = split.inputs[shown[slots]]
         return rows
-    rows = np.zeros((len(shown), slot_steps, split.n_inputs))
+    rows = np.zeros((len(shown), n_slot, split.n_inputs))
     rows[slots, : split.inputs.shape[1]] = split.inputs[shown[slots]]
     return rows.reshape(-1, split.n_inputs)

@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from biograd.errors import ModelFileError, read_model_file
+from biograd.models.errors import ModelFileError, read_model_file
 
 #: section kind -> whether it takes a name (the event name)
 SECTION_KINDS = {

@@ -1,0 +1,106 @@
+"""The task plan of a training run: online training of a :class:`BioGradNetwork` (batch size 1) as a
+fixed sequence of tasks.
+
+A run is the same list of tasks every time for the same config, data and seed:
+
+    warm-up chunks   sleep blocks only (sleep mode), so that B starts aligned with W^T
+    evaluate         test accuracy of the untrained network (epoch 0)
+    per epoch e      train chunks of ``chunk`` samples in random order, a sleep block before every
+                     ``sleep_every``-th sample of the epoch, each chunk parameter p of
+                     ``train.decay`` at p_table * decay_p^(e-1) (e.g. the learning rate eta);
+                     then one evaluate task (epoch e)
+
+Every task carries its own seed (from the run seed, epoch and chunk), so a run resumed at task k
+repeats exactly what the uninterrupted run did from task k on. One chunk is one network run:
+the build has room for ``chunk`` samples and their sleep blocks, and every chunk only changes arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from biograd.config import TrainConfig
+from biograd.models.network import BioGradNetwork
+from biograd.models.schedule import sleep_block, training_schedule
+from biograd.models.spec import NetworkSpec
+
+EVALUATION = 2**32 - 1  # the "epoch" entry of evaluation seeds (used only by Poisson inputs)
+PROBE = 2**32 - 2  # the "epoch" entry of probe seeds
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task of a run: a warm-up chunk, a training chunk, or an evaluation."""
+
+    kind: Literal["warmup", "train", "evaluate"]
+    epoch: int  # epoch in progress (train), epochs completed (evaluate), 0 (warm-up)
+    index: int  # chunk within the epoch or the warm-up
+    seed: int = 0
+    values: dict[str, float] = field(default_factory=dict)  # chunk parameters of this chunk (train)
+    blocks: int = 0  # sleep blocks (warm-up)
+    samples: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # training sample indices
+    first: int = 0  # position of samples[0] in the epoch (sleep blocks precede positions k*sleep_every)
+
+
+def task_seed(seed: int, epoch: int, index: int) -> int:
+    """A 32-bit seed of its own for every (run seed, epoch, chunk)."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
+
+
+def sleep_kinds(spec: NetworkSpec, train: TrainConfig) -> np.ndarray:
+    """Slot kinds of one sleep block (empty unless the feedback mode is ``sleep``)."""
+    if spec.feedback != "sleep" or spec.n_layers < 2:
+        return np.zeros(0, np.int64)
+    return sleep_block(spec.composition, train.sleep_slots(spec))
+
+
+def slots_per_chunk(spec: NetworkSpec, train: TrainConfig) -> int:
+    """Build size: ``chunk`` samples and the (at most ceil(chunk/sleep_every)) sleep blocks among them."""
+    return train.chunk + math.ceil(train.chunk / train.sleep_every) * len(sleep_kinds(spec, train))
+
+
+def chunk_slots(spec: NetworkSpec, train: TrainConfig, task: Task) -> tuple[np.ndarray, np.ndarray]:
+    """Slot kinds of a task and the sample each slot shows (-1: none, in sleep slots)."""
+    block = sleep_kinds(spec, train)
+    if task.kind == "warmup":
+        kinds = np.tile(block, task.blocks)
+        return kinds, np.full(len(kinds), -1)
+    kinds, position = training_schedule(spec.composition, len(task.samples),
+                                        sleep_every=train.sleep_every if len(block) else 0,
+                                        sleep_slots=train.sleep_slots(spec), start_index=task.first)
+    return kinds, np.where(position >= 0, task.samples[np.maximum(position - task.first, 0)], -1)
+
+
+def epoch_values(spec: NetworkSpec, train: TrainConfig, epoch: int) -> dict[str, float]:
+    """Chunk parameters of ``train.decay`` in ``epoch``: table value * decay^(epoch - 1)."""
+    table = spec.composition.chunk_parameters()
+    return {name: table[name] * decay ** (epoch - 1) for name, decay in train.decay.items()}
+
+
+def plan_tasks(spec: NetworkSpec, train: TrainConfig, n_train: int) -> list[Task]:
+    """The whole run, task by task (see the module docstring)."""
+    tasks = []
+    block = len(sleep_kinds(spec, train))
+    if block and train.warmup_sleep_blocks:
+        per_chunk = max(1, slots_per_chunk(spec, train) // block)
+        for index in range(math.ceil(train.warmup_sleep_blocks / per_chunk)):
+            blocks = min(per_chunk, train.warmup_sleep_blocks - index * per_chunk)
+            tasks.append(Task("warmup", 0, index, task_seed(train.seed, 0, index), blocks=blocks))
+    tasks.append(Task("evaluate", 0, 0))
+    for epoch in range(1, train.epochs + 1):
+        order = np.random.default_rng([train.seed, epoch]).permutation(n_train)
+        values = epoch_values(spec, train, epoch)
+        for index, start in enumerate(range(0, n_train, train.chunk)):
+            tasks.append(Task("train", epoch, index, task_seed(train.seed, epoch, index), values,
+                              samples=order[start : start + train.chunk], first=start))
+        tasks.append(Task("evaluate", epoch, 0))
+    return tasks
+
+
+def build(spec: NetworkSpec, train: TrainConfig, **kwargs) -> BioGradNetwork:
+    """The training build: room for one chunk (``chunk`` samples and their sleep blocks)."""
+    return BioGradNetwork(spec, slots=slots_per_chunk(spec, train), seed=train.seed, **kwargs)

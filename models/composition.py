@@ -1,0 +1,269 @@
+"""The composition file ``equations/network.yaml`` with a config's overrides applied.
+
+It names the elements of every group (per layer kind, and per synapse kind) and holds the
+network's own numbers (dt, n_f, n_e, error gains, initial weight scale, slot codes). A
+:class:`Composition` is what a network build reads: every element with the overrides of
+``model.params`` applied, each override checked first (unknown element, unknown parameter,
+other units, outside the bounds: an error naming ``model.params.<element>.<name>``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import brian2 as b2
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from biograd.models.elements import Element, GroupSpec, compose, equations_dir, load_element
+from biograd.models.errors import ModelFileError
+from biograd.models.params import Parameter, check_bounds, read_yaml_model
+from biograd.models.units import parse_quantity
+
+COMPOSITION = "network"  # the composition file's stem, and its key in model.params
+LayerKind = Literal["input", "hidden", "output", "inference_input", "inference"]
+SynapseKind = Literal["forward", "forward_transpose", "feedback"]
+WHOLE_NUMBERS = ("n_f", "n_e", "slot_infer", "slot_train", "slot_sleep")
+
+
+class GroupRecipe(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    elements: list[str]
+    set: dict[str, str] = {}  # element variable -> network parameter that gives its value in this group
+
+
+class CompositionTable(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    description: str
+    parameters: dict[str, Parameter]
+    layers: dict[LayerKind, GroupRecipe]
+    synapses: dict[SynapseKind, GroupRecipe]
+
+
+@dataclass(frozen=True)
+class Composition:
+    """What a network of ``sizes`` with ``feedback`` and ``encoder`` is made of (see module docstring)."""
+
+    path: Path
+    table: CompositionTable
+    values: dict[str, b2.Quantity]  # the network's parameters, overrides applied
+    elements: dict[str, Element]  # every element of the network, overrides applied
+    sizes: tuple[int, ...]
+    feedback: str
+    encoder: str
+
+    # ------------------------------------------------------------------ numbers
+    def whole(self, name: str) -> int:
+        return int(self.values[name])
+
+    @property
+    def n_f(self) -> int:
+        return self.whole("n_f")
+
+    @property
+    def n_e(self) -> int:
+        return self.whole("n_e")
+
+    @property
+    def dt(self) -> b2.Quantity:
+        return self.values["dt"]
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.sizes) - 1
+
+    @property
+    def n_slot(self) -> int:
+        """Time steps per sample slot: forward phase + one error phase per weight layer."""
+        return self.n_f + self.n_layers * self.n_e
+
+    @property
+    def slot_infer(self) -> int:
+        return self.whole("slot_infer")
+
+    @property
+    def slot_train(self) -> int:
+        return self.whole("slot_train")
+
+    def slot_sleep(self, layer: int) -> int:
+        """slot_kind code of a sleep slot for the forward weights W_layer."""
+        return self.whole("slot_sleep") + layer
+
+    def constants(self) -> dict[str, int]:
+        """Numbers every group's schedule reads (whole numbers, as the equations compare them with integers)."""
+        return {"n_f": self.n_f, "n_e": self.n_e, "n_slot": self.n_slot} | \
+            {name: self.whole(name) for name in ("slot_infer", "slot_train", "slot_sleep")}
+
+    def err_phase(self, layer: int) -> int:
+        """Error phase in which ``layer`` emits: output 1, the layer below 2, ..., input never (0)."""
+        return 0 if layer == 0 else self.n_layers - layer + 1
+
+    def chunk_parameters(self) -> dict[str, float]:
+        """Table values of the element variables declared ``(shared, constant)`` (e.g. the learning rates
+        eta, eta_sleep): they reach every chunk through run_args, so they can change between chunks."""
+        return {name: float(value) for el in self.elements.values() for name, value in el.initial_values.items()
+                if {"shared", "constant"} <= set(el.equations[name].flags)}
+
+    # ------------------------------------------------------------------ groups
+    def layer_kind(self, layer: int, inference: bool = False) -> LayerKind:
+        if inference:
+            return "inference_input" if layer == 0 else "inference"
+        return "input" if layer == 0 else "output" if layer == self.n_layers else "hidden"
+
+    def synapse_kind(self, layer: int, inference: bool = False) -> SynapseKind:
+        """Kind of the forward synapse W_layer (the transpose relay exists only for training builds)."""
+        return "forward_transpose" if self.feedback == "transpose" and layer >= 2 and not inference else "forward"
+
+    def has_feedback_synapses(self, layer: int) -> bool:
+        """Separate feedback synapses B_layer exist for layer >= 2 unless errors use W^T."""
+        return layer >= 2 and self.feedback != "transpose"
+
+    def recipe(self, kind: str) -> GroupRecipe:
+        return self.table.layers.get(kind) or self.table.synapses[kind]
+
+    def element_names(self, kind: str) -> list[str]:
+        return [name.format(encoder=self.encoder) for name in self.recipe(kind).elements]
+
+    def group_elements(self, kind: str) -> list[Element]:
+        return [self.elements[name] for name in self.element_names(kind)]
+
+    def set_values(self, kind: str) -> dict[str, b2.Quantity]:
+        """Values of element variables that this kind of group takes from the network's parameters."""
+        return {variable: self.values[parameter] for variable, parameter in self.recipe(kind).set.items()}
+
+
+    # ------------------------------------------------------------------ composed groups
+    def layer_group(self, layer: int, inference: bool = False, arrays: dict | None = None) -> GroupSpec:
+        """The composed arguments of layer ``layer``'s NeuronGroup; ``arrays`` gives the TimedArrays
+        (slot_kind, stimulus, event_counts, target) the elements may use."""
+        kind = self.layer_kind(layer, inference)
+        elements = self.group_elements(kind)
+        used = set().union(*(el.table.external for el in elements))
+        provided = self.constants() | {"n_slot": self.n_f if inference else self.n_slot, "layer": layer,
+                                       "err_phase": self.err_phase(layer)}
+        group = compose(elements, provided | {k: v for k, v in (arrays or {}).items() if k in used})
+        group.initial_values |= self.set_values(kind)
+        return group
+
+    def synapse_group(self, kind: str, pre: GroupSpec, post: GroupSpec, inference: bool = False) -> GroupSpec:
+        """The composed arguments of a Synapses object of ``kind`` from group ``pre`` to group ``post``.
+
+        Brian2 resolves a synapse's pre/post subexpressions (e.g. eps_error_post) in the synapse's
+        namespace: it gets the constants on which both groups agree; per-group constants that differ
+        (layer, err_phase) are left out. An inference build keeps forward transmission only.
+        """
+        a, b = pre.namespace, post.namespace
+        shared = {k: v for k, v in a.items() if k not in b or b[k] is v or _same(b[k], v)}
+        shared |= {k: v for k, v in b.items() if k not in a}
+        group = compose(self.group_elements(kind), shared)
+        group.initial_values |= self.set_values(kind)
+        if inference:  # the learning pathways' events do not exist
+            group.on_pre, group.on_post = {"pre": group.on_pre["pre"]}, {}
+            group.pathway_events = {"pre": "spike"}
+        return group
+
+
+def _same(a, b) -> bool:
+    try:
+        return bool(np.all(a == b))
+    except (TypeError, ValueError, b2.DimensionMismatchError):
+        return False
+
+
+def _kinds_in_use(table: CompositionTable, sizes: tuple[int, ...], feedback: str) -> list[str]:
+    kinds = ["input", "output", "inference_input", "inference", "forward"]
+    kinds += ["hidden"] if len(sizes) > 2 else []
+    if len(sizes) > 2:
+        kinds += ["forward_transpose"] if feedback == "transpose" else ["feedback"]
+    return kinds
+
+
+@cache
+def _read_table(path: Path, mtime_ns: int) -> tuple[CompositionTable, dict]:
+    table, lines = read_yaml_model(path, CompositionTable, "composition file")
+    for name, param in table.parameters.items():  # (dt is a Brian2 name, but these never reach a namespace)
+        check_bounds(path, name, param, lines.get(("parameters", name)))
+    for name in WHOLE_NUMBERS:
+        if name not in table.parameters:
+            raise ModelFileError(path, f"parameters: {name!r} is missing")
+    for kind, recipe in {**table.layers, **table.synapses}.items():
+        for variable, parameter in recipe.set.items():
+            if parameter not in table.parameters:
+                raise ModelFileError(path, f"{kind}.set.{variable}: {parameter!r} is not one of the parameters",
+                                     lines.get(("layers", kind, "set", variable)))
+    return table, lines
+
+
+@cache
+def _read_element(path: Path, mtime_ns: int) -> Element:
+    return load_element(path)
+
+
+def fresh_element(name: str, directory: Path) -> Element:
+    """``<directory>/<name>.eqs`` and its table, read once per file version; the caller may change ``values``."""
+    path = directory / f"{name}.eqs"
+    try:
+        mtime = path.stat().st_mtime_ns + path.with_suffix(".yaml").stat().st_mtime_ns
+    except OSError:
+        return load_element(path)  # raises the loader's error naming the missing file
+    el = _read_element(path, mtime)
+    return dataclasses.replace(el, values=dict(el.values))
+
+
+def _override(path: Path, key: str, name: str, param: Parameter, text) -> b2.Quantity:
+    try:
+        value = parse_quantity(text)
+    except ValueError as err:
+        raise ModelFileError(path, f"{key}: {err}") from err
+    try:
+        check_bounds(path, name, param, None, value)
+    except ModelFileError as err:
+        raise ModelFileError(path, f"{key}: {err.problem}") from err
+    return value
+
+
+def load_composition(sizes: tuple[int, ...], feedback: str, encoder: str, params: dict[str, dict],
+                     directory: Path | None = None) -> Composition:
+    """The composition in ``directory`` (default: the model's equations) with ``params`` applied."""
+    directory = Path(directory or equations_dir())
+    path = directory / f"{COMPOSITION}.yaml"
+    if not path.is_file():
+        raise ModelFileError(path, "composition file not found")
+    table, _ = _read_table(path, path.stat().st_mtime_ns)
+    values = {name: p.quantity() for name, p in table.parameters.items()}
+    recipes = {**table.layers, **table.synapses}
+    kinds = _kinds_in_use(table, sizes, feedback)
+    names = list(dict.fromkeys(n.format(encoder=encoder) for kind in kinds for n in recipes[kind].elements))
+    elements = {name: fresh_element(name, directory) for name in names}
+    for element, overrides in params.items():
+        if element != COMPOSITION and element not in elements:
+            raise ModelFileError(path, f"model.params.{element}: no element of that name in this network "
+                                 f"(elements: {', '.join([COMPOSITION, *sorted(elements)])})")
+        for name, text in overrides.items():
+            key = f"model.params.{element}.{name}"
+            if element == COMPOSITION:
+                if name not in table.parameters:
+                    raise ModelFileError(path, f"{key}: unknown parameter of {path.name} "
+                                         f"({', '.join(table.parameters)})")
+                values[name] = _override(path, key, name, table.parameters[name], text)
+                continue
+            el = elements[element]
+            if name not in el.table.parameters:
+                set_by = [f"{k}.set" for k, r in recipes.items() if name in r.set]
+                hint = f"; it is set per layer in {path.name} ({', '.join(set_by)})" if set_by else \
+                    f" ({', '.join(el.table.parameters) or 'it has none'})"
+                raise ModelFileError(el.table_path, f"{key}: unknown parameter of {element}{hint}")
+            el.values[name] = _override(el.table_path, key, name, el.table.parameters[name], text)
+    for name in WHOLE_NUMBERS:
+        if float(values[name]) != int(values[name]):
+            raise ModelFileError(path, f"{name} = {values[name]} must be a whole number "
+                                 f"({path.name} or model.params.{COMPOSITION}.{name})")
+    codes = [int(values[k]) for k in ("slot_infer", "slot_train")] + [int(values["slot_sleep"]) + 2]
+    if len(set(codes)) < 3 or codes[2] < max(codes[:2]):
+        raise ModelFileError(path, f"slot codes overlap: slot_infer and slot_train must differ and lie below "
+                             f"slot_sleep + 2 (sleep for W_2), got {codes}")
+    return Composition(path, table, values, elements, tuple(sizes), feedback, encoder)
