@@ -1,4 +1,4 @@
-"""Command line: ``biograd describe | check | train | evaluate | probe | report | demo``."""
+"""Command line: ``biograd describe | check | train | evaluate | probe | report | demo`` (``--debug``: tracebacks)."""
 
 from __future__ import annotations
 
@@ -83,32 +83,46 @@ def _fail(err: Exception) -> typer.Exit:
 @app.command()
 def train(
     config: Annotated[Path | None, typer.Argument(help="run config (YAML), e.g. runs/configs/mnist_1h.yaml")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="override, e.g. --set train.eta=0.01")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override, e.g. --set train.epochs=2")] = None,
     resume: Annotated[Path | None, typer.Option(help="continue this run directory from its last checkpoint")] = None,
+    accept_changes: Annotated[bool, typer.Option(
+        help="--resume a run whose config.yaml or equation copy was edited (recorded in its history.jsonl)")] = False,
     out: Annotated[Path, typer.Option(help="folder for new run directories")] = Path("runs/out"),
     progress: Annotated[bool, typer.Option(help="progress bar")] = True,
 ):
     """Train from a config into a new run directory, or --resume an interrupted run."""
     from biograd.config import load_config
-    from biograd.rundir import RunDirectory
+    from biograd.rundir import RunDirectory, RunLockedError
     from biograd.trainer import Terminated, Trainer, TrainingDiverged, start_run
 
     if (config is None) == (resume is None):
         raise _fail(ValueError("give a config file or --resume RUN_DIR (not both)"))
     if resume and set_:
         raise _fail(ValueError("--set cannot change a run that is resumed (its config.yaml is fixed)"))
+    run = None
     try:
         run = RunDirectory(resume) if resume else start_run(load_config(config, set_ or []), root=out)
+        if resume and run.finished:
+            console.print(f"{run.path}: finished ({run.read_json('status.json').get('message')}); nothing to do")
+            return run
+        if resume:
+            run.check_unchanged(accept_changes)
+            run.check_resumable()
         console.print(f"run directory: {run.path}")
         Trainer(run, progress=progress).train()
     except (ModelFileError, FileNotFoundError, ValueError) as err:
         raise _fail(err) from err
+    except RunLockedError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(1) from err
     except TrainingDiverged as err:
         console.print(f"[red]training stopped:[/red] {err}\n{run.read_json('status.json')['message']}")
         raise typer.Exit(1) from err
-    except Terminated as err:
-        console.print(f"[red]training {err}[/red]; continue with: biograd train --resume {run.path}")
-        raise typer.Exit(128 + signal.SIGTERM) from err
+    except (Terminated, KeyboardInterrupt) as err:
+        code = err.exit_code if isinstance(err, Terminated) else 128 + signal.SIGINT
+        hint = f"; continue with: biograd train --resume {run.path}" if run else ""
+        console.print(f"[red]training {err or 'stopped by SIGINT'}[/red]{hint}")
+        raise typer.Exit(code) from None
     _summary(run)
     return run
 
@@ -211,5 +225,20 @@ def demo(
     console.print(f"report (gradient alignment, plausibility, energy): {write_report([run.path])}")
 
 
+def main() -> None:
+    """The ``biograd`` command: an unexpected error is one line and exit 1; ``--debug`` shows its traceback."""
+    debug = "--debug" in sys.argv
+    if debug:
+        sys.argv.remove("--debug")
+    try:
+        app()
+    except Exception as err:  # noqa: BLE001 - the last resort: every expected error is handled by its command
+        if debug:
+            raise
+        console.print(f"[red]error:[/red] {type(err).__name__}: {' '.join(str(err).split())} "
+                      "(biograd --debug ... shows the traceback)")
+        sys.exit(1)
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -14,6 +14,7 @@ A config has five sections (unknown keys are rejected, durations are unit string
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -54,7 +55,8 @@ class TrainConfig(BaseModel):
     @field_validator("sleep_duration")
     @classmethod
     def _is_duration(cls, value: str) -> str:
-        parse_as(value, b2.second, "sleep_duration must be a time such as '500 ms'")
+        if parse_as(value, b2.second, "sleep_duration must be a time such as '500 ms'") <= 0 * b2.second:
+            raise ValueError(f"sleep_duration must be a positive time such as '500 ms', got {value!r}")
         return value
 
     def sleep_slots(self, spec: NetworkSpec) -> int:
@@ -94,6 +96,10 @@ class RunConfig(BaseModel):
                                  f"({', '.join(sorted(parameters))})")
             if not 0 < factor <= 1:
                 raise ValueError(f"train.decay.{name}: {factor} is not in (0, 1]")
+        for name, value in parameters.items():
+            if value == 0 and name.startswith("eta"):
+                warnings.warn(f"{name} = 0: the weights it trains will not change (model.params.*.{name})",
+                              UserWarning, stacklevel=2)
         return self
 
 
@@ -126,6 +132,9 @@ def override_config(config: RunConfig, overrides: list[str], path: str | Path) -
 
 
 def _validated(path: Path, data: dict, overrides: list[str], equations: Path | None = None) -> RunConfig:
+    if not isinstance(data, dict):
+        raise ModelFileError(path, f"a config is a YAML mapping (name:, model:, data:, train:, record:), "
+                             f"not a {type(data).__name__}")
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep:

@@ -16,6 +16,9 @@ Contents::
     recording/         W, B and probed dW, rates and gates per probe point (``record.arrays``)
     timings.json       build and training times, one entry per session
     status.json        running | finished | diverged | failed, with a message
+    contract.json      sha256 of config.yaml and of the equation copy: a resume refuses changed files
+    history.jsonl      changes accepted with ``--accept-changes``, one JSON line each
+    .lock              held by the one process that trains the run
     learning_curve.png accuracy and angle(B, W^T) against training samples (when finished)
     build/, build_eval/  the compiled training and inference-only projects (cpp_standalone runs)
 
@@ -37,6 +40,8 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -44,6 +49,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from filelock import FileLock, Timeout
 
 from biograd.config import RunConfig, dump_config, load_config
 from biograd.models.elements import equations_dir
@@ -62,6 +68,8 @@ TABLES = {  # parquet tables of a run directory besides metrics.parquet, kept in
                                ("layer", pa.int64()), ("neuron", pa.int64()), ("rate_hz", pa.float64())]),
 }
 
+
+CONTRACT = "contract.json"  # sha256 of config.yaml and the equation copy, checked before a resume
 
 # elements that only count; a run made before them can use today's
 MEASUREMENT_ELEMENTS = ("activity", "sleep_activity")
@@ -107,7 +115,21 @@ def versions(source: Path) -> dict:
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file is missing, truncated or not a checkpoint."""
+    """A checkpoint file is missing, truncated, not a checkpoint, or holds arrays that do not fit the run."""
+
+
+class RunChangedError(ValueError):
+    """config.yaml or the equation copy of a run changed after the run was created."""
+
+
+class RunLockedError(RuntimeError):
+    """Another process is training this run."""
+
+
+def file_digests(path: Path) -> dict[str, str]:
+    """sha256 of config.yaml and of every file of the run's equation copy, by path relative to the run."""
+    files = [path / "config.yaml", *sorted((path / "equations").iterdir())]
+    return {str(f.relative_to(path)): hashlib.sha256(f.read_bytes()).hexdigest() for f in files if f.is_file()}
 
 
 @dataclass
@@ -155,7 +177,48 @@ class RunDirectory:
             shutil.copy2(file, path / "equations" / file.name)
         atomic_write(path / "config.yaml", text.encode())
         atomic_write(path / "versions.json", json.dumps(versions(Path(__file__).parent), indent=2).encode())
-        return cls(path)
+        run = cls(path)
+        run.write_json(CONTRACT, file_digests(path))
+        return run
+
+    # ------------------------------------------------------------------ contract and lock
+    def changed_files(self) -> list[str]:
+        """Files of the run's contract (config.yaml, equations/*) whose content changed since it was created
+        (or since a change was accepted), added or removed."""
+        recorded = self.read_json(CONTRACT)
+        if not recorded:
+            return []  # a run made before contracts: nothing to compare with
+        now = file_digests(self.path)
+        return sorted(name for name in set(recorded) | set(now) if recorded.get(name) != now.get(name))
+
+    def check_unchanged(self, accept: bool = False) -> list[str]:
+        """Refuse (RunChangedError) a run whose contract files changed; with ``accept`` record the change in
+        history.jsonl and make the new contents the contract. Returns the changed files."""
+        changed = self.changed_files()
+        if changed and not accept:
+            raise RunChangedError(f"{self.path}: changed since the run was created: {', '.join(changed)}; "
+                                  "resume with --accept-changes to continue with the changed files (recorded in "
+                                  "history.jsonl)")
+        if changed:
+            with open(self.path / "history.jsonl", "a", encoding="utf-8") as history:
+                history.write(json.dumps({"time": time.strftime("%FT%T"), "event": "accepted changes",
+                                          "files": changed, "command": shlex.join(sys.argv)}) + "\n")
+            self.write_json(CONTRACT, file_digests(self.path))
+        return changed
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run's lock (``.lock``) for the block; another process holding it raises RunLockedError."""
+        lock = FileLock(self.path / ".lock", timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise RunLockedError(f"{self.path}: another process is training this run (lock {self.path / '.lock'}); "
+                                 "wait for it or stop it first") from None
+        try:
+            yield
+        finally:
+            lock.release()
 
     # ------------------------------------------------------------------ files
     @property
@@ -234,10 +297,48 @@ class RunDirectory:
                 state = PlasticState.from_named({k: data[k] for k in data.files if k != "progress"})
             progress = Progress(meta["task"], meta["rows"], meta["epoch_correct"], meta["epoch_seen"],
                                 meta.get("tables"))  # checkpoints before the analysis tables have none
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as err:
-            raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err}); the "
-                                  f"weights after each epoch are in {self.path}/weights_epoch<k>.npz") from err
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as err:
+            raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err or 'empty'}); "
+                                  f"{self.epoch_weights_note()}") from err
+        self._check_arrays(path, state)
         return state, progress
+
+    def check_resumable(self) -> None:
+        """A run that has made progress (metrics or epoch weights written) needs its checkpoint to go on."""
+        progressed = (self.path / "metrics.parquet").is_file() or any(self.path.glob("weights_epoch*.npz"))
+        if progressed and not self.checkpoint_path.is_file():
+            raise CheckpointError(f"{self.checkpoint_path}: missing, but the run has made progress: resuming would "
+                                  f"start again from the first task; {self.epoch_weights_note()}")
+
+    @property
+    def finished(self) -> bool:
+        return self.read_json("status.json").get("status") == "finished"
+
+    def epoch_weights_note(self) -> str:
+        """Which weights_epoch<k>.npz files remain (for messages about a lost checkpoint)."""
+        found = sorted(self.path.glob("weights_epoch*.npz"), key=lambda p: int(p.stem.removeprefix("weights_epoch")))
+        return (f"the weights after each epoch remain in {', '.join(p.name for p in found)}" if found
+                else "no weights_epoch<k>.npz remains")
+
+    def _check_arrays(self, path: Path, state: PlasticState) -> None:
+        """Every array of ``state`` has the shape the run's network needs, is floating point and finite."""
+        model = self.config.model
+        sizes, with_b = model.sizes, model.feedback != "transpose"
+        expected = {f"W{l}": (sizes[l], sizes[l - 1]) for l in range(1, len(sizes))}
+        expected |= {f"bias{l}": (sizes[l],) for l in range(1, len(sizes))}
+        expected |= {f"B{l}": (sizes[l - 1], sizes[l]) for l in range(2, len(sizes)) if with_b}
+        arrays = state.named()
+        if missing := sorted(set(expected) - set(arrays)):
+            raise CheckpointError(f"{path}: no array {', '.join(missing)} (the run's network is "
+                                  f"{'-'.join(map(str, sizes))})")
+        for name, values in arrays.items():
+            if name not in expected or values.shape != expected[name]:
+                raise CheckpointError(f"{path}: array {name} has shape {values.shape}, the run's network "
+                                      f"{'-'.join(map(str, sizes))} needs {expected.get(name, 'no such array')}")
+            if values.dtype.kind != "f":
+                raise CheckpointError(f"{path}: array {name} has dtype {values.dtype}, not floating point")
+            if not np.all(np.isfinite(values)):
+                raise CheckpointError(f"{path}: array {name} has {int(np.sum(~np.isfinite(values)))} NaN/inf entries")
 
     def write_metrics(self, rows: list[dict]) -> None:
         write_parquet(self.path / "metrics.parquet", rows, METRIC_SCHEMA)

@@ -33,12 +33,13 @@ from tqdm import tqdm
 from biograd.analysis.backprop import angle_deg
 from biograd.analysis.figures import learning_curve
 from biograd.chunks import predict, run_task
-from biograd.config import RunConfig
+from biograd.config import RunConfig, TrainConfig
 from biograd.data.splits import Split, load_splits
-from biograd.models.network import BioGradNetwork, PlasticState
+from biograd.models.composition import check_composition_units
+from biograd.models.network import BioGradNetwork, PlasticState, estimated_bytes, synapse_count
 from biograd.models.runners import STANDALONE, use_backend
 from biograd.models.spec import NetworkSpec
-from biograd.plan import Task, build, plan_tasks
+from biograd.plan import Task, build, plan_tasks, slots_per_chunk
 from biograd.recording import Prober, Recorder
 from biograd.rundir import Progress, RunDirectory
 
@@ -48,15 +49,30 @@ class TrainingDiverged(RuntimeError):
 
 
 class Terminated(BaseException):
-    """SIGTERM (``kill``, ``timeout``, a batch scheduler) stops a run at the next step boundary, after
-    that step's checkpoint: status ``failed`` with the signal's name, workers closed, ``--resume`` ready."""
+    """SIGINT (Ctrl-C) or SIGTERM (``kill``, ``timeout``, a batch scheduler), to the trainer or to its whole
+    process group, stops a run: after the current task and its checkpoint, or, when the signal also
+    ended a compiled binary, make or a worker of that task, at once with the last checkpoint intact.
+    Status ``failed`` with the signal's name, workers closed, ``--resume`` ready."""
+
+    def __init__(self, message: str, signal_name: str):
+        super().__init__(message)
+        self.signal_name = signal_name
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal's number (130 for SIGINT, 143 for SIGTERM), as a shell reports it."""
+        return 128 + signal.Signals[self.signal_name].value
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextmanager
 def stop_requests() -> Iterator[list[str]]:
-    """Within the block, a SIGTERM appends its name to the yielded list instead of killing the
-    process (the caller stops at a safe point); a second SIGTERM kills as usual. Raising from the
-    handler instead could land inside a finaliser, where Python ignores the exception."""
+    """Within the block, SIGINT or SIGTERM appends its name to the yielded list instead of interrupting
+    the process (the caller stops at a safe point); a second one acts as usual (KeyboardInterrupt, or
+    the end of the process). Raising from the handler instead could land inside a finaliser, where
+    Python ignores the exception."""
     requested: list[str] = []
     if threading.current_thread() is not threading.main_thread():
         yield requested
@@ -64,15 +80,17 @@ def stop_requests() -> Iterator[list[str]]:
 
     def request(signum, frame):
         requested.append(signal.Signals(signum).name)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        print(f"{signal.Signals(signum).name}: stopping after this step (send it again to stop at once)",
+        for stop in STOP_SIGNALS:
+            signal.signal(stop, previous[stop])
+        print(f"{signal.Signals(signum).name}: stopping after this task (send it again to stop at once)",
               file=sys.stderr, flush=True)
 
-    previous = signal.signal(signal.SIGTERM, request)
+    previous = {stop: signal.signal(stop, request) for stop in STOP_SIGNALS}
     try:
         yield requested
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for stop, handler in previous.items():
+            signal.signal(stop, handler)
 
 
 def check_health(state: PlasticState, max_weight: float) -> None:
@@ -119,6 +137,8 @@ def _exit_with_parent(parent: int) -> None:
 
 def _start_worker(backend: str, directory: Path, factory, args: tuple) -> None:
     global _hosted
+    for stop in STOP_SIGNALS:  # a signal to the process group is the trainer's to handle; the worker ends with it
+        signal.signal(stop, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True, name="parent-watch").start()
     use_backend(backend, directory)
     _hosted = factory(*args)
@@ -179,15 +199,31 @@ class Trainer:
         self.stop_requested: list[str] = []  # signals that asked the run to stop (see stop_requests)
 
     def train(self) -> Progress:
-        """Run (or continue) every task of the plan; returns the final progress with all metrics rows."""
-        try:
-            with stop_requests() as self.stop_requested:
-                return self._train()
-        except TrainingDiverged:
-            raise
-        except BaseException as err:  # the run directory says why it stopped (Ctrl-C included)
-            self.run.set_status("failed", f"{type(err).__name__}: {err}")
-            raise
+        """Run (or continue) every task of the plan; returns the final progress with all metrics rows.
+        Holds the run's lock: a second trainer of the same run raises RunLockedError at once."""
+        with self.run.lock():
+            try:
+                with stop_requests() as self.stop_requested:
+                    return self._train()
+            except TrainingDiverged:
+                raise
+            except BaseException as err:  # the run directory says why it stopped (Ctrl-C included)
+                stop = self._interruption(err)
+                self.run.set_status("failed", str(stop) if stop else f"{type(err).__name__}: {err}")
+                if stop:
+                    raise stop from err
+                raise
+
+    def _interruption(self, err: BaseException) -> Terminated | None:
+        """A stop signal and what it did: the clean stop itself, or the failure of a child process
+        (binary, make, worker) that the same signal ended, seen as that stop."""
+        if isinstance(err, Terminated):
+            return err
+        if not self.stop_requested:
+            return None
+        name = self.stop_requested[0]
+        return Terminated(f"stopped by {name} during a task ({type(err).__name__}); the last checkpoint is intact",
+                          name)
 
     def _train(self) -> Progress:
         session = self._open()
@@ -287,7 +323,8 @@ class Trainer:
         self._write_timings(s)
         run.set_status("running", f"task {progress.task} of {len(s.tasks)}, epoch {task.epoch}")
         if self.stop_requested:
-            raise Terminated(f"stopped by {self.stop_requested[0]} after task {progress.task} of {len(s.tasks)}")
+            raise Terminated(f"stopped by {self.stop_requested[0]} after task {progress.task} of {len(s.tasks)}",
+                             self.stop_requested[0])
         if task.kind == "evaluate":
             run.save_checkpoint(s.net.state, progress, run.path / f"weights_epoch{task.epoch}.npz")
 
@@ -314,8 +351,29 @@ class Trainer:
 
 
 def start_run(config: RunConfig, equations: Path | None = None, root: Path = Path("runs/out")) -> RunDirectory:
-    """A new run directory for ``config`` (equation files copied from ``equations``, default the model's)."""
+    """A new run directory for ``config`` (equation files copied from ``equations``, default the model's),
+    made only once the data loads (checksums included) and the network fits in this machine's memory."""
     from biograd.models.elements import equations_dir
 
-    return RunDirectory.create(config, equations or equations_dir(), root)
+    equations = equations or equations_dir()
+    spec = config.model.using(equations)
+    check_composition_units(spec.composition)
+    check_memory(spec, config.train)
+    load_splits(config.data, spec, seed=config.train.seed)
+    return RunDirectory.create(config, equations, root)
+
+
+def check_memory(spec: NetworkSpec, train: TrainConfig, total: int | None = None) -> None:
+    """Refuse a network whose estimated memory (:func:`~biograd.models.network.estimated_bytes`, for the
+    training build and the evaluation and probe builds) exceeds 80% of this machine's memory."""
+    total = total or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    need = estimated_bytes(spec, slots_per_chunk(spec, train)) + 2 * estimated_bytes(spec, train.eval_chunk)
+    if need > 0.8 * total:
+        raise TooLargeError(f"the network {'-'.join(map(str, spec.sizes))} needs about {need / 2**30:.1f} GiB "
+                           f"({synapse_count(spec):,} synapses in three builds), more than 80% of this machine's "
+                           f"{total / 2**30:.1f} GiB")
+
+
+class TooLargeError(ValueError):
+    """The configured network would not fit in this machine's memory."""
 

@@ -19,7 +19,7 @@ import brian2 as b2
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from biograd.models.elements import Element, GroupSpec, compose, equations_dir, load_element
+from biograd.models.elements import Element, GroupSpec, check_units, compose, equations_dir, load_element
 from biograd.models.errors import ModelFileError
 from biograd.models.params import Parameter, check_bounds, read_yaml_model
 from biograd.models.units import parse_quantity
@@ -212,6 +212,18 @@ def fresh_element(name: str, directory: Path) -> Element:
         return load_element(path)  # raises the loader's error naming the missing file
     el = _read_element(path, mtime)
     return dataclasses.replace(el, values=dict(el.values))
+
+
+@cache
+def _units_checked(path: Path, mtime_ns: int) -> None:
+    check_units(load_element(path))
+
+
+def check_composition_units(composition: Composition) -> None:
+    """Brian2's unit check of every element of ``composition`` (errors name the file and line, as
+    ``biograd check`` does), once per file version in a process."""
+    for el in composition.elements.values():
+        _units_checked(el.eqs.path, el.eqs.path.stat().st_mtime_ns + el.table_path.stat().st_mtime_ns)
 
 
 def _override(path: Path, key: str, name: str, param: Parameter, text) -> b2.Quantity:

@@ -84,6 +84,21 @@ class ChunkResult:
         return np.lexsort((inputs.T, rates.T), axis=0)[-1] if rates.size else np.zeros(0, np.int64)
 
 
+def synapse_count(spec: NetworkSpec) -> int:
+    """Synapses of a training build: all-to-all W_l, and B_l for l >= 2 unless feedback is transpose."""
+    sizes = spec.sizes
+    forward = sum(sizes[l] * sizes[l - 1] for l in range(1, len(sizes)))
+    feedback = sum(sizes[l] * sizes[l - 1] for l in range(2, len(sizes))) if spec.feedback != "transpose" else 0
+    return forward + feedback
+
+
+def estimated_bytes(spec: NetworkSpec, slots: int) -> int:
+    """Memory of one build of ``slots`` slots, about: 48 bytes per synapse (the weight, its two int32
+    indices, the copies in Python and in a run_args value file, the compiled project's array) and, per
+    slot and neuron, 8 bytes for each of the (at most 7) recorded variables and the stimulus."""
+    return 48 * synapse_count(spec) + 8 * 8 * slots * sum(spec.sizes)
+
+
 class BioGradNetwork:
     """Builds the Brian2 objects for ``spec`` and runs chunks of up to ``slots`` slots.
 

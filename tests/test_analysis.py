@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from support import tiny_spec
 
 from biograd.analysis.alignment import ProbeSample, sample_alignment
 from biograd.analysis.energy import energy_estimate, load_energy_table, per_sample_counts, totals
@@ -10,7 +11,6 @@ from biograd.analysis.plausibility import observable_checks
 from biograd.models.elements import equations_dir
 from biograd.models.errors import ModelFileError
 from biograd.models.params import read_table
-from biograd.models.spec import NetworkSpec
 
 # A 2-2-1 network by hand: r0 = (1, 0.5), r1 = (0.5, 0.2), r2 = 0.3, y = 1, gates 1, W2 = (1, 2).
 # delta2 = 0.7; backprop delta1 = W2^T delta2 = (0.7, 1.4); with B2 = (2, -1)^T feedback alignment
@@ -70,7 +70,7 @@ def test_bad_observables_name_file_and_problem(tmp_path, observables, message):
 
 
 def test_observable_checks_compare_with_declared_ranges():
-    spec = NetworkSpec(sizes=(4, 3, 2))
+    spec = tiny_spec((4, 3, 2))
     rows = [{"epoch": 1, "split": "train", "metric": m, "layer": l, "value": v} for m, l, v in [
         ("rate_hz", 0, 150.0), ("rate_hz", 1, 450.0), ("saturated_fraction", 1, 0.0), ("silent_fraction", 1, 0.95),
         ("error_rate_hz", 1, 20.0), ("error_saturated_fraction", 1, 0.2)]]
@@ -83,7 +83,7 @@ def test_observable_checks_compare_with_declared_ranges():
 
 
 def test_energy_is_counts_times_table_energies():
-    spec = NetworkSpec(sizes=(4, 3, 2))
+    spec = tiny_spec((4, 3, 2))
     counts = {("train", "synops_forward"): 100.0, ("train", "synops_error"): 10.0, ("train", "updates_learning"): 20.0,
               ("train", "neuron_updates"): 9.0 * spec.n_slot, ("sleep", "synops"): 500.0, ("sleep", "updates"): 50.0,
               ("sleep", "neuron_updates"): 900.0}
@@ -106,7 +106,7 @@ def test_broken_energy_table_is_named(tmp_path):
 
 
 def test_unknown_counts_give_unknown_energy_not_zero():
-    spec = NetworkSpec(sizes=(4, 3, 2), feedback="sleep")
+    spec = tiny_spec((4, 3, 2), "sleep")
     metrics = pd.DataFrame(columns=["epoch", "split", "metric", "layer", "value"])
     by = totals(energy_estimate(per_sample_counts(metrics, spec, sleep_every=10))).set_index(["phase", "operation"])
     assert np.isnan(by.energy_uJ[("training", "total")]) and np.isnan(by.energy_uJ[("training", "synaptic_op")])

@@ -2,6 +2,7 @@
 
 import shutil
 
+import pytest
 from typer.testing import CliRunner
 
 from biograd.cli import app
@@ -34,3 +35,20 @@ def test_check_shipped_and_broken(tmp_path):
     broken.write_text(broken.read_text().replace("v_soma > v_th and", "v_soma > v_thr and"))
     result = runner.invoke(app, ["check", str(tmp_path)])
     assert result.exit_code == 1 and "undefined name 'v_thr'" in result.output and "0 of 2" in result.output
+
+
+def test_unexpected_errors_are_one_line_unless_debug(monkeypatch, capsys):
+    import biograd.cli as cli
+
+    def broken():
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(cli, "app", broken)
+    monkeypatch.setattr("sys.argv", ["biograd", "report", "x"])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    assert exit_.value.code == 1
+    assert "error: RuntimeError: boom second line (biograd --debug ... shows the traceback)" in capsys.readouterr().out
+    monkeypatch.setattr("sys.argv", ["biograd", "--debug", "report", "x"])
+    with pytest.raises(RuntimeError, match="boom"):
+        cli.main()

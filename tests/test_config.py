@@ -52,6 +52,8 @@ def test_sleep_duration_rounds_up_to_slots(tmp_path):
     (MINIMAL + "colour: red\n", [], "colour: unknown key"),
     (MINIMAL, ["train.sleep_duration=5 mV"], "sleep_duration must be a time such as '500 ms', got '5 mV'"),
     (MINIMAL, ["train.sleep_duration=5 parsecs"], "train.sleep_duration"),
+    (MINIMAL, ["train.sleep_duration=-5 ms"], "sleep_duration must be a positive time such as '500 ms', got '-5 ms'"),
+    (MINIMAL, ["train.sleep_duration=500"], "train.sleep_duration: Input should be a valid string"),
     (MINIMAL, ["train.decay.eta=1.5"], "train.decay.eta: 1.5 is not in (0, 1]"),
     (MINIMAL, ["train.decay.etaa=0.5"], "train.decay.etaa: not a chunk parameter of this model (eta)"),
     (MINIMAL, ["train.eta=0.1"], "train.eta: unknown key"),
@@ -78,3 +80,8 @@ def test_errors_name_the_file_and_the_problem(tmp_path, text, overrides, message
 def test_missing_file(tmp_path):
     with pytest.raises(ModelFileError, match="cannot read config"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_a_zero_learning_rate_is_warned_about(tmp_path):
+    with pytest.warns(UserWarning, match=r"eta = 0: the weights it trains will not change"):
+        load_config(write(tmp_path, MINIMAL), ["model.params.forward_synapse.eta=0"])

@@ -13,13 +13,13 @@ from pathlib import Path
 import brian2 as b2
 import numpy as np
 import pytest
+from support import tiny_spec
 from test_backends import SPEC, samples
 from test_dynamics import assert_uniform_and_fresh, dither_draws
 
 from biograd.models import cuda
 from biograd.models.network import BioGradNetwork
 from biograd.models.runners import SEED_VARIABLE, use_backend
-from biograd.models.spec import NetworkSpec
 
 NEEDS_CUDA = pytest.mark.skipif(importlib.util.find_spec("brian2cuda") is None or shutil.which("nvcc") is None,
                                 reason="needs brian2cuda (make gpu) and nvcc (the CUDA toolkit)")
@@ -65,7 +65,7 @@ def test_bad_compute_capability_is_named(monkeypatch, tmp_path):
 
 def test_run_args_names_survive_brian2cudas_lower_casing():
     """brian2cuda looks for static_arrays/init_<name>_... in lower case: capitals lost every chunk's weights."""
-    net = BioGradNetwork(NetworkSpec(sizes=(16, 8, 6, 10), feedback="sleep"), slots=2)
+    net = BioGradNetwork(tiny_spec((16, 8, 6, 10), "sleep"), slots=2)
     run_args = net._views(net.initial_state) | {net.slot_kind: np.zeros(2)} | net._parameter_values({"eta": 0.1})
     assert {"forward1", "feedback2", "layer1", "slot_kind"} <= {getattr(k, "group_name", k.name) for k in run_args}
     cuda.check_run_arg_names(run_args)
@@ -101,7 +101,7 @@ def test_build_folder_from_another_machine_gets_this_machines_curand(monkeypatch
 @NEEDS_CUDA
 def test_training_build_compiles_to_cuda(tmp_path):
     """Every element of a sleep-mode training build (custom events, TimedArrays, random numbers)."""
-    spec = NetworkSpec(sizes=(64, 12, 8, 10), feedback="sleep")
+    spec = tiny_spec((64, 12, 8, 10), "sleep")
     build = tmp_path / "build"
     use_backend("cuda_standalone", build)  # make -j<cores> (Brian2's default)
     net = BioGradNetwork(spec, slots=4, seed=1)

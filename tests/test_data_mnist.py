@@ -189,10 +189,16 @@ def test_wrong_magic(tmp_path):
     with pytest.raises(DataError, match=expected) as info:
         load_mnist(tmp_path, "test")
     assert str(images_path) in str(info.value)
+    # image data under a labels magic: named as the wrong magic, not as sizes the magic would imply
+    write_split(tmp_path, idx_bytes(small_images(), magic=0x00000801), idx_bytes([3, 1, 4]))
+    with pytest.raises(DataError, match=expected):
+        load_mnist(tmp_path, "test")
     # not unsigned-byte data at all (0x0D = float)
     write_split(tmp_path, idx_bytes(small_images(), magic=0x00000D03), idx_bytes([3, 1, 4]))
-    with pytest.raises(DataError, match="t10k-images-idx3-ubyte.gz: bad IDX magic 0x00000d03"):
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte.gz: wrong IDX magic 0x00000d03"):
         load_mnist(tmp_path, "test")
+    with pytest.raises(DataError, match="bad IDX magic 0x00000d03: expected unsigned-byte data"):
+        parse_idx(idx_bytes(small_images(), magic=0x00000D03))
 
 
 def test_wrong_image_size(tmp_path):

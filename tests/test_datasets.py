@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from support import TRAIN
+from support import TRAIN, tiny_spec
 
 from biograd.config import DataConfig
 from biograd.data.paths import resolve_data_dir
@@ -12,16 +12,16 @@ from biograd.models.spec import NetworkSpec
 
 
 def test_sklearn_split_sizes_and_limits():
-    train, test = load_splits(DataConfig(source="sklearn", n_train=100, n_test=50), NetworkSpec(sizes=(64, 10)))
+    train, test = load_splits(DataConfig(source="sklearn", n_train=100, n_test=50), tiny_spec((64, 10)))
     assert train.inputs.shape == (100, 64) and test.inputs.shape == (50, 64) and not train.events
     assert 0 <= train.inputs.min() and train.inputs.max() <= 1 and set(np.unique(train.labels)) <= set(range(10))
-    full, rest = load_splits(DataConfig(source="sklearn", test_fraction=0.25), NetworkSpec(sizes=(64, 10)))
+    full, rest = load_splits(DataConfig(source="sklearn", test_fraction=0.25), tiny_spec((64, 10)))
     assert len(full) + len(rest) == 1797 and abs(len(rest) - 449) <= 10
 
 
 def test_input_size_and_encoder_must_fit_the_data():
     with pytest.raises(ValueError, match=r"has 64 inputs per sample, but the model's input layer has 784"):
-        load_splits(DataConfig(source="sklearn"), NetworkSpec(sizes=(784, 10)))
+        load_splits(DataConfig(source="sklearn"), tiny_spec((784, 10)))
     with pytest.raises(ValueError, match="encoder 'events' does not fit data source 'sklearn'"):
         load_splits(DataConfig(source="sklearn"), NetworkSpec(sizes=(64, 10), encoder="events"))
 

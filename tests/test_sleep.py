@@ -3,7 +3,7 @@
 import brian2 as b2
 import numpy as np
 import pytest
-from support import TRAIN, block
+from support import TRAIN, block, tiny_spec
 
 from biograd.analysis.sleep import column_scales, uniform_offset
 from biograd.chunks import sleep_alignment_curve
@@ -117,7 +117,7 @@ def test_settling_time_removes_the_onset_offset_of_the_sleep_rule():
 def test_settling_steps_open_every_sleep_block_and_only_those():
     """sleep_settling is 1 in the first n_settle steps of each block (after a training slot, or after
     another layer's block), and 0 in a block's later slots and in training slots."""
-    spec = NetworkSpec(sizes=(6, 5, 5, 3), feedback="sleep")
+    spec = tiny_spec((6, 5, 5, 3), "sleep")
     net = BioGradNetwork(spec, slots=6, seed=0)
     monitor = b2.StateMonitor(net.layers[3], "sleep_settling", record=[0], name="settling_monitor")
     net.network.add(monitor)

@@ -1,5 +1,6 @@
 """Training runs: step plan, run directories, checkpoints, resume after SIGKILL/SIGTERM, divergence stop."""
 
+import json
 import os
 import shutil
 import signal
@@ -10,13 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import INFER, TRAIN, block
+from support import INFER, TRAIN, block, tiny_spec
 
 from biograd.config import load_config
 from biograd.models.elements import equations_dir
 from biograd.models.errors import ModelFileError
 from biograd.models.network import BioGradNetwork
-from biograd.models.spec import NetworkSpec
 from biograd.plan import chunk_slots, plan_tasks
 from biograd.rundir import RunDirectory
 from biograd.trainer import Trainer, TrainingDiverged, check_health, start_run
@@ -111,8 +111,9 @@ def test_exploding_weights_stop_with_last_good_checkpoint(tiny, tmp_path):
 
 
 def _train(*args: str) -> subprocess.Popen:
+    """The CLI in a process group of its own (as a shell starts a job), so that a test can signal the group."""
     return subprocess.Popen([sys.executable, "-m", "biograd.cli", "train", "--no-progress", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
 def _compare(a: RunDirectory, b: RunDirectory) -> None:
@@ -150,32 +151,45 @@ def _alive(pid: int) -> bool:
 
 
 def resume_after_kill(config: Path, out: Path, kill_after_step: int, timeout: float,
-                      sig: signal.Signals = signal.SIGKILL) -> None:
-    """An uninterrupted run and a run killed mid-chunk with ``sig``, then resumed, end bit-identical.
-    SIGKILL leaves the status at "running"; SIGTERM stops like Ctrl-C (status "failed", exit 143).
-    Either way the killed trainer's worker processes (standalone builds) do not outlive it."""
+                      sig: signal.Signals = signal.SIGKILL, group: bool = False, delay: float = 0.3) -> None:
+    """An uninterrupted run and a run killed mid-chunk with ``sig`` (to the trainer, or with ``group`` to its
+    whole process group, as Ctrl-C in a terminal or ``timeout`` does), then resumed, end bit-identical.
+    SIGKILL leaves the status at "running"; SIGINT and SIGTERM stop the run (status "failed", exit 130 or
+    143, one line, no traceback). Either way the trainer's worker processes (standalone builds) do not
+    outlive it."""
     whole = _train(str(config), "--out", str(out / "whole"))
     assert whole.wait(timeout) == 0, whole.stdout.read()
     killed = _train(str(config), "--out", str(out / "killed"))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        runs = list((out / "killed").glob("*/checkpoint.npz"))
-        if runs and RunDirectory(runs[0].parent).load_checkpoint()[1].task >= kill_after_step:
-            break
+        if kill_after_step < 0:  # while the builds compile, before the first task
+            runs = [p.parent.parent for p in (out / "killed").glob("*/build/code_objects")]
+            if runs:
+                runs = [runs[0] / "checkpoint.npz"]
+                break
+        else:
+            runs = list((out / "killed").glob("*/checkpoint.npz"))
+            if runs and RunDirectory(runs[0].parent).load_checkpoint()[1].task >= kill_after_step:
+                break
         time.sleep(0.05)
-    time.sleep(0.3)  # into the next chunk
+    time.sleep(delay)  # into the next chunk
     workers = _children(killed.pid)
-    os.kill(killed.pid, sig)
+    if group:
+        os.killpg(killed.pid, sig)
+    else:
+        os.kill(killed.pid, sig)
     run = RunDirectory(runs[0].parent)
     status = run.read_json("status.json")
     if sig == signal.SIGKILL:
         assert killed.wait() == -signal.SIGKILL
         assert status["status"] == "running"
-        assert int(status["message"].split()[1]) >= kill_after_step  # "step k of n": the progress is shown
+        assert int(status["message"].split()[1]) >= kill_after_step  # "task k of n": the progress is shown
     else:
-        assert killed.wait(timeout) == 128 + signal.SIGTERM, killed.stdout.read()
+        assert killed.wait(timeout) == 128 + sig, killed.stdout.read()
+        output = killed.stdout.read()
+        assert "Traceback" not in output and f"continue with: biograd train --resume {run.path}" in output, output
         status = run.read_json("status.json")
-        assert status["status"] == "failed" and "SIGTERM" in status["message"], status
+        assert status["status"] == "failed" and sig.name in status["message"], status
     deadline = time.monotonic() + 10
     while any(_alive(w) for w in workers) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -184,15 +198,28 @@ def resume_after_kill(config: Path, out: Path, kill_after_step: int, timeout: fl
     assert resumed.wait(timeout) == 0, resumed.stdout.read()
     assert run.read_json("status.json")["status"] == "finished"
     sessions = run.read_json("timings.json")["sessions"]
-    assert len(sessions) == 2 and sessions[1]["resumed_at_task"] >= kill_after_step
+    assert len(sessions) == 2 - (kill_after_step < 0) and sessions[-1]["resumed_at_task"] >= kill_after_step
     _compare(RunDirectory(next((out / "whole").iterdir())), run)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM],
-                         ids=["SIGKILL", "SIGTERM"])
-def test_resume_after_kill_is_bit_identical_numpy(tiny, tmp_path, sig):
-    resume_after_kill(tiny, tmp_path, kill_after_step=3, timeout=300, sig=sig)
+@pytest.mark.parametrize(("sig", "group"), [(signal.SIGKILL, False), (signal.SIGTERM, False), (signal.SIGINT, True)],
+                         ids=["SIGKILL", "SIGTERM", "group-SIGINT"])
+def test_resume_after_kill_is_bit_identical_numpy(tiny, tmp_path, sig, group):
+    resume_after_kill(tiny, tmp_path, kill_after_step=3, timeout=300, sig=sig, group=group)
+
+
+@pytest.mark.slow
+@pytest.mark.standalone
+@pytest.mark.parametrize(("sig", "when"), [(signal.SIGINT, "chunk"), (signal.SIGTERM, "chunk"),
+                                           (signal.SIGTERM, "compile")])
+def test_group_signal_on_standalone_stops_cleanly_and_resumes_bit_identically(tiny, tmp_path, sig, when):
+    """Ctrl-C or `timeout` hit the compiled binary, make and the workers too: the run still stops with
+    one line, exit 130/143, the last checkpoint intact, and resumes to the uninterrupted result."""
+    config = tmp_path / "standalone.yaml"
+    config.write_text(TINY.replace("backend: numpy", "backend: cpp_standalone").replace("n_train: 200", "n_train: 400"))
+    after, delay = (5, 0.3) if when == "chunk" else (-1, 1.0)  # -1: while the builds compile
+    resume_after_kill(config, tmp_path, kill_after_step=after, timeout=600, sig=sig, group=True, delay=delay)
 
 
 @pytest.mark.slow
@@ -246,7 +273,7 @@ def test_cli_train_errors(tiny, tmp_path, args, message):
 
 
 def test_brian2_report_inside_runs(capsys):
-    net = BioGradNetwork(NetworkSpec(sizes=(64, 10)), slots=2, report="text")
+    net = BioGradNetwork(tiny_spec((64, 10)), slots=2, report="text")
     net.run_chunk(np.full(2, INFER), np.zeros((2, 64)), np.zeros((2, 10)))
     assert "Starting simulation" in capsys.readouterr().out
 
@@ -288,7 +315,7 @@ def test_run_older_than_the_sleep_rule_counter_builds_and_counts(tiny, tmp_path)
     shutil.copy2(equations_dir() / "activity.yaml", run.path / "equations_completed")
     folder = run.build_equations()
     assert (folder / "sleep_activity.eqs").is_file() and not (run.equations / "sleep_activity.eqs").exists()
-    spec = NetworkSpec(sizes=(6, 5, 5, 3), feedback="sleep")
+    spec = tiny_spec((6, 5, 5, 3), "sleep")
     kinds = np.array([TRAIN, *block(spec, 1)])
     result = BioGradNetwork(spec, slots=3, seed=0, equations=folder).run_chunk(
         kinds, np.zeros((3, 6)), np.zeros((3, 3)))
@@ -312,3 +339,101 @@ def test_run_directory_of_the_old_layout_is_refused_clearly(tiny, tmp_path):
     (run.equations / "network.yaml").unlink()
     with pytest.raises(ValueError, match="made before the composition file equations/network.yaml existed"):
         run.config  # noqa: B018
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from biograd.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def finished_run(tiny, tmp_path) -> RunDirectory:
+    run = start_run(load_config(tiny, ["data.n_train=40", "data.n_test=20", "record.probe_samples=0"]), root=tmp_path)
+    Trainer(run, progress=False).train()
+    return run
+
+
+def test_resume_refuses_an_edited_run_unless_asked_and_records_it(finished_run):
+    run = finished_run
+    (run.path / "status.json").write_text('{"status": "running", "message": "task 3 of 6"}')
+    config = run.path / "config.yaml"
+    config.write_text(config.read_text().replace("epochs: 1", "epochs: 2"))
+    (run.equations / "soma.yaml").write_text((run.equations / "soma.yaml").read_text() + "\n")
+    result = _cli("train", "--resume", run.path)
+    assert result.exit_code == 2, result.output
+    assert "changed since the run was created: config.yaml, equations/soma.yaml" in " ".join(result.output.split())
+    result = _cli("train", "--resume", run.path, "--accept-changes", "--no-progress")
+    assert result.exit_code == 0, result.output
+    history = [json.loads(line) for line in (run.path / "history.jsonl").read_text().splitlines()]
+    assert history[0]["event"] == "accepted changes" and history[0]["files"] == ["config.yaml", "equations/soma.yaml"]
+    assert run.test_accuracy().index.max() == 2 and run.changed_files() == []
+
+
+def test_resume_of_a_finished_run_does_nothing(finished_run):
+    before = {p.name: p.stat().st_mtime_ns for p in finished_run.path.iterdir()}
+    result = _cli("train", "--resume", finished_run.path)
+    assert result.exit_code == 0 and "nothing to do" in result.output, result.output
+    assert {p.name: p.stat().st_mtime_ns for p in finished_run.path.iterdir()} == before
+
+
+def test_resume_refuses_a_lost_checkpoint_and_names_what_remains(finished_run):
+    run = finished_run
+    (run.path / "status.json").write_text('{"status": "failed", "message": "killed"}')
+    run.checkpoint_path.unlink()
+    result = _cli("train", "--resume", run.path)
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "checkpoint.npz: missing, but the run has made progress" in text, text
+    assert "weights_epoch0.npz, weights_epoch1.npz" in text
+    run.checkpoint_path.write_bytes(b"")  # an empty file: named, not "Aborted."
+    result = _cli("train", "--resume", run.path)
+    assert result.exit_code == 2 and "checkpoint.npz: not a readable checkpoint" in " ".join(result.output.split())
+
+
+def test_a_second_trainer_of_the_same_run_exits_at_once(tiny, tmp_path):
+    run = start_run(load_config(tiny), root=tmp_path)
+    with run.lock():
+        result = _cli("train", "--resume", run.path)
+    assert result.exit_code == 1 and "another process is training this run" in " ".join(result.output.split())
+    assert run.read_json("status.json") == {}  # the other trainer's run is left alone
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda a: a | {"W1": np.full_like(a["W1"], np.nan)}, "array W1 has 1024 NaN/inf entries"),
+    (lambda a: a | {"W2": a["W2"][:, :3]}, "array W2 has shape (10, 3), the run's network 64-16-10 needs (10, 16)"),
+    (lambda a: {k: v for k, v in a.items() if k != "B2"}, "no array B2"),
+    (lambda a: a | {"bias1": a["bias1"].astype(np.int64)}, "array bias1 has dtype int64, not floating point"),
+])
+def test_checkpoints_with_bad_arrays_are_refused_naming_the_array(finished_run, change, message):
+    with np.load(finished_run.path / "weights_epoch1.npz") as data:
+        arrays = change({k: data[k] for k in data.files})
+    bad = finished_run.path / "bad.npz"
+    np.savez(bad, **arrays)
+    result = _cli("evaluate", finished_run.path, "--checkpoint", bad)
+    assert result.exit_code == 2 and f"bad.npz: {message}" in " ".join(result.output.split()), result.output
+
+
+def test_a_network_too_large_for_the_machine_is_refused_before_anything_is_made(tiny, tmp_path):
+    result = _cli("train", tiny, "--out", tmp_path, "--set", "model.sizes=[64, 5000000, 10]")
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "the network 64-5000000-10 needs about" in text, text
+    assert "more than 80% of this machine's" in text and not list(tmp_path.glob("*_tiny_*"))
+
+
+def test_missing_data_is_found_before_a_run_directory_is_made(tiny, tmp_path):
+    result = _cli("train", tiny, "--out", tmp_path, "--set", "data.source=mnist", "--set", "model.sizes=[784, 16, 10]",
+                  "--set", f"data.data_dir={tmp_path / 'none'}")
+    assert result.exit_code == 2 and "does not exist" in result.output and not list(tmp_path.glob("*_tiny_*"))
+
+
+def test_a_unit_error_in_an_equation_file_is_named_by_file_and_line_before_a_run_is_made(tiny, tmp_path):
+    folder = tmp_path / "equations"
+    shutil.copytree(equations_dir(), folder)
+    soma = folder / "soma.eqs"
+    soma.write_text(soma.read_text().replace("dA_soma/dt = forward*u_soma/dt : 1", "dA_soma/dt = forward*u_soma : 1"))
+    message = r"soma.eqs:32: Brian2 rejects the element: Expression 'forward\*u_soma' does not have the expected unit"
+    with pytest.raises(ModelFileError, match=message):
+        start_run(load_config(tiny), equations=folder, root=tmp_path / "out")
+    assert not (tmp_path / "out").exists()

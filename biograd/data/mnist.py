@@ -157,12 +157,11 @@ def read_idx(
     path = Path(path)
     key = _VERIFIED.key(path, "sha256")
     stored, data = _read_bytes(path)
-    array = parse_idx(data, path)
-    actual_magic = struct.unpack(">I", data[:4])[0]
-    if actual_magic != magic:
+    if len(data) >= 4 and (actual_magic := struct.unpack(">I", data[:4])[0]) != magic:  # before the sizes it implies
         kinds = {IMAGES_MAGIC: "images", LABELS_MAGIC: "labels"}
         raise DataError(path, f"wrong IDX magic 0x{actual_magic:08x}: expected 0x{magic:08x} "
                               f"({kinds.get(magic, 'data')})")
+    array = parse_idx(data, path)
     if verify and key not in _VERIFIED:
         _check_sha256(path, stored, expected_sha256 or SHA256.get(path.name))
         _VERIFIED.add(key)

@@ -88,7 +88,10 @@ def decode_bin(data: bytes | bytearray | memoryview, path: str | Path = "<bytes>
 def read_bin(path: str | Path) -> np.ndarray:
     """Read one N-MNIST ``.bin`` file into a structured array with fields x, y, p (uint8), t (int64 µs)."""
     path = Path(path)
-    return decode_bin(path.read_bytes(), path)
+    data = path.read_bytes()
+    if not data:  # a recording always has events; an empty file is a failed copy or download
+        raise DataError(path, "empty file: an N-MNIST recording has at least one event (5 bytes)")
+    return decode_bin(data, path)
 
 
 def encode_bin(events: np.ndarray) -> bytes:
