@@ -211,7 +211,7 @@ def test_resume_after_kill_is_bit_identical_numpy(tiny, tmp_path, sig, group):
 
 @pytest.mark.slow
 @pytest.mark.standalone
-@pytest.mark.parametrize(("sig", "when"), [(signal.SIGINT, "chunk"), (signal.SIGTERM, "compile")])  # (both pairs: 6 min)
+@pytest.mark.parametrize(("sig", "when"), [(signal.SIGINT, "chunk"), (signal.SIGTERM, "compile")])
 def test_group_signal_on_standalone_stops_cleanly_and_resumes_bit_identically(tiny, tmp_path, sig, when):
     """Ctrl-C or `timeout` hit the compiled binary, make and the workers too: the run still stops with
     one line, exit 130/143, the last checkpoint intact, and resumes to the uninterrupted result."""
