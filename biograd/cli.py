@@ -221,7 +221,7 @@ def demo(
 
     check_model_files(console)
     check_data(console)
-    run = train(DEMO_CONFIG, set_, None, Path("runs/out"), True)
+    run = train(DEMO_CONFIG, set_, resume=None, accept_changes=False, out=Path("runs/out"), progress=True)
     console.print(f"report (gradient alignment, plausibility, energy): {write_report([run.path])}")
 
 

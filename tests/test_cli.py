@@ -52,3 +52,14 @@ def test_unexpected_errors_are_one_line_unless_debug(monkeypatch, capsys):
     monkeypatch.setattr("sys.argv", ["biograd", "--debug", "report", "x"])
     with pytest.raises(RuntimeError, match="boom"):
         cli.main()
+
+
+def test_demo_checks_trains_and_reports(tmp_path, monkeypatch):
+    """`make demo`'s command, shortened: model files and data checked, a run trained, its report written."""
+    monkeypatch.chdir(tmp_path)
+    overrides = ["data.n_train=30", "data.n_test=20", "train.epochs=1", "train.warmup_sleep_blocks=1",
+                 "record.probe_samples=1", "train.backend=numpy", "train.chunk=30"]
+    result = runner.invoke(app, ["demo", *(arg for item in overrides for arg in ("--set", item))])
+    assert result.exit_code == 0, result.output
+    assert "transpose_relay" in result.output and "test accuracy" in result.output
+    assert list(tmp_path.glob("runs/out/*_demo_*/report/report.md"))
