@@ -83,12 +83,21 @@ def write_parquet(path: Path, rows: list[dict], schema: pa.Schema) -> None:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a reader (or a crash) sees the old file or the new, never half."""
+    """Write ``data`` to ``path`` so that a reader (or a crash) sees the old file or the new, never half;
+    the file gets the permissions of the user's umask, as an ordinary ``open`` gives (not the 0600 of a
+    temporary file)."""
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
         tmp.write(data)
         tmp.flush()
+        os.fchmod(tmp.fileno(), 0o666 & ~_umask())
         os.fsync(tmp.fileno())
     os.replace(tmp.name, path)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it back at once
+    os.umask(mask)
+    return mask
 
 
 def _git_commit(folder: Path) -> dict:

@@ -436,3 +436,13 @@ def test_a_unit_error_in_an_equation_file_is_named_by_file_and_line_before_a_run
     with pytest.raises(ModelFileError, match=message):
         start_run(load_config(tiny), equations=folder, root=tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_run_files_follow_the_users_umask(tiny, tmp_path):
+    old = os.umask(0o027)
+    try:
+        run = start_run(load_config(tiny), root=tmp_path)
+    finally:
+        os.umask(old)
+    for name in ("config.yaml", "versions.json", "contract.json"):
+        assert (run.path / name).stat().st_mode & 0o777 == 0o640, name
