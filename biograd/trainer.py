@@ -247,11 +247,11 @@ class Trainer:
         tasks = plan_tasks(spec, train_cfg, len(train_split))
         self.chunks_per_epoch = math.ceil(len(train_split) / train_cfg.chunk)
         self.recorder = Recorder(cfg.record, train_cfg)
+        state, progress = run.load_checkpoint() if run.checkpoint_path.is_file() else (None, Progress())
         use_backend(train_cfg.backend, run.build_dir)
         net = build(spec, train_cfg, report=train_cfg.report)
-        progress = Progress()
-        if run.checkpoint_path.is_file():
-            net.state, progress = run.load_checkpoint()
+        if state is not None:
+            net.state = state
             run.save_checkpoint(net.state, progress)  # tables too, in case a crash came between the two
         backend = train_cfg.backend
         evaluator = hosted(backend, run.path / "build_eval", Evaluator, spec, test_split, train_cfg.eval_chunk,
@@ -370,8 +370,8 @@ def check_memory(spec: NetworkSpec, train: TrainConfig, total: int | None = None
     need = estimated_bytes(spec, slots_per_chunk(spec, train)) + 2 * estimated_bytes(spec, train.eval_chunk)
     if need > 0.8 * total:
         raise TooLargeError(f"the network {'-'.join(map(str, spec.sizes))} needs about {need / 2**30:.1f} GiB "
-                           f"({synapse_count(spec):,} synapses in three builds), more than 80% of this machine's "
-                           f"{total / 2**30:.1f} GiB")
+                            f"(training, evaluation and probe builds; {synapse_count(spec):,} synapses in training), "
+                            f"more than 80% of this machine's {total / 2**30:.1f} GiB")
 
 
 class TooLargeError(ValueError):
