@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import typer
@@ -22,7 +22,7 @@ DEMO_CONFIG = Path(__file__).resolve().parents[1] / "runs" / "configs" / "demo.y
 def describe(
     element: Annotated[str | None, typer.Argument(help="element name (e.g. soma); omit for the whole model")] = None,
     sizes: Annotated[str, typer.Option(help="layer sizes, e.g. 784-500-10")] = "784-500-10",
-    feedback: Annotated[str, typer.Option(help="transpose | fixed_random | sleep")] = "sleep",
+    feedback: Annotated[Literal["transpose", "fixed_random", "sleep"], typer.Option(help="feedback mode")] = "sleep",
 ) -> None:
     """Print a Markdown description of one element or of a whole network (equations + parameters)."""
     from biograd.models.describe import describe_element, describe_model
@@ -33,9 +33,11 @@ def describe(
         if element:
             text = describe_element(load_element(element))
         else:
+            if not all(n.isdigit() for n in sizes.split("-")):
+                raise ValueError(f"--sizes {sizes!r}: neurons per layer joined by '-', e.g. 784-500-10")
             text = describe_model(NetworkSpec(sizes=tuple(int(n) for n in sizes.split("-")), feedback=feedback))
-    except ModelFileError as err:
-        console.print(f"[red]error:[/red] {err}")
+    except ValueError as err:  # ModelFileError, and pydantic's errors of a bad --feedback or override
+        console.print(f"[red]error:[/red] {' '.join(str(err).split())}")
         raise typer.Exit(2) from err
     sys.stdout.write(text + "\n")
 
@@ -50,6 +52,9 @@ def check(
     from biograd.models.elements import check_units, equations_dir, load_element
 
     folder = directory or equations_dir()
+    if not folder.is_dir():
+        console.print(f"[red]error:[/red] {folder}: no such folder of equation files")
+        raise typer.Exit(2)
     files = sorted(folder.glob("*.eqs"))
     failures = 0
     for path in files:
@@ -99,6 +104,8 @@ def train(
         raise _fail(ValueError("give a config file or --resume RUN_DIR (not both)"))
     if resume and set_:
         raise _fail(ValueError("--set cannot change a run that is resumed (its config.yaml is fixed)"))
+    if out.exists() and not out.is_dir():
+        raise _fail(ValueError(f"--out {out}: a file, not a folder for run directories"))
     run = None
     try:
         run = RunDirectory(resume) if resume else start_run(load_config(config, set_ or []), root=out)
@@ -137,7 +144,7 @@ def _summary(run) -> None:
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="a run directory")],
     checkpoint: Annotated[Path | None, typer.Option(help="weights file (default: the run's last checkpoint)")] = None,
-    split: Annotated[str, typer.Option(help="test | train")] = "test",
+    split: Annotated[Literal["test", "train"], typer.Option(help="which split to evaluate")] = "test",
 ) -> None:
     """Accuracy of a run's weights (inference-only build), overall and per class."""
     from rich.table import Table

@@ -63,3 +63,18 @@ def test_demo_checks_trains_and_reports(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "transpose_relay" in result.output and "test accuracy" in result.output
     assert list(tmp_path.glob("runs/out/*_demo_*/report/report.md"))
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["describe", "--sizes", "784-x-10"], "--sizes '784-x-10': neurons per layer joined by '-', e.g. 784-500-10"),
+    (["describe", "--feedback", "mirror"], "Invalid value for '--feedback'"),
+    (["check", "{tmp}/none"], "none: no such folder of equation files"),
+    (["evaluate", "{tmp}", "--split", "tset"], "Invalid value for '--split'"),
+    (["train", "{config}", "--out", "{config}"], "a file, not a folder for run directories"),
+])
+def test_bad_command_lines_are_one_line_errors(tmp_path, args, message):
+    config = tmp_path / "c.yaml"
+    config.write_text("name: c\nmodel: {sizes: [64, 10]}\n")
+    result = runner.invoke(app, [a.format(tmp=tmp_path, config=config) for a in args])
+    assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+    assert "Traceback" not in result.output
