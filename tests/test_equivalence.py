@@ -44,7 +44,7 @@ def per_sample_updates(feedback: str, spec: NetworkSpec | None = None):
         yield [dw * ETA for dw in sample.dW], reference, sample.rates, sample.gates
 
 
-@pytest.mark.parametrize("feedback", ["transpose", "fixed_random"])
+@pytest.mark.parametrize("feedback", ["transpose", pytest.param("fixed_random", marks=pytest.mark.slow)])
 def test_weight_change_equals_reference_update(feedback):
     worst = np.zeros(3)
     for brian, reference, rates, _ in per_sample_updates(feedback):
@@ -58,6 +58,7 @@ def test_weight_change_equals_reference_update(feedback):
     assert np.all(worst < 5.0)
 
 
+@pytest.mark.slow
 def test_saturation_gate_is_the_probes_gate_and_the_update_follows_it():
     """soma gate_saturation 1: neurons driven to a spike in every forward step get gate 0, so no
     error and no change of their input weights; the probe reads the model's gate and the update

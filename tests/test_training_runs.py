@@ -348,11 +348,20 @@ def _cli(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
-@pytest.fixture
-def finished_run(tiny, tmp_path) -> RunDirectory:
-    run = start_run(load_config(tiny, ["data.n_train=40", "data.n_test=20", "record.probe_samples=0"]), root=tmp_path)
+@pytest.fixture(scope="module")
+def trained_once(tmp_path_factory) -> Path:
+    config = tmp_path_factory.mktemp("config") / "tiny.yaml"
+    config.write_text(TINY)
+    root = tmp_path_factory.mktemp("runs")
+    run = start_run(load_config(config, ["data.n_train=40", "data.n_test=20", "record.probe_samples=0"]), root=root)
     Trainer(run, progress=False).train()
-    return run
+    return run.path
+
+
+@pytest.fixture
+def finished_run(trained_once, tmp_path) -> RunDirectory:
+    """A finished tiny run of this test's own (a copy of one trained once per module)."""
+    return RunDirectory(shutil.copytree(trained_once, tmp_path / trained_once.name))
 
 
 def test_resume_refuses_an_edited_run_unless_asked_and_records_it(finished_run):
