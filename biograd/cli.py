@@ -69,8 +69,7 @@ def check(
             composition = load_composition((2, 2, 2, 2), feedback, encoder, {}, folder)
             for layer in range(4):
                 for inference in (False, True):
-                    composition.layer_group(layer, inference, dict.fromkeys(
-                        ("slot_kind", "stimulus", "event_counts", "target"), "<TimedArray>"))
+                    composition.layer_group(layer, inference)
         console.print(f"[green]ok[/green]    {COMPOSITION}.yaml")
     except ModelFileError as err:
         failures += 1

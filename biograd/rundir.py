@@ -332,10 +332,10 @@ class RunDirectory:
     def _check_arrays(self, path: Path, state: PlasticState) -> None:
         """Every array of ``state`` has the shape the run's network needs, is floating point and finite."""
         model = self.config.model
-        sizes, with_b = model.sizes, model.feedback != "transpose"
+        sizes, has_feedback = model.sizes, model.composition.has_feedback_synapses
         expected = {f"W{l}": (sizes[l], sizes[l - 1]) for l in range(1, len(sizes))}
         expected |= {f"bias{l}": (sizes[l],) for l in range(1, len(sizes))}
-        expected |= {f"B{l}": (sizes[l - 1], sizes[l]) for l in range(2, len(sizes)) if with_b}
+        expected |= {f"B{l}": (sizes[l - 1], sizes[l]) for l in range(2, len(sizes)) if has_feedback(l)}
         arrays = state.named()
         if missing := sorted(set(expected) - set(arrays)):
             raise CheckpointError(f"{path}: no array {', '.join(missing)} (the run's network is "

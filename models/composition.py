@@ -28,6 +28,7 @@ COMPOSITION = "network"  # the composition file's stem, and its key in model.par
 LayerKind = Literal["input", "hidden", "output", "inference_input", "inference"]
 SynapseKind = Literal["forward", "forward_transpose", "feedback"]
 WHOLE_NUMBERS = ("n_f", "n_e", "slot_infer", "slot_train", "slot_sleep")
+TIMED_ARRAYS = ("slot_kind", "stimulus", "event_counts", "target")  # what the builder gives the elements
 
 
 class GroupRecipe(BaseModel):
@@ -135,11 +136,19 @@ class Composition:
         """Values of element variables that this kind of group takes from the network's parameters."""
         return {variable: self.values[parameter] for variable, parameter in self.recipe(kind).set.items()}
 
+    def kinds_in_use(self) -> list[str]:
+        """The layer and synapse kinds a network of these sizes and feedback mode builds (training and inference)."""
+        layers = range(len(self.sizes))
+        kinds = [self.layer_kind(l, inference) for inference in (False, True) for l in layers]
+        kinds += [self.synapse_kind(l, inference) for inference in (False, True) for l in layers[1:]]
+        kinds += ["feedback" for l in layers if self.has_feedback_synapses(l)]
+        return list(dict.fromkeys(kinds))
 
     # ------------------------------------------------------------------ composed groups
     def layer_group(self, layer: int, inference: bool = False, arrays: dict | None = None) -> GroupSpec:
         """The composed arguments of layer ``layer``'s NeuronGroup; ``arrays`` gives the TimedArrays
-        (slot_kind, stimulus, event_counts, target) the elements may use."""
+        (:data:`TIMED_ARRAYS`) the elements may use (default: named placeholders, to describe or check)."""
+        arrays = arrays or {name: f"<TimedArray {name}>" for name in TIMED_ARRAYS}
         kind = self.layer_kind(layer, inference)
         elements = self.group_elements(kind)
         used = set().union(*(el.table.external for el in elements))
@@ -174,14 +183,6 @@ def _same(a, b) -> bool:
         return False
 
 
-def _kinds_in_use(table: CompositionTable, sizes: tuple[int, ...], feedback: str) -> list[str]:
-    kinds = ["input", "output", "inference_input", "inference", "forward"]
-    kinds += ["hidden"] if len(sizes) > 2 else []
-    if len(sizes) > 2:
-        kinds += ["forward_transpose"] if feedback == "transpose" else ["feedback"]
-    return kinds
-
-
 @cache
 def _read_table(path: Path, mtime_ns: int) -> tuple[CompositionTable, dict]:
     table, lines = read_yaml_model(path, CompositionTable, "composition file")
@@ -198,8 +199,13 @@ def _read_table(path: Path, mtime_ns: int) -> tuple[CompositionTable, dict]:
     return table, lines
 
 
+def _version(path: Path) -> int:
+    """A key that changes when ``<element>.eqs`` or its table changes (OSError if either is missing)."""
+    return path.stat().st_mtime_ns + path.with_suffix(".yaml").stat().st_mtime_ns
+
+
 @cache
-def _read_element(path: Path, mtime_ns: int) -> Element:
+def _read_element(path: Path, version: int) -> Element:
     return load_element(path)
 
 
@@ -207,23 +213,22 @@ def fresh_element(name: str, directory: Path) -> Element:
     """``<directory>/<name>.eqs`` and its table, read once per file version; the caller may change ``values``."""
     path = directory / f"{name}.eqs"
     try:
-        mtime = path.stat().st_mtime_ns + path.with_suffix(".yaml").stat().st_mtime_ns
+        el = _read_element(path, _version(path))
     except OSError:
         return load_element(path)  # raises the loader's error naming the missing file
-    el = _read_element(path, mtime)
     return dataclasses.replace(el, values=dict(el.values))
 
 
 @cache
-def _units_checked(path: Path, mtime_ns: int) -> None:
-    check_units(load_element(path))
+def _units_checked(path: Path, version: int) -> None:
+    check_units(_read_element(path, version))
 
 
 def check_composition_units(composition: Composition) -> None:
     """Brian2's unit check of every element of ``composition`` (errors name the file and line, as
     ``biograd check`` does), once per file version in a process."""
     for el in composition.elements.values():
-        _units_checked(el.eqs.path, el.eqs.path.stat().st_mtime_ns + el.table_path.stat().st_mtime_ns)
+        _units_checked(el.eqs.path, _version(el.eqs.path))
 
 
 def _override(path: Path, key: str, name: str, param: Parameter, text) -> b2.Quantity:
@@ -248,8 +253,8 @@ def load_composition(sizes: tuple[int, ...], feedback: str, encoder: str, params
     table, _ = _read_table(path, path.stat().st_mtime_ns)
     values = {name: p.quantity() for name, p in table.parameters.items()}
     recipes = {**table.layers, **table.synapses}
-    kinds = _kinds_in_use(table, sizes, feedback)
-    names = list(dict.fromkeys(n.format(encoder=encoder) for kind in kinds for n in recipes[kind].elements))
+    shape = Composition(path, table, values, {}, tuple(sizes), feedback, encoder)  # its kinds, before its elements
+    names = list(dict.fromkeys(name for kind in shape.kinds_in_use() for name in shape.element_names(kind)))
     elements = {name: fresh_element(name, directory) for name in names}
     for element, overrides in params.items():
         if element != COMPOSITION and element not in elements:
@@ -278,4 +283,4 @@ def load_composition(sizes: tuple[int, ...], feedback: str, encoder: str, params
     if len(set(codes)) < 3 or codes[2] < max(codes[:2]):
         raise ModelFileError(path, f"slot codes overlap: slot_infer and slot_train must differ and lie below "
                              f"slot_sleep + 2 (sleep for W_2), got {codes}")
-    return Composition(path, table, values, elements, tuple(sizes), feedback, encoder)
+    return dataclasses.replace(shape, values=values, elements=elements)

@@ -81,7 +81,6 @@ def describe_model(spec) -> str:
     the composed equations, threshold, reset, events, event code, slot-start code and synaptic
     pathways of every NeuronGroup and Synapses object, with the values of their parameters."""
     c = spec.composition
-    arrays = {name: f"<TimedArray {name}>" for name in ("slot_kind", "stimulus", "event_counts", "target")}
     out = [f"# BioGrad network {'-'.join(map(str, spec.sizes))}, feedback `{spec.feedback}`", "",
            f"dt = {c.dt}; a slot has n_slot = {c.n_slot} steps: forward phase n_f = {c.n_f}, then "
            f"{c.n_layers} error phase(s) of n_e = {c.n_e}. Composition: `{c.path.name}`; element files: "
@@ -91,7 +90,7 @@ def describe_model(spec) -> str:
     groups = []
     for layer in range(c.n_layers + 1):
         kind = c.layer_kind(layer)
-        group = c.layer_group(layer, arrays=arrays)
+        group = c.layer_group(layer)
         groups.append(group)
         out += [f"## `layer{layer}`: NeuronGroup({spec.sizes[layer]}), {kind} = "
                 + " + ".join(f"`{el.name}`" for el in group.elements), ""]

@@ -27,6 +27,7 @@ from pathlib import Path
 import brian2 as b2
 import numpy as np
 
+from biograd.models.composition import TIMED_ARRAYS
 from biograd.models.elements import GroupSpec
 from biograd.models.runners import runner_for_device
 from biograd.models.spec import NetworkSpec
@@ -85,11 +86,9 @@ class ChunkResult:
 
 
 def synapse_count(spec: NetworkSpec) -> int:
-    """Synapses of a training build: all-to-all W_l, and B_l for l >= 2 unless feedback is transpose."""
-    sizes = spec.sizes
-    forward = sum(sizes[l] * sizes[l - 1] for l in range(1, len(sizes)))
-    feedback = sum(sizes[l] * sizes[l - 1] for l in range(2, len(sizes))) if spec.feedback != "transpose" else 0
-    return forward + feedback
+    """Synapses of a training build: all-to-all W_l, and B_l where the composition has feedback synapses."""
+    sizes, has_feedback = spec.sizes, spec.composition.has_feedback_synapses
+    return sum(sizes[l] * sizes[l - 1] * (1 + has_feedback(l)) for l in range(1, len(sizes)))
 
 
 def estimated_bytes(spec: NetworkSpec, slots: int) -> int:
@@ -124,8 +123,7 @@ class BioGradNetwork:
         self.stimulus = b2.TimedArray(np.zeros((input_rows, sizes[0])),
                                       dt=self.dt if spec.encoder == "events" else slot_dt, name="stimulus")
         self.target = b2.TimedArray(np.zeros((slots, sizes[-1])), dt=slot_dt, name="target")
-        arrays = {"slot_kind": self.slot_kind, "stimulus": self.stimulus, "event_counts": self.stimulus,
-                  "target": self.target}
+        arrays = dict(zip(TIMED_ARRAYS, (self.slot_kind, self.stimulus, self.stimulus, self.target), strict=True))
         self.layers: list[b2.NeuronGroup] = []
         self.specs: list[GroupSpec] = []
         self.chunk_parameters: dict[str, list[tuple[b2.Variable, float]]] = {}
