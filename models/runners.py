@@ -17,6 +17,7 @@ reach the simulation:
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import brian2 as b2
@@ -34,6 +35,7 @@ if (const char* _chunk_seed = std::getenv("{SEED_VARIABLE}")) {{
         brian::_random_generators[_g].seed(std::strtoul(_chunk_seed, nullptr, 10) + _g);
 }}
 """
+RUN_ARGS_FILE = re.compile(r"init_.+_[0-9a-f]{32}\.dat(\.lock)?")  # Brian2's names for run_args values
 STANDALONE = ("cpp_standalone", "cuda_standalone")  # compiled once, rerun with run_args
 BACKENDS = (*STANDALONE, "numpy", "cython")
 
@@ -120,12 +122,13 @@ class StandaloneRunner:
             self.check(run_args)
         self.compile(network, duration, report)
         device = b2.get_device()
+        _delete_run_args_files(device.project_dir)  # a killed process may have left a torn one behind
         os.environ[SEED_VARIABLE] = str(seed)
         try:
             device.run(run_args=run_args, results_directory=results_directory)
         finally:
             del os.environ[SEED_VARIABLE]
-            _delete_run_args_files(device)
+            _delete_run_args_files(device.project_dir)
 
 
 class CudaRunner(StandaloneRunner):
@@ -148,12 +151,15 @@ def runner_for_device() -> RuntimeRunner | StandaloneRunner:
     return RuntimeRunner()
 
 
-def _delete_run_args_files(device) -> None:
-    """Delete the value files of the last run's ``run_args`` (``static_arrays/init_<name>_<md5>.dat``).
+def _delete_run_args_files(project_dir: str) -> None:
+    """Delete the value files of ``run_args`` (``static_arrays/init_<name>_<md5>.dat``) and their locks.
 
-    Brian2 keeps them as a cache keyed by content, but a training chunk's weights and stimuli never
-    repeat: left alone they grow by about 10 MB per chunk (3.5 GB for a 6-epoch mnist_1h run).
+    Brian2 keeps them as a cache keyed by content and writes a file only if its name is new, but a
+    training chunk's weights and stimuli never repeat: left alone they grow by about 10 MB per chunk
+    (3.5 GB for a 6-epoch mnist_1h run). And a process killed while writing one leaves it torn under
+    the name the resumed chunk asks for; the binary then only prints a size error to stderr and keeps
+    the build's values, so a resumed run would silently differ. Hence: delete before and after a run.
     """
-    device.delete(code=False, data=False, run_args=True, directory=False)
-    for name in device.run_args_arrays:  # the locks Brian2 took while writing them
-        Path(device.project_dir, "static_arrays", f"{name}.lock").unlink(missing_ok=True)
+    for path in Path(project_dir, "static_arrays").glob("init_*"):
+        if RUN_ARGS_FILE.fullmatch(path.name):
+            path.unlink(missing_ok=True)

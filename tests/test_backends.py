@@ -95,3 +95,18 @@ def test_chunks_leave_no_run_args_files(standalone):
     left = [p.name for p in static.iterdir() if re.search(r"_[0-9a-f]{32}\.dat(\.lock)?$", p.name)]
     assert left == [], f"run_args value files left behind: {left}"
     assert any(static.iterdir()), "the build's own static arrays stay"
+
+
+def test_a_torn_run_args_file_left_by_a_killed_process_is_not_read(standalone):
+    """A process killed while Brian2 writes a value file leaves it torn under the name (content md5) that
+    the resumed chunk asks for; Brian2 would skip writing it and the binary would keep the build's values
+    (printing only a size error). The rerun of the same chunk must equal the first run."""
+    net = BioGradNetwork(SPEC, slots=3, seed=1)
+    net.run_chunk(*samples(0, 3), net.initial_state)
+    first = net.state
+    static = Path(b2.get_device().project_dir, "static_arrays")
+    for name in b2.get_device().run_args_arrays:  # the names this very chunk's values get
+        (static / name).write_bytes(b"\0" * 8)
+        (static / f"{name}.lock").touch()
+    net.run_chunk(*samples(0, 3), net.initial_state)
+    assert_same_state(first, net.state)
