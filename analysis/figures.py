@@ -14,18 +14,20 @@ import seaborn as sns  # noqa: E402
 
 def learning_curve(metrics: pd.DataFrame, path: Path, window: int = 10) -> Path:
     """Accuracy against training samples: online training accuracy (mean over ``window`` chunks,
-    the prediction made before each sample's update) and held-out test accuracy after each epoch;
+    the prediction made before each sample's update), held-out accuracy after each epoch (validation,
+    or test for runs without a validation split) and the final test accuracy as a point;
     beside it angle(B_l, W_l^T) per feedback layer when the run has feedback weights."""
     acc = metrics[metrics.metric == "accuracy"].copy()
     train = acc[acc.split == "train"].sort_values("samples")
     train["value"] = train.value.rolling(window, min_periods=1).mean()
-    curves = pd.concat([train.assign(curve=f"train (online, {window}-chunk mean)"), acc[acc.split == "test"]
-                        .assign(curve="test")])
+    held_out = acc[acc.split.isin(["validation", "test"])].assign(curve=lambda a: a.split)
+    curves = pd.concat([train.assign(curve=f"train (online, {window}-chunk mean)"), held_out])
     angles = metrics[(metrics.metric == "angle_B_WT") & (metrics.split != "sleep")]
     fig, axes = plt.subplots(1, 2 if len(angles) else 1, figsize=(11 if len(angles) else 6, 4), squeeze=False)
     sns.lineplot(curves, x="samples", y="value", hue="curve", marker=None, ax=axes[0, 0])
-    test = curves[curves.curve == "test"]
-    axes[0, 0].scatter(test.samples, test.value, color="C1", zorder=3)
+    for colour, split in enumerate(["validation", "test"], start=1):
+        points = held_out[held_out.split == split]
+        axes[0, 0].scatter(points.samples, points.value, color=f"C{colour}", zorder=3)
     axes[0, 0].set(xlabel="training samples", ylabel="accuracy", ylim=(0, 1), title="learning curve")
     if len(angles):
         sns.lineplot(angles.assign(layer=angles.layer.map(lambda l: f"B{int(l)}")), x="samples", y="value", hue="layer",
@@ -46,12 +48,29 @@ def _save(fig, path: Path) -> Path:
 
 
 def accuracy_curves(metrics: pd.DataFrame, path: Path) -> Path:
-    """Test accuracy after each epoch, one line per run (``run``/``feedback`` columns, see analysis.runs)."""
-    test = metrics[(metrics.split == "test") & (metrics.metric == "accuracy")]
+    """Held-out accuracy after each epoch, one line per run (``run``/``feedback`` columns, see
+    biograd.runs): validation where a run has that split, else test."""
+    held_out = metrics[metrics.split.isin(["validation", "test"]) & (metrics.metric == "accuracy")]
+    per_epoch = held_out[held_out.split == "validation"]
+    per_epoch = pd.concat([per_epoch, held_out[(held_out.split == "test") & ~held_out.run.isin(per_epoch.run)]])
     fig, ax = plt.subplots(figsize=(6, 4))
-    sns.lineplot(test, x="epoch", y="value", hue="feedback", style="run", markers=True, dashes=False, ax=ax)
-    ax.set(ylabel="test accuracy", title="accuracy after each epoch")
+    sns.lineplot(per_epoch, x="epoch", y="value", hue="feedback", style="run", markers=True, dashes=False, ax=ax)
+    ax.set(ylabel="validation (or test) accuracy", title="accuracy after each epoch")
     ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def sweep_figure(trials: pd.DataFrame, keys: list[str], path: Path) -> Path:
+    """Validation accuracy of every trial (points, one per seed) and each setting's mean (bar), settings
+    labelled by their searched values (a sweep's trials.csv)."""
+    label = trials[keys].astype(str).agg(", ".join, axis=1) if keys else trials.setting.astype(str)
+    frame = trials.assign(setting_label=label.to_numpy(), accuracy=trials["validation accuracy"].astype(float))
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.35 * frame.setting_label.nunique()))
+    sns.barplot(frame, y="setting_label", x="accuracy", errorbar=None, color="0.85", ax=ax)
+    sns.stripplot(frame, y="setting_label", x="accuracy", hue="seed", ax=ax)
+    low = frame.accuracy.min()
+    ax.set(xlabel="validation accuracy (bar: mean over seeds)", ylabel=", ".join(keys) or "setting",
+           xlim=(max(0.0, low - 0.05), min(1.0, frame.accuracy.max() + 0.01)))
     return _save(fig, path)
 
 

@@ -134,8 +134,8 @@ def train(
 
 
 def _summary(run) -> None:
-    test = run.test_accuracy()
-    console.print(f"[bold]test accuracy {test.iloc[-1]:.2%}[/bold] after {test.index[-1]} epoch(s); "
+    found = ", ".join(f"{name} {value:.2%}" for name, value in run.final_accuracies().items() if value is not None)
+    console.print(f"[bold]{found}[/bold] after {run.config.train.epochs} epoch(s); "
                   f"metrics: {run.path / 'metrics.parquet'}; learning curve: {run.learning_curve_path}")
 
 
@@ -143,7 +143,7 @@ def _summary(run) -> None:
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="a run directory")],
     checkpoint: Annotated[Path | None, typer.Option(help="weights file (default: the run's last checkpoint)")] = None,
-    split: Annotated[Literal["test", "train"], typer.Option(help="which split to evaluate")] = "test",
+    split: Annotated[Literal["test", "validation", "train"], typer.Option(help="which split to evaluate")] = "test",
 ) -> None:
     """Accuracy of a run's weights (inference-only build), overall and per class."""
     from rich.table import Table
@@ -157,11 +157,15 @@ def evaluate(
         run = RunDirectory(run_dir)
         cfg = run.config
         state, _ = run.load_checkpoint(checkpoint)
-        data = dict(zip(("train", "test"), load_splits(cfg.data, cfg.model, seed=cfg.train.seed), strict=True))[split]
+        splits = load_splits(cfg.data, cfg.model.using(run.build_equations()))
+        run.check_splits(splits.record())
+        if (data := splits.named().get(split)) is None:
+            raise ValueError(f"{run.path}: the run has no {split} split (data.validation is 0)")
     except (ModelFileError, FileNotFoundError, ValueError, KeyError) as err:
         raise _fail(err) from err
     use_backend(cfg.train.backend, run.path / "build_eval")
-    predicted = Evaluator(cfg.model, data, cfg.train.eval_chunk, cfg.train.seed, run.equations).predict(state)
+    evaluator = Evaluator(cfg.model, {split: data}, cfg.train.eval_chunk, cfg.train.seed, run.equations)
+    predicted = evaluator.predict(state, split)
     table = Table("class", "samples", "accuracy", title=f"{run.path.name}: {data.name}")
     for label in np.unique(data.labels):
         mask = data.labels == label
@@ -215,6 +219,40 @@ def report(
     except (ModelFileError, FileNotFoundError, ValueError) as err:
         raise _fail(err) from err
     console.print(f"report: {path}")
+
+
+@app.command()
+def sweep(
+    sweep_file: Annotated[Path, typer.Argument(help="a sweep file, e.g. runs/sweeps/demo_eta.yaml")],
+    out: Annotated[Path | None, typer.Option(help="the sweep's folder (default: runs/sweeps/out/<name>); "
+                                                  "run again to continue it")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="worker processes of the local cluster "
+                                                            "(default: one per core)")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="an existing Dask scheduler, e.g. tcp://host:8786")] = None,
+    serial: Annotated[bool, typer.Option(help="run the trials one after another in this process (no Dask)")] = False,
+    progress: Annotated[bool, typer.Option(help="progress bar over trials")] = True,
+) -> None:
+    """Train every trial of a sweep (settings x seeds) on Dask; tables, best setting (on validation), figure."""
+    from rich.table import Table
+
+    from biograd.sweep import load_sweep, plan_trials, run_sweep
+
+    try:
+        spec = load_sweep(sweep_file)
+        folder = out or Path("runs/sweeps/out") / spec.name
+        trials = plan_trials(spec, folder)  # every trial's config checked before any work
+        console.print(f"sweep {spec.name}: {len(trials)} trials in {folder}")
+        result = run_sweep(spec, folder, scheduler=scheduler, workers=workers, serial=serial, progress=progress)
+    except (ModelFileError, FileNotFoundError, ValueError) as err:
+        raise _fail(err) from err
+    summary = result.summary.drop(columns=["setting"])
+    table = Table(*map(str, summary.columns), title=f"{spec.name}: mean and sd over seeds")
+    for row in summary.itertuples(index=False):
+        table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
+    console.print(table)
+    chosen = " ".join(f"--set {item}" for item in result.best.get("overrides", [])) or "none (no setting finished)"
+    console.print(f"[bold]chosen on validation:[/bold] {chosen}; tables: {folder / 'trials.csv'}, "
+                  f"{folder / 'summary.csv'}, {folder / 'best.json'}")
 
 
 @app.command()

@@ -31,7 +31,11 @@ class DataConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     source: Literal["embedded", "sklearn", "mnist", "nmnist"] = "embedded"
     data_dir: str | None = Field(None, description="folder of the data set (default: BIOGRAD_DATA, ../shared/data)")
-    n_train: int | None = Field(None, ge=1, description="use the first n training samples (None: all)")
+    validation: int = Field(0, ge=0, description="hold out the last n samples of the training data as the "
+                            "validation split, evaluated every epoch to choose settings (0: none; the test split "
+                            "is then evaluated every epoch)")
+    n_train: int | None = Field(None, ge=1, description="use the first n training samples, after the validation "
+                                "split is held out (None: all)")
     n_test: int | None = Field(None, ge=1, description="use the first n test samples (None: all)")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="held-out part of data sets without a test split")
 
@@ -50,6 +54,8 @@ class TrainConfig(BaseModel):
     backend: Literal["cpp_standalone", "cuda_standalone", "numpy", "cython"] = "cpp_standalone"
     max_weight: float = Field(100.0, gt=0, description="stop when any |w| or |b| exceeds this (exploding)")
     eval_chunk: int = Field(1000, ge=1, description="test samples per run of the inference-only build")
+    final_test: bool = Field(True, description="with a validation split, evaluate the test split once at the end "
+                             "(selection sweeps turn it off: settings are chosen without looking at test)")
     report: Literal["text", "stdout"] | None = Field(None, description="Brian2's progress report inside each run")
 
     @field_validator("sleep_duration")

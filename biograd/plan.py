@@ -4,11 +4,14 @@ fixed sequence of tasks.
 A run is the same list of tasks every time for the same config, data and seed:
 
     warm-up chunks   sleep blocks only (sleep mode), so that B starts aligned with W^T
-    evaluate         test accuracy of the untrained network (epoch 0)
+    evaluate         accuracy of the untrained network (epoch 0) on the per-epoch split
     per epoch e      train chunks of ``chunk`` samples in random order, a sleep block before every
                      ``sleep_every``-th sample of the epoch, each chunk parameter p of
                      ``train.decay`` at p_table * decay_p^(e-1) (e.g. the learning rate eta);
-                     then one evaluate task (epoch e)
+                     then one evaluate task (epoch e) on the per-epoch split
+    test             with a validation split, the per-epoch split is validation and the run ends by
+                     evaluating the test split once (unless ``train.final_test`` is off); without
+                     one, the per-epoch split is test
 
 Every task carries its own seed (from the run seed, epoch and chunk), so a run resumed at task k
 repeats exactly what the uninterrupted run did from task k on. One chunk is one network run:
@@ -34,11 +37,12 @@ PROBE = 2**32 - 2  # the "epoch" entry of probe seeds
 
 @dataclass(frozen=True)
 class Task:
-    """One task of a run: a warm-up chunk, a training chunk, or an evaluation."""
+    """One task of a run: a warm-up chunk, a training chunk, an evaluation, or the final test."""
 
-    kind: Literal["warmup", "train", "evaluate"]
+    kind: Literal["warmup", "train", "evaluate", "test"]
     epoch: int  # epoch in progress (train), epochs completed (evaluate), 0 (warm-up)
     index: int  # chunk within the epoch or the warm-up
+    split: Literal["train", "validation", "test"] = "train"  # the split evaluated or trained on
     seed: int = 0
     values: dict[str, float] = field(default_factory=dict)  # chunk parameters of this chunk (train)
     blocks: int = 0  # sleep blocks (warm-up)
@@ -81,23 +85,26 @@ def epoch_values(spec: NetworkSpec, train: TrainConfig, epoch: int) -> dict[str,
     return {name: table[name] * decay ** (epoch - 1) for name, decay in train.decay.items()}
 
 
-def plan_tasks(spec: NetworkSpec, train: TrainConfig, n_train: int) -> list[Task]:
-    """The whole run, task by task (see the module docstring)."""
+def plan_tasks(spec: NetworkSpec, train: TrainConfig, n_train: int, validation: bool = False) -> list[Task]:
+    """The whole run, task by task (see the module docstring); ``validation``: the data has that split."""
+    per_epoch = "validation" if validation else "test"
     tasks = []
     block = len(sleep_kinds(spec, train))
     if block and train.warmup_sleep_blocks:
         per_chunk = max(1, slots_per_chunk(spec, train) // block)
         for index in range(math.ceil(train.warmup_sleep_blocks / per_chunk)):
             blocks = min(per_chunk, train.warmup_sleep_blocks - index * per_chunk)
-            tasks.append(Task("warmup", 0, index, task_seed(train.seed, 0, index), blocks=blocks))
-    tasks.append(Task("evaluate", 0, 0))
+            tasks.append(Task("warmup", 0, index, seed=task_seed(train.seed, 0, index), blocks=blocks))
+    tasks.append(Task("evaluate", 0, 0, split=per_epoch))
     for epoch in range(1, train.epochs + 1):
         order = np.random.default_rng([train.seed, epoch]).permutation(n_train)
         values = epoch_values(spec, train, epoch)
         for index, start in enumerate(range(0, n_train, train.chunk)):
-            tasks.append(Task("train", epoch, index, task_seed(train.seed, epoch, index), values,
+            tasks.append(Task("train", epoch, index, seed=task_seed(train.seed, epoch, index), values=values,
                               samples=order[start : start + train.chunk], first=start))
-        tasks.append(Task("evaluate", epoch, 0))
+        tasks.append(Task("evaluate", epoch, 0, split=per_epoch))
+    if validation and train.final_test:
+        tasks.append(Task("test", train.epochs, 0, split="test"))
     return tasks
 
 

@@ -91,8 +91,7 @@ class Prober:
     def __init__(self, config: RunConfig, equations: Path, directory: Path, record: RecordConfig | None = None):
         self.train, self.record, self.directory = config.train, record or config.record, directory
         spec = config.model.using(equations)
-        split, _ = load_splits(config.data, spec, seed=self.train.seed)
-        self.split = split
+        self.split = split = load_splits(config.data, spec).train
         self.indices = probe_indices(len(split), self.record.probe_samples, self.train.seed)
         self.net = BioGradNetwork(spec, slots=max(1, len(sleep_kinds(spec, self.train))), seed=self.train.seed)
         self.net.compile()
@@ -164,7 +163,8 @@ def probe_run(run: RunDirectory, n_samples: int, backend: str | None = None, ove
     use_backend(backend or config.train.backend, run.path / out.name.replace("posthoc", "build_probe", 1))
     prober = Prober(config, run.build_equations(), out,
                     config.record.model_copy(update={"probe_samples": n_samples, "arrays": False}))
-    test = run.metrics().query("split == 'test' and metric == 'accuracy'").set_index("epoch").samples
+    held_out = run.metrics().query("split in ('validation', 'test') and metric == 'accuracy'")
+    test = held_out.groupby("epoch").samples.max()
     metrics, alignment = [], []
     for epoch in chosen:
         base = {"epoch": epoch, "chunk": None, "samples": int(test.get(epoch, 0)), "split": "probe", "layer": None}

@@ -41,7 +41,7 @@ def alignment_summary(alignment: pd.DataFrame) -> pd.DataFrame:
 
 def angle_summary(metrics: pd.DataFrame) -> pd.DataFrame:
     """angle(B_l, W_l^T) and |B_l|/|W_l| after the warm-up (epoch 0 evaluation) and at the end."""
-    test = metrics[metrics.split == "test"]
+    test = metrics[metrics.split.isin(["validation", "test"])]
     rows = []
     for (run, layer), group in test[test.metric == "angle_B_WT"].groupby(["run", "layer"]):
         norms = test[(test.run == run) & (test.layer == layer)].pivot_table(index="epoch", columns="metric",
@@ -100,7 +100,7 @@ def write_report(paths: list[Path], out: Path | None = None) -> Path:
              "## Runs", ""]
     lines.append(_md(pd.DataFrame([{
         "run": r.path.name, "feedback": r.config.model.feedback, "sizes": "-".join(map(str, r.config.model.sizes)),
-        "epochs": r.config.train.epochs, "test accuracy": RunDirectory(r.path).test_accuracy().iloc[-1],
+        "epochs": r.config.train.epochs, **RunDirectory(r.path).final_accuracies(),
     } for r in runs]), 4))
     lines += ["", "![accuracy](accuracy.png)", "", "## Gradient alignment", ""]
     if len(alignment):

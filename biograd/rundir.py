@@ -16,6 +16,7 @@ Contents::
     recording/         W, B and probed dW, rates and gates per probe point (``record.arrays``)
     timings.json       build and training times, one entry per session
     status.json        running | finished | diverged | failed, with a message
+    splits.json        name, size and sha256 of the train, validation and test splits: a resume refuses other data
     contract.json      sha256 of config.yaml and of the equation copy: a resume refuses changed files
     history.jsonl      changes accepted with ``--accept-changes``, one JSON line each
     .lock              held by the one process that trains the run
@@ -215,6 +216,17 @@ class RunDirectory:
             self.write_json(CONTRACT, file_digests(self.path))
         return changed
 
+    def check_splits(self, record: dict) -> None:
+        """Record the run's splits (splits.json) the first time; later, refuse (RunChangedError) other data."""
+        path = self.path / "splits.json"
+        if not path.is_file():
+            self.write_json(path.name, record)
+            return
+        known = self.read_json(path.name)
+        if changed := [name for name in known.keys() | record.keys() if known.get(name) != record.get(name)]:
+            raise RunChangedError(f"{path}: the data of split(s) {', '.join(sorted(changed))} differ from the "
+                                  "run's (data files or data.* settings changed); the run cannot continue on them")
+
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the run's lock (``.lock``) for the block; another process holding it raises RunLockedError."""
@@ -361,7 +373,13 @@ class RunDirectory:
         path = self.path / f"{name}.parquet"
         return (pq.read_table(path) if path.is_file() else TABLES[name].empty_table()).to_pandas()
 
-    def test_accuracy(self):
-        """Test accuracy after each epoch (epoch 0: before training), a pandas Series indexed by epoch."""
+    def accuracy(self, split: str = "test"):
+        """Accuracy on ``split`` (train: online, per chunk) by epoch, a pandas Series (epoch 0: before
+        training). With a validation split, validation is measured after every epoch, test once at the end."""
         metrics = self.metrics()
-        return metrics[(metrics.split == "test") & (metrics.metric == "accuracy")].set_index("epoch").value
+        return metrics[(metrics.split == split) & (metrics.metric == "accuracy")].set_index("epoch").value
+
+    def final_accuracies(self) -> dict[str, float | None]:
+        """Validation accuracy after the last epoch and test accuracy at the end (None: not measured)."""
+        return {f"{split} accuracy": (float(a.iloc[-1]) if len(a := self.accuracy(split)) else None)
+                for split in ("validation", "test")}

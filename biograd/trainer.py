@@ -34,7 +34,7 @@ from biograd.analysis.backprop import angle_deg
 from biograd.analysis.figures import learning_curve
 from biograd.chunks import predict, run_task
 from biograd.config import RunConfig, TrainConfig
-from biograd.data.splits import Split, load_splits
+from biograd.data.splits import Split, Splits, load_splits
 from biograd.models.composition import check_composition_units
 from biograd.models.network import BioGradNetwork, PlasticState, estimated_bytes, synapse_count
 from biograd.models.runners import STANDALONE, use_backend
@@ -111,16 +111,16 @@ def feedback_rows(state: PlasticState, base: dict) -> list[dict]:
 
 # ---------------------------------------------------------------------- evaluation
 class Evaluator:
-    """Predicts a split with an inference-only build of ``spec``, ``chunk`` samples per run."""
+    """Predicts named splits with one inference-only build of ``spec``, ``chunk`` samples per run."""
 
-    def __init__(self, spec: NetworkSpec, split: Split, chunk: int, seed: int, equations: Path | None):
-        self.split = split
-        self.net = BioGradNetwork(spec, slots=min(chunk, len(split)), seed=seed, equations=equations,
-                                  inference=True)
+    def __init__(self, spec: NetworkSpec, splits: dict[str, Split], chunk: int, seed: int, equations: Path | None):
+        self.splits = splits
+        self.net = BioGradNetwork(spec, slots=min(chunk, max(map(len, splits.values()))), seed=seed,
+                                  equations=equations, inference=True)
         self.net.compile()
 
-    def predict(self, state: PlasticState) -> np.ndarray:
-        return predict(self.net, self.split, state)
+    def predict(self, state: PlasticState, split: str) -> np.ndarray:
+        return predict(self.net, self.splits[split], state)
 
 
 _hosted = None  # the object a worker process serves
@@ -174,8 +174,7 @@ def hosted(backend: str, directory: Path, factory, *args):
 class Session:
     """What one training session works with: the data, the plan, the training build and its workers."""
 
-    train_split: Split
-    test_split: Split
+    splits: Splits
     tasks: list[Task]
     net: BioGradNetwork
     progress: Progress
@@ -191,10 +190,13 @@ class Session:
 
 
 class Trainer:
-    """Trains the run in ``run`` from its config; ``progress`` shows a bar over all samples."""
+    """Trains the run in ``run`` from its config; ``progress`` shows a bar over all samples. ``builds`` is
+    the folder of the compiled projects (default: the run directory); a sweep gives the trials of one
+    worker process the same folder, so that a later trial of the same shape reuses the compiled code
+    (Brian2 rewrites only changed source files and make recompiles only those)."""
 
-    def __init__(self, run: RunDirectory, progress: bool = True):
-        self.run, self.progress = run, progress
+    def __init__(self, run: RunDirectory, progress: bool = True, builds: Path | None = None):
+        self.run, self.progress, self.builds = run, progress, builds or run.path
         self.config: RunConfig = run.config
         self.stop_requested: list[str] = []  # signals that asked the run to stop (see stop_requests)
 
@@ -243,26 +245,28 @@ class Trainer:
             stale.unlink()
         equations = run.build_equations()
         spec, train_cfg = cfg.model.using(equations), cfg.train
-        train_split, test_split = load_splits(cfg.data, spec, seed=train_cfg.seed)
-        tasks = plan_tasks(spec, train_cfg, len(train_split))
-        self.chunks_per_epoch = math.ceil(len(train_split) / train_cfg.chunk)
+        splits = load_splits(cfg.data, spec)
+        run.check_splits(splits.record())
+        tasks = plan_tasks(spec, train_cfg, len(splits.train), validation=splits.validation is not None)
+        self.chunks_per_epoch = math.ceil(len(splits.train) / train_cfg.chunk)
         self.recorder = Recorder(cfg.record, train_cfg)
         state, progress = run.load_checkpoint() if run.checkpoint_path.is_file() else (None, Progress())
-        use_backend(train_cfg.backend, run.build_dir)
+        use_backend(train_cfg.backend, self.builds / run.build_dir.name)
         net = build(spec, train_cfg, report=train_cfg.report)
         if state is not None:
             net.state = state
             run.save_checkpoint(net.state, progress)  # tables too, in case a crash came between the two
         backend = train_cfg.backend
-        evaluator = hosted(backend, run.path / "build_eval", Evaluator, spec, test_split, train_cfg.eval_chunk,
+        evaluated = {name: split for name, split in splits.named().items() if name != "train"}
+        evaluator = hosted(backend, self.builds / "build_eval", Evaluator, spec, evaluated, train_cfg.eval_chunk,
                            train_cfg.seed, equations)
-        prober = hosted(backend, run.path / "build_probe", Prober, cfg, equations, run.path) \
+        prober = hosted(backend, self.builds / "build_probe", Prober, cfg, equations, run.path) \
             if cfg.record.probe_samples else None
         timings = {"command": shlex.join(sys.argv), "started": time.strftime("%FT%T"),
                    "resumed_at_task": progress.task, "build_s": 0.0,
-                   "train_s": 0.0, "evaluate_s": 0.0, "warmup_s": 0.0, "probe_s": 0.0, "samples": 0}
+                   "train_s": 0.0, "evaluate_s": 0.0, "test_s": 0.0, "warmup_s": 0.0, "probe_s": 0.0, "samples": 0}
         self.earlier_sessions = run.read_json("timings.json").get("sessions", [])
-        session = Session(train_split, test_split, tasks, net, progress, evaluator, prober, timings)
+        session = Session(splits, tasks, net, progress, evaluator, prober, timings)
         run.set_status("running", f"task {progress.task} of {len(tasks)}")
         t0 = time.perf_counter()
         net.compile()
@@ -296,8 +300,8 @@ class Trainer:
                     bar.set_postfix(epoch=task.epoch, acc=f"{progress.epoch_correct / progress.epoch_seen:.3f}")
                 check_health(s.net.state, self.config.train.max_weight)
                 self._checkpoint(s, task, rows)
-                if task.kind == "evaluate":
-                    bar.write(f"epoch {task.epoch}: test accuracy {rows[0]['value']:.4f}")
+                if task.kind in ("evaluate", "test"):
+                    bar.write(f"epoch {task.epoch}: {task.split} accuracy {rows[0]['value']:.4f}")
         except TrainingDiverged as err:
             failed = tasks[progress.task]
             run.set_status("diverged", f"task {progress.task} ({failed.kind}, epoch {failed.epoch}): {err}; "
@@ -331,12 +335,13 @@ class Trainer:
     def _do(self, task: Task, s: Session, done: int) -> list[dict]:
         """Run one task; returns its metrics rows."""
         net, progress = s.net, s.progress
-        if task.kind == "evaluate":
-            correct = s.evaluator.predict(net.state) == s.test_split.labels
+        if task.kind in ("evaluate", "test"):
+            correct = s.evaluator.predict(net.state, task.split) == s.splits.named()[task.split].labels
             progress.epoch_correct = progress.epoch_seen = 0
-            base = {"epoch": task.epoch, "chunk": None, "samples": done, "split": "test", "layer": None}
-            return [base | {"metric": "accuracy", "value": float(np.mean(correct))}, *feedback_rows(net.state, base)]
-        run = run_task(net, task, s.train_split, self.config.train)
+            base = {"epoch": task.epoch, "chunk": None, "samples": done, "split": task.split, "layer": None}
+            accuracy = base | {"metric": "accuracy", "value": float(np.mean(correct))}
+            return [accuracy, *feedback_rows(net.state, base)] if task.kind == "evaluate" else [accuracy]
+        run = run_task(net, task, s.splits.train, self.config.train)
         if task.kind == "warmup":
             base = {"epoch": 0, "chunk": task.index, "samples": 0, "split": "sleep", "layer": None}
             return [*feedback_rows(net.state, base), *self.recorder.chunk_rows(run, base, net.spec)]
@@ -359,8 +364,10 @@ def start_run(config: RunConfig, equations: Path | None = None, root: Path = Pat
     spec = config.model.using(equations)
     check_composition_units(spec.composition)
     check_memory(spec, config.train)
-    load_splits(config.data, spec, seed=config.train.seed)
-    return RunDirectory.create(config, equations, root)
+    splits = load_splits(config.data, spec)
+    run = RunDirectory.create(config, equations, root)
+    run.check_splits(splits.record())
+    return run
 
 
 def check_memory(spec: NetworkSpec, train: TrainConfig, total: int | None = None) -> None:

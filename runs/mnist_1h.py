@@ -22,5 +22,6 @@ if __name__ == "__main__":
     run = start_run(load_config(CONFIG, OVERRIDES))
     print(f"run directory: {run.path}")
     Trainer(run).train()
-    print(run.test_accuracy().rename("test accuracy").to_string())
+    print(run.accuracy("validation").rename("validation accuracy").to_string())
+    print(f"test accuracy: {run.accuracy('test').iloc[-1]:.4f}")
     print(f"learning curve: {run.learning_curve_path}")

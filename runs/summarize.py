@@ -16,9 +16,9 @@ from biograd.rundir import RunDirectory
 def summary(path: Path) -> dict:
     run = RunDirectory(path)
     cfg, metrics = run.config, run.metrics()
-    test = run.test_accuracy()
+    test = run.accuracy("test")
     speed = metrics[metrics.metric == "samples_per_s"].value
-    angles = metrics[(metrics.metric == "angle_B_WT") & (metrics.split == "test")]
+    angles = metrics[(metrics.metric == "angle_B_WT") & metrics.split.isin(["validation", "test"])]
     sessions = run.read_json("timings.json").get("sessions", [])
     train = metrics[(metrics.split == "train") & (metrics.metric == "accuracy") & (metrics.epoch == 1)]
     n_train, n_test = int(train.samples.max()) if len(train) else "?", cfg.data.n_test or "all"
@@ -26,7 +26,7 @@ def summary(path: Path) -> dict:
     return {
         "run": path.name, "network": "-".join(map(str, cfg.model.sizes)), "feedback": cfg.model.feedback,
         "data": f"{cfg.data.source} ({n_train} train / {n_test} test)",
-        "epochs": int(test.index.max()), "test accuracy": f"{test.iloc[-1]:.2%}", "best": f"{test.max():.2%}",
+        "epochs": int(test.index.max()), "test accuracy": f"{test.iloc[-1]:.2%}",
         "angle(B,W^T) start -> end": " / ".join(f"{g.value.iloc[0]:.0f} -> {g.value.iloc[-1]:.0f}"
                                                  for _, g in angles.groupby("layer")) or "n/a",
         "samples/s (median)": f"{speed.median():.0f}", "build s": f"{sessions[0]['build_s']:.0f}" if sessions else "",

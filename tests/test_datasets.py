@@ -12,11 +12,29 @@ from biograd.models.spec import NetworkSpec
 
 
 def test_sklearn_split_sizes_and_limits():
-    train, test = load_splits(DataConfig(source="sklearn", n_train=100, n_test=50), tiny_spec((64, 10)))
+    splits = load_splits(DataConfig(source="sklearn", n_train=100, n_test=50), tiny_spec((64, 10)))
+    train, test = splits.train, splits.test
     assert train.inputs.shape == (100, 64) and test.inputs.shape == (50, 64) and not train.events
     assert 0 <= train.inputs.min() and train.inputs.max() <= 1 and set(np.unique(train.labels)) <= set(range(10))
-    full, rest = load_splits(DataConfig(source="sklearn", test_fraction=0.25), tiny_spec((64, 10)))
-    assert len(full) + len(rest) == 1797 and abs(len(rest) - 449) <= 10
+    assert splits.validation is None and splits.per_epoch is test
+    whole = load_splits(DataConfig(source="sklearn", test_fraction=0.25), tiny_spec((64, 10)))
+    assert len(whole.train) + len(whole.test) == 1797 and abs(len(whole.test) - 449) <= 10
+
+
+def test_validation_is_the_last_samples_of_the_training_part_and_the_test_split_never_moves():
+    """The validation split is held out before ``n_train``; no setting (n_train, validation) changes the test
+    split, and it is the same for every run seed (it does not take one)."""
+    spec = tiny_spec((64, 10))
+    whole = load_splits(DataConfig(source="sklearn"), spec)
+    held = load_splits(DataConfig(source="sklearn", validation=300, n_train=200), spec)
+    k = len(whole.train) - 300
+    np.testing.assert_array_equal(held.validation.inputs, whole.train.inputs[k:])
+    np.testing.assert_array_equal(held.train.inputs, whole.train.inputs[:200])
+    assert held.per_epoch is held.validation and set(held.named()) == {"train", "validation", "test"}
+    assert held.test.record() == whole.test.record()
+    assert held.record()["validation"]["samples"] == 300 and held.train.record() != whole.train.record()
+    with pytest.raises(ValueError, match=r"data.validation = 5000 leaves no training samples"):
+        load_splits(DataConfig(source="sklearn", validation=5000), spec)
 
 
 def test_input_size_and_encoder_must_fit_the_data():
@@ -38,7 +56,8 @@ def test_chunk_stimulus_leaves_sleep_slots_empty():
 @pytest.mark.skipif(resolve_data_dir("nmnist") is None, reason="no N-MNIST data folder")
 def test_nmnist_events_binned_into_the_forward_phase_drive_the_input_layer():
     spec = NetworkSpec(sizes=(2312, 16, 10), encoder="events")
-    train, test = load_splits(DataConfig(source="nmnist", n_train=4, n_test=2), spec)
+    splits = load_splits(DataConfig(source="nmnist", n_train=4, n_test=2), spec)
+    train, test = splits.train, splits.test
     assert train.inputs.shape == (4, 20, 2312) and test.inputs.shape == (2, 20, 2312) and train.events
     assert train.inputs.sum(axis=(1, 2)).min() > 1000  # a recording has thousands of events
     for polarity in (slice(0, 1156), slice(1156, 2312)):  # both ON and OFF events

@@ -18,7 +18,7 @@ from biograd.models.elements import equations_dir
 from biograd.models.errors import ModelFileError
 from biograd.models.network import BioGradNetwork
 from biograd.plan import chunk_slots, plan_tasks
-from biograd.rundir import RunDirectory
+from biograd.rundir import RunChangedError, RunDirectory
 from biograd.trainer import Trainer, TrainingDiverged, check_health, start_run
 
 TINY = """\
@@ -55,9 +55,28 @@ def test_plan_shows_every_sample_once_per_epoch_with_own_seeds(tiny):
         assert cfg.train.sleep_slots(cfg.model) == 3 and len(sleep) == 10 * 3 and np.all(shown[sleep] == -1)
         assert np.array_equal(np.cumsum(kinds == TRAIN)[sleep[::3]], np.arange(0, 200, 20))
         assert all(s.values == {"eta": pytest.approx(0.03 * 0.7 ** (epoch - 1))} for s in train)
-    assert [s.epoch for s in steps if s.kind == "evaluate"] == [0, 1, 2, 3]
+    assert [(s.epoch, s.split) for s in steps if s.kind == "evaluate"] == [(e, "test") for e in range(4)]
+    assert not any(s.kind == "test" for s in steps)
     seeds = [s.seed for s in steps if s.kind != "evaluate"]
     assert len(set(seeds)) == len(seeds)
+    held_out = plan_tasks(cfg.model, cfg.train, 200, validation=True)
+    assert [(s.kind, s.epoch, s.split) for s in held_out if s.kind in ("evaluate", "test")] == \
+        [*(("evaluate", e, "validation") for e in range(4)), ("test", 3, "test")]  # test once, at the end
+
+
+def test_a_run_with_a_validation_split_measures_it_every_epoch_and_test_once(tiny, tmp_path):
+    run = start_run(load_config(tiny, ["data.validation=40", "train.epochs=2", "record.probe_samples=0"]),
+                    root=tmp_path)
+    Trainer(run, progress=False).train()
+    accuracy = run.metrics().query("metric == 'accuracy'")
+    assert sorted(accuracy[accuracy.split == "validation"].epoch) == [0, 1, 2]
+    assert list(accuracy[accuracy.split == "test"].epoch) == [2]
+    assert run.final_accuracies() == {"validation accuracy": run.accuracy("validation")[2],
+                                      "test accuracy": run.accuracy("test")[2]}
+    recorded = run.read_json("splits.json")
+    assert recorded["validation"]["samples"] == 40 and recorded["train"]["samples"] == 200
+    with pytest.raises(RunChangedError, match=r"split\(s\) test differ from the run's"):
+        run.check_splits(recorded | {"test": recorded["validation"]})
 
 
 def test_learning_rates_come_from_the_tables_and_decay_per_epoch(tiny):
@@ -244,7 +263,7 @@ def test_cli_train_and_evaluate(tiny, tmp_path):
     assert (run.path / "weights_epoch1.npz").is_file()
     metrics = run.metrics()
     assert list(metrics.columns) == ["epoch", "chunk", "samples", "split", "metric", "layer", "value"]
-    final = run.test_accuracy().iloc[-1]
+    final = run.accuracy("test").iloc[-1]
     assert f"test accuracy {final:.2%}" in result.output
     result = CliRunner().invoke(app, ["evaluate", str(run.path)])
     assert result.exit_code == 0, result.output
@@ -377,7 +396,7 @@ def test_resume_refuses_an_edited_run_unless_asked_and_records_it(finished_run):
     assert result.exit_code == 0, result.output
     history = [json.loads(line) for line in (run.path / "history.jsonl").read_text().splitlines()]
     assert history[0]["event"] == "accepted changes" and history[0]["files"] == ["config.yaml", "equations/soma.yaml"]
-    assert run.test_accuracy().index.max() == 2 and run.changed_files() == []
+    assert run.accuracy("test").index.max() == 2 and run.changed_files() == []
 
 
 def test_resume_of_a_finished_run_does_nothing(finished_run):

@@ -1,4 +1,11 @@
-"""Training and test splits for a run, and the stimulus rows they give a chunk of slots.
+"""Training, validation and test splits for a run, and the stimulus rows they give a chunk of slots.
+
+The validation split is the last ``data.validation`` samples of the data set's training part (MNIST:
+images 50,000-59,999 of the 60,000, as in the common 50k/10k split of the training file); the
+training split is the rest, or its first ``data.n_train``. Sets without a test part (embedded and
+sklearn digits) are split first into training and test parts, stratified by class with the fixed
+``SPLIT_SEED`` (never the run's seed: every seed of a setting sees the same test set). Settings are
+chosen on validation; the test split is evaluated once, at the end of a run.
 
 Images (MNIST, embedded digits, sklearn digits) give one row of pixel intensities per slot.
 N-MNIST events are binned so that the whole recording (``NMNIST_DURATION_US``) falls into the
@@ -7,6 +14,7 @@ N-MNIST events are binned so that the whole recording (``NMNIST_DURATION_US``) f
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +26,7 @@ from biograd.data.nmnist import SENSOR_SIZE, bin_events, load_nmnist
 from biograd.models.spec import NetworkSpec
 
 NMNIST_DURATION_US = 315_000  # three saccades of ~105 ms (Orchard et al. 2015)
+SPLIT_SEED = 0  # the stratified test split of sets without one (independent of the run's seed)
 
 
 @dataclass(frozen=True)
@@ -39,9 +48,47 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def record(self) -> dict:
+        """What identifies the split in a run directory: its name, size and a hash of inputs and labels."""
+        digest = hashlib.sha256(np.ascontiguousarray(self.inputs).tobytes())
+        digest.update(np.ascontiguousarray(self.labels, np.int64).tobytes())
+        return {"name": self.name, "samples": len(self), "sha256": digest.hexdigest()}
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The splits of a run; ``validation`` is None when ``data.validation`` is 0."""
+
+    train: Split
+    validation: Split | None
+    test: Split
+
+    @property
+    def per_epoch(self) -> Split:
+        """The split evaluated after every epoch: validation if there is one, else test."""
+        return self.validation if self.validation is not None else self.test
+
+    def named(self) -> dict[str, Split]:
+        return {name: split for name, split in (("train", self.train), ("validation", self.validation),
+                                                ("test", self.test)) if split is not None}
+
+    def record(self) -> dict:
+        return {name: split.record() for name, split in self.named().items()}
+
 
 def _first(split: Split, n: int | None) -> Split:
-    return split if n is None else Split(split.inputs[:n], split.labels[:n], f"{split.name}[:{n}]")
+    return split if n is None or n >= len(split) else Split(split.inputs[:n], split.labels[:n], f"{split.name}[:{n}]")
+
+
+def _hold_out(split: Split, n: int) -> tuple[Split, Split | None]:
+    """(the first len - n samples, the last n samples) of ``split``; (split, None) for n = 0."""
+    if n == 0:
+        return split, None
+    if n >= len(split):
+        raise ValueError(f"data.validation = {n} leaves no training samples ({split.name} has {len(split)})")
+    k = len(split) - n
+    return (Split(split.inputs[:k], split.labels[:k], f"{split.name}[:{k}]"),
+            Split(split.inputs[k:], split.labels[k:], f"{split.name}[{k}:]"))
 
 
 def _nmnist(cfg: DataConfig, split: str, n_f: int, limit: int | None) -> Split:
@@ -51,26 +98,32 @@ def _nmnist(cfg: DataConfig, split: str, n_f: int, limit: int | None) -> Split:
     return Split(counts, np.array([s.label for s in samples], np.int64), f"nmnist-{split}")
 
 
-def load_splits(cfg: DataConfig, spec: NetworkSpec, seed: int = 0) -> tuple[Split, Split]:
-    """The (train, test) splits a config asks for; raises ValueError if the input size does not fit."""
+def _parts(cfg: DataConfig, spec: NetworkSpec) -> tuple[Split, Split]:
+    """The data set's whole training part and its test part (``data.n_test`` applied)."""
     if cfg.source == "nmnist":
-        train = _nmnist(cfg, "train", spec.n_f, cfg.n_train)
-        test = _nmnist(cfg, "test", spec.n_f, cfg.n_test)
+        limit = None if cfg.validation or cfg.n_train is None else cfg.n_train
+        return _nmnist(cfg, "train", spec.n_f, limit), _nmnist(cfg, "test", spec.n_f, cfg.n_test)
+    if cfg.source == "mnist":
+        pair = (load_mnist_digits(cfg.data_dir, "train"), load_mnist_digits(cfg.data_dir, "test"))
     else:
-        if cfg.source == "mnist":
-            pair = (load_mnist_digits(cfg.data_dir, "train"), load_mnist_digits(cfg.data_dir, "test"))
-        else:
-            digits = load_embedded_mnist() if cfg.source == "embedded" else load_sklearn_digits()
-            pair = train_test_split_digits(digits, test_fraction=cfg.test_fraction, seed=seed)
-        train, test = (_first(Split(d.images, d.labels, d.name), n) for d, n in zip(pair, (cfg.n_train, cfg.n_test),
-                                                                                  strict=True))
+        digits = load_embedded_mnist() if cfg.source == "embedded" else load_sklearn_digits()
+        pair = train_test_split_digits(digits, test_fraction=cfg.test_fraction, seed=SPLIT_SEED)
+    train, test = (Split(d.images, d.labels, d.name) for d in pair)
+    return train, _first(test, cfg.n_test)
+
+
+def load_splits(cfg: DataConfig, spec: NetworkSpec) -> Splits:
+    """The splits a config asks for; raises ValueError if the input size does not fit."""
+    whole, test = _parts(cfg, spec)
+    train, validation = _hold_out(whole, cfg.validation)
+    train = _first(train, cfg.n_train)
     if train.n_inputs != spec.sizes[0]:
         raise ValueError(f"data source {cfg.source!r} has {train.n_inputs} inputs per sample, but the model's "
                          f"input layer has {spec.sizes[0]} neurons (model.sizes[0])")
     if (spec.encoder == "events") != train.events:
         raise ValueError(f"encoder {spec.encoder!r} does not fit data source {cfg.source!r} "
                          "(event data needs encoder: events, images need regular or poisson)")
-    return train, test
+    return Splits(train, validation, test)
 
 
 def chunk_stimulus(split: Split, shown: np.ndarray, n_slot: int) -> np.ndarray:

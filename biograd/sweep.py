@@ -1,0 +1,325 @@
+"""Sweeps: the training runs (trials) of a search over config keys and seeds, on Dask, chosen on validation.
+
+A sweep file (``runs/sweeps/*.yaml``)::
+
+    name: demo_eta
+    base: ../configs/demo.yaml            # the run config every trial starts from (relative to this file)
+    set: [train.epochs=1]                 # overrides of every trial
+    grid:                                 # every combination of these values ...
+      model.params.forward_synapse.eta: [0.01, 0.03]
+    random:                               # ... times n settings drawn from these distributions
+      n: 4
+      seed: 0
+      space:
+        model.params.feedback_synapse.lambda_sleep: {log_uniform: [0.1, 1.0]}
+        model.params.network.gain_hidden: {choice: [8, 16]}
+    seeds: [0, 1, 2]                      # train.seed of every setting's trials
+    final_test: false                     # selection: the trials never evaluate the test split
+
+A *setting* is one value per searched key; a *trial* is a setting with a seed: an ordinary run
+directory in ``<sweep>/trials/<trial>/``, where ``<trial>`` hashes the trial's resolved config and
+equation files. Run again, a sweep skips finished trials and resumes interrupted ones from their
+checkpoints; a changed base config or equation file makes new trials instead of mixing old and new.
+
+The sweep writes ``trials.csv`` (one row per trial: searched values, seed, status, validation and
+test accuracy, minutes), ``summary.csv`` (per setting: mean and sd over seeds, the per-seed
+values), ``best.json`` (the setting with the highest mean validation accuracy over its seeds) and
+``sweep.png``. Trials run on a Dask cluster: by default a LocalCluster on loopback with one
+single-threaded worker process per core; a worker that dies is replaced and its trial resumes.
+Each worker process compiles a network shape once (``<sweep>/builds/<host>-<pid>-<key>``) and its
+later trials of that shape reuse the build. A trial's result depends on its config and seed only,
+not on the worker or the number of workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import socket
+from dataclasses import dataclass
+from importlib import metadata
+from itertools import product
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from biograd.config import RunConfig, dump_config, load_config
+from biograd.models.elements import equations_dir
+from biograd.models.errors import ModelFileError, read_model_file
+from biograd.rundir import RunDirectory
+from biograd.trainer import Trainer, TrainingDiverged, start_run
+
+
+class Distribution(BaseModel):
+    """One of: ``{uniform: [a, b]}``, ``{log_uniform: [a, b]}`` (0 < a < b), ``{choice: [v1, v2, ...]}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    uniform: tuple[float, float] | None = None
+    log_uniform: tuple[float, float] | None = None
+    choice: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Distribution:
+        given = [kind for kind in ("uniform", "log_uniform", "choice") if getattr(self, kind) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of uniform: [a, b], log_uniform: [a, b], choice: [...]")
+        if self.log_uniform is not None and not 0 < self.log_uniform[0] < self.log_uniform[1]:
+            raise ValueError(f"log_uniform needs 0 < a < b, got {list(self.log_uniform)}")
+        if self.choice == []:
+            raise ValueError("choice needs at least one value")
+        return self
+
+    def draw(self, rng: np.random.Generator) -> Any:
+        """One value: uniform and log-uniform ones rounded to 3 significant digits (readable overrides)."""
+        if self.choice is not None:
+            return self.choice[rng.integers(len(self.choice))]
+        low, high = self.uniform or self.log_uniform
+        value = rng.uniform(low, high) if self.uniform else math.exp(rng.uniform(math.log(low), math.log(high)))
+        return float(f"{value:.3g}")
+
+
+class RandomSearch(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    n: int = Field(ge=1, description="settings to draw")
+    seed: int = Field(0, description="seed of the draws (not of the trials)")
+    space: dict[str, Distribution] = Field(min_length=1)
+
+
+class SweepFile(BaseModel):
+    """A sweep file (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    base: Path
+    set: list[str] = []
+    grid: dict[str, list[Any]] = {}
+    random: RandomSearch | None = None
+    seeds: list[int] = Field([0], min_length=1)
+    final_test: bool = Field(False, description="trials evaluate the test split at the end (the chosen "
+                             "setting's final runs); off while selecting")
+
+    @model_validator(mode="after")
+    def _keys(self) -> SweepFile:
+        searched = [*self.grid, *(self.random.space if self.random else {})]
+        if twice := {key for key in searched if searched.count(key) > 1}:
+            raise ValueError(f"searched in both grid and random: {', '.join(sorted(twice))}")
+        if empty := [key for key, values in self.grid.items() if not values]:
+            raise ValueError(f"grid.{empty[0]}: no values")
+        if "train.seed" in searched or any(item.startswith("train.seed=") for item in self.set):
+            raise ValueError("train.seed is set by seeds:, not searched or set")
+        return self
+
+    def settings(self) -> list[dict[str, Any]]:
+        """Every setting: the grid's combinations, each with every random draw."""
+        grid = [dict(zip(self.grid, values, strict=True)) for values in product(*self.grid.values())]
+        if self.random is None:
+            return grid
+        rng = np.random.default_rng(self.random.seed)
+        draws = [{key: dist.draw(rng) for key, dist in self.random.space.items()} for _ in range(self.random.n)]
+        return [g | d for g in grid for d in draws]
+
+
+def load_sweep(path: str | Path) -> SweepFile:
+    """Read and validate a sweep file; errors name the file and the key."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(read_model_file(path, "sweep file")) or {}
+        sweep = SweepFile.model_validate(data)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        raise ModelFileError(path, f"invalid YAML: {getattr(err, 'problem', err)}",
+                             mark.line + 1 if mark else None) from err
+    except ValidationError as err:
+        problems = [f"{'.'.join(map(str, e['loc'])) or 'sweep'}: {e['msg'].removeprefix('Value error, ')}"
+                    for e in err.errors()]
+        raise ModelFileError(path, "; ".join(problems)) from err
+    return sweep.model_copy(update={"base": (path.parent / sweep.base).resolve()})
+
+
+def override(key: str, value: Any) -> str:
+    """``key=value`` as ``--set`` takes it (values as JSON, which YAML reads back unchanged)."""
+    return f"{key}={json.dumps(value)}"
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One run of a sweep: a setting (its index and values) and a seed."""
+
+    setting: int
+    values: dict[str, Any]
+    seed: int
+    overrides: tuple[str, ...]
+    base: Path
+    epochs: int
+    path: Path  # <sweep>/trials/<id>/: holds the trial's one run directory
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+
+def plan_trials(sweep: SweepFile, out: Path, equations: Path | None = None) -> list[Trial]:
+    """Every trial of ``sweep`` in ``out``, each config validated now (an error names the override)."""
+    equations = equations or equations_dir()
+    files = sorted([*equations.glob("*.eqs"), *equations.glob("*.yaml")])
+    equation_digest = hashlib.sha256(b"".join(f.name.encode() + f.read_bytes() for f in files)).hexdigest()
+    trials = []
+    for index, values in enumerate(sweep.settings()):
+        for seed in sweep.seeds:
+            overrides = (*sweep.set, *(override(k, v) for k, v in values.items()), f"train.seed={seed}",
+                         f"train.final_test={json.dumps(sweep.final_test)}")
+            config = load_config(sweep.base, list(overrides), equations)
+            digest = hashlib.sha256((dump_config(config) + equation_digest).encode()).hexdigest()[:12]
+            trials.append(Trial(index, values, seed, overrides, sweep.base, config.train.epochs,
+                                out / "trials" / digest))
+    return trials
+
+
+def build_key(config: RunConfig) -> str:
+    """What makes two trials' compiled projects the same shape: sizes, feedback, encoder, backend, chunk
+    sizes, the equation files (of the installed model) and the Brian2 version. Two trials that differ in
+    anything else share the folder too; make then recompiles what changed."""
+    model, train = config.model, config.train
+    shape = [model.sizes, model.feedback, model.encoder, train.backend, train.chunk, train.eval_chunk,
+             train.sleep_every, train.sleep_duration, config.record.probe_samples > 0, metadata.version("brian2")]
+    return hashlib.sha256(json.dumps(shape, default=str).encode()).hexdigest()[:10]
+
+
+def run_trial(trial: Trial, builds_root: Path | None = None) -> dict:
+    """Train ``trial`` (or continue it, or read its finished run); returns its row of the sweep table.
+    ``builds_root``: the sweep's folder of per-process build caches (None: builds inside the run)."""
+    config = load_config(trial.base, list(trial.overrides))
+    trial.path.mkdir(parents=True, exist_ok=True)
+    runs = sorted(p for p in trial.path.iterdir() if (p / "contract.json").is_file())
+    run = RunDirectory(runs[0]) if runs else start_run(config, root=trial.path)
+    status = run.read_json("status.json").get("status")
+    if status not in ("finished", "diverged"):
+        builds = None
+        if builds_root is not None:
+            builds = builds_root / f"{socket.gethostname()}-{os.getpid()}-{build_key(config)}"
+            builds.mkdir(parents=True, exist_ok=True)
+        try:
+            Trainer(run, progress=False, builds=builds).train()
+        except TrainingDiverged:
+            pass  # a result of the setting: recorded as diverged, with no accuracy
+    return trial_row(trial, run)
+
+
+def trial_row(trial: Trial, run: RunDirectory) -> dict:
+    status = run.read_json("status.json")
+    accuracies = run.final_accuracies() if (run.path / "metrics.parquet").is_file() else {}
+    sessions = run.read_json("timings.json").get("sessions", [])
+    return {"trial": trial.id, "setting": trial.setting, **trial.values, "seed": trial.seed,
+            "status": status.get("status"), "epochs": trial.epochs,
+            "validation accuracy": accuracies.get("validation accuracy"),
+            "test accuracy": accuracies.get("test accuracy"),
+            "minutes": round(sum(s.get("wall_s", 0) for s in sessions) / 60, 2),
+            "run": str(run.path.relative_to(trial.path.parents[1]))}
+
+
+def run_sweep(sweep: SweepFile, out: Path, *, client=None, scheduler: str | None = None, workers: int | None = None,
+              serial: bool = False, progress: bool = True) -> SweepResult:
+    """Run every trial not yet finished (in this process with ``serial``, else on ``client``, on the
+    cluster at ``scheduler``, or on a new LocalCluster of ``workers`` processes), then write the tables."""
+    out.mkdir(parents=True, exist_ok=True)
+    trials = plan_trials(sweep, out)
+    (out / "sweep.yaml").write_text(yaml.safe_dump(sweep.model_dump(mode="json"), sort_keys=False))
+    builds = out / "builds"
+    if serial:
+        rows = [run_trial(trial, builds) for trial in _bar(trials, progress, len(trials))]
+    else:
+        rows = _on_dask(trials, builds, client, scheduler, workers, progress)
+    return summarise(sweep, pd.DataFrame(rows), out)
+
+
+def _bar(items, progress: bool, total: int):
+    from tqdm import tqdm
+
+    return tqdm(items, total=total, unit="trial", disable=not progress, desc="sweep")
+
+
+def _on_dask(trials: list[Trial], builds: Path, client, scheduler: str | None, workers: int | None,
+             progress: bool) -> list[dict]:
+    """Trials as Dask tasks, each retried once after an exception; a trial whose worker died is given to
+    another worker by the scheduler and continues from its checkpoint."""
+    import dask
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    own = None
+    if client is None:
+        if scheduler:
+            client = own = Client(scheduler)
+        else:  # worker processes that may start processes (standalone evaluation and probe builds)
+            with dask.config.set({"distributed.worker.daemon": False}):
+                own = Client(LocalCluster(n_workers=workers or os.cpu_count(), threads_per_worker=1,
+                                          processes=True, host="127.0.0.1", dashboard_address=None,
+                                          memory_limit=0))
+            client = own
+    try:
+        futures = [client.submit(run_trial, trial, builds, key=f"trial-{trial.id}", pure=False, retries=1)
+                   for trial in trials]
+        order = {future.key: i for i, future in enumerate(futures)}
+        rows: list[dict | None] = [None] * len(trials)
+        for future in _bar(as_completed(futures), progress, len(futures)):
+            rows[order[future.key]] = future.result()
+        return rows
+    finally:
+        if own is not None:
+            cluster = own.cluster
+            own.close()
+            if cluster is not None:
+                cluster.close()
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    trials: pd.DataFrame
+    summary: pd.DataFrame
+    best: dict
+
+
+def _values(series: pd.Series) -> str:
+    return " / ".join("n/a" if pd.isna(v) else f"{v:.4f}" for v in series)
+
+
+def summarise(sweep: SweepFile, trials: pd.DataFrame, out: Path) -> SweepResult:
+    """trials.csv, summary.csv (mean, sd and per-seed values per setting), best.json and sweep.png."""
+    keys = [*sweep.grid, *(sweep.random.space if sweep.random else {})]
+    trials.to_csv(out / "trials.csv", index=False)
+    rows = []
+    for setting, group in trials.groupby("setting", sort=True):
+        row = {"setting": setting, **{key: group[key].iloc[0] for key in keys}, "seeds": len(group),
+               "finished": int((group.status == "finished").sum())}
+        for split in ("validation", "test"):
+            values = group[f"{split} accuracy"].astype(float)
+            row |= {f"{split} mean": values.mean(), f"{split} sd": values.std(ddof=1) if len(values) > 1 else None,
+                    f"{split} per seed": _values(values)}
+        rows.append(row)
+    summary = pd.DataFrame(rows)
+    summary.to_csv(out / "summary.csv", index=False)
+    complete = summary[summary.finished == summary.seeds].dropna(subset=["validation mean"])
+    best = {}
+    if len(complete):
+        top = complete.loc[complete["validation mean"].idxmax()]
+        best = {"setting": int(top.setting), "values": {key: _plain(top[key]) for key in keys},
+                "overrides": [override(key, _plain(top[key])) for key in keys],
+                "validation mean": float(top["validation mean"]),
+                "validation sd": None if pd.isna(top["validation sd"]) else float(top["validation sd"]),
+                "seeds": int(top.seeds), "chosen on": "mean validation accuracy over seeds"}
+    (out / "best.json").write_text(json.dumps(best, indent=2) + "\n")
+    if len(trials.dropna(subset=["validation accuracy"])):
+        from biograd.analysis.figures import sweep_figure
+
+        sweep_figure(trials, keys, out / "sweep.png")
+    return SweepResult(trials, summary, best)
+
+
+def _plain(value):
+    """numpy scalars as Python ones (JSON, overrides)."""
+    return value.item() if isinstance(value, np.generic) else value

@@ -1,0 +1,157 @@
+"""Sweeps: trials planned from a sweep file, run on a Dask LocalCluster or serially with the same
+results, resumed, summarised and chosen on validation; a worker killed mid-sweep does not lose it."""
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from biograd.models.errors import ModelFileError
+from biograd.rundir import RunDirectory
+from biograd.sweep import load_sweep, plan_trials, run_sweep
+
+BASE = """\
+name: tiny
+model: {sizes: [64, 12, 10], feedback: sleep}
+data: {source: sklearn, n_train: 80, validation: 40, n_test: 40}
+train: {epochs: 1, sleep_every: 40, chunk: 40, sleep_duration: 100 ms, warmup_sleep_blocks: 1, backend: numpy}
+"""
+
+SWEEP = """\
+name: tiny_sweep
+base: tiny.yaml
+set: [record.probe_samples=0]
+grid:
+  model.params.forward_synapse.eta: [0.01, 0.05]
+seeds: [0, 1]
+"""
+
+
+@pytest.fixture
+def sweep_file(tmp_path) -> Path:
+    (tmp_path / "tiny.yaml").write_text(BASE)
+    path = tmp_path / "sweep.yaml"
+    path.write_text(SWEEP)
+    return path
+
+
+def _weights(folder: Path, trial: str) -> dict:
+    run = RunDirectory(next((folder / "trials" / trial).iterdir()))
+    return run.load_checkpoint()[0].named()
+
+
+def test_plan_names_trials_by_their_config_and_checks_them_first(sweep_file, tmp_path):
+    sweep = load_sweep(sweep_file)
+    trials = plan_trials(sweep, tmp_path / "out")
+    assert [(t.setting, t.seed) for t in trials] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert len({t.id for t in trials}) == 4 and "train.final_test=false" in trials[0].overrides
+    assert [t.id for t in plan_trials(sweep, tmp_path / "out")] == [t.id for t in trials]  # stable names
+    (tmp_path / "tiny.yaml").write_text(BASE.replace("epochs: 1", "epochs: 2"))
+    assert not {t.id for t in plan_trials(sweep, tmp_path / "out")} & {t.id for t in trials}  # a new base: new trials
+    sweep_file.write_text(SWEEP.replace("forward_synapse.eta", "forward_synapse.etta"))
+    with pytest.raises(ModelFileError, match=r"etta"):
+        plan_trials(load_sweep(sweep_file), tmp_path / "out")
+    sweep_file.write_text(SWEEP + "random: {n: 2, space: {model.params.forward_synapse.eta: {choice: [1]}}}\n")
+    with pytest.raises(ModelFileError, match=r"sweep.yaml.*searched in both grid and random"):
+        load_sweep(sweep_file)
+
+
+def test_random_search_draws_reproducibly(sweep_file):
+    sweep_file.write_text(SWEEP.replace("grid:\n  model.params.forward_synapse.eta: [0.01, 0.05]\n", "") +
+                          "random:\n  n: 5\n  seed: 3\n  space:\n"
+                          "    model.params.forward_synapse.eta: {log_uniform: [0.001, 0.1]}\n"
+                          "    train.sleep_every: {choice: [20, 40]}\n")
+    settings = load_sweep(sweep_file).settings()
+    assert settings == load_sweep(sweep_file).settings() and len(settings) == 5
+    assert all(0.001 <= s["model.params.forward_synapse.eta"] <= 0.1 and s["train.sleep_every"] in (20, 40)
+               for s in settings)
+    assert len({s["model.params.forward_synapse.eta"] for s in settings}) == 5
+
+
+def test_dask_sweep_equals_serial_sweep_and_resumes(sweep_file, tmp_path):
+    sweep = load_sweep(sweep_file)
+    serial = run_sweep(sweep, tmp_path / "serial", serial=True, progress=False)
+    parallel = run_sweep(sweep, tmp_path / "dask", workers=2, progress=False)
+    columns = ["trial", "setting", "seed", "status", "validation accuracy"]
+    pd.testing.assert_frame_equal(serial.trials[columns], parallel.trials[columns])
+    for trial in serial.trials.trial:
+        a, b = _weights(tmp_path / "serial", trial), _weights(tmp_path / "dask", trial)
+        assert all(np.array_equal(a[k], b[k]) for k in a), trial
+    assert (serial.trials.status == "finished").all() and serial.trials["test accuracy"].isna().all()
+    summary = serial.summary.set_index("setting")
+    for setting, group in serial.trials.groupby("setting"):
+        values = group["validation accuracy"]
+        assert summary.loc[setting, "validation mean"] == pytest.approx(values.mean())
+        assert summary.loc[setting, "validation sd"] == pytest.approx(values.std(ddof=1))
+    best = json.loads((tmp_path / "serial" / "best.json").read_text())
+    assert best["validation mean"] == pytest.approx(summary["validation mean"].max())
+    assert (tmp_path / "serial" / "sweep.png").stat().st_size > 5_000
+    modified = {p: p.stat().st_mtime_ns for p in (tmp_path / "serial" / "trials").glob("*/*/checkpoint.npz")}
+    again = run_sweep(sweep, tmp_path / "serial", serial=True, progress=False)  # finished trials are read
+    assert {p: p.stat().st_mtime_ns for p in modified} == modified
+    pd.testing.assert_frame_equal(again.trials.drop(columns="minutes"), serial.trials.drop(columns="minutes"))
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_sweep_is_replaced_and_its_trial_continues(sweep_file, tmp_path):
+    import dask
+    from dask.distributed import Client, LocalCluster
+
+    sweep = load_sweep(sweep_file)
+    with dask.config.set({"distributed.worker.daemon": False}), \
+            LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        pids = client.run(os.getpid)  # worker address -> process id
+        killed = []
+
+        def kill_the_worker_of_the_first_checkpointed_trial():
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                for checkpoint in (tmp_path / "out" / "trials").glob("*/*/checkpoint.npz"):
+                    trial = checkpoint.parent.parent.name
+                    running = [address for address, keys in client.processing().items() if f"trial-{trial}" in keys]
+                    if running and json.loads((checkpoint.parent / "status.json").read_text())["status"] == "running":
+                        os.kill(pids[running[0]], signal.SIGKILL)
+                        killed.append(checkpoint.parent)
+                        return
+                time.sleep(0.05)
+
+        killer = threading.Thread(target=kill_the_worker_of_the_first_checkpointed_trial)
+        killer.start()
+        result = run_sweep(sweep, tmp_path / "out", client=client, progress=False)
+        killer.join()
+    assert killed, "no worker was killed"
+    assert (result.trials.status == "finished").all()
+    sessions = RunDirectory(killed[0]).read_json("timings.json")["sessions"]
+    assert sessions[-1]["resumed_at_task"] >= 1  # continued from its checkpoint
+    reference = run_sweep(sweep, tmp_path / "serial", serial=True, progress=False)
+    pd.testing.assert_series_equal(result.trials["validation accuracy"], reference.trials["validation accuracy"])
+
+
+@pytest.mark.slow
+@pytest.mark.standalone
+def test_standalone_trials_reuse_their_worker_build_and_match_bit_for_bit_on_any_worker(sweep_file, tmp_path):
+    """On cpp_standalone a worker compiles a shape once: its second trial reruns the same binary (make
+    finds nothing to do). Two workers (each compiling in a folder of its own) give bit for bit the serial
+    results."""
+    (tmp_path / "tiny.yaml").write_text(BASE.replace("backend: numpy", "backend: cpp_standalone"))
+    sweep_file.write_text(SWEEP.replace("[0.01, 0.05]", "[0.05]"))
+    sweep = load_sweep(sweep_file)
+    serial = run_sweep(sweep, tmp_path / "serial", serial=True, progress=False)
+    [builds] = (tmp_path / "serial" / "builds").iterdir()  # one process, one shape: one build folder
+    binaries = sorted(builds.glob("*/main"))
+    assert len(binaries) == 2  # the training and the evaluation build
+    sessions = [RunDirectory(next((tmp_path / "serial" / "trials" / t).iterdir())).read_json("timings.json")
+                ["sessions"][0] for t in serial.trials.trial]
+    assert sessions[1]["build_s"] < 0.5 * sessions[0]["build_s"], [s["build_s"] for s in sessions]
+    parallel = run_sweep(sweep, tmp_path / "dask", workers=2, progress=False)
+    for trial in serial.trials.trial:
+        a, b = _weights(tmp_path / "serial", trial), _weights(tmp_path / "dask", trial)
+        assert all(np.array_equal(a[k], b[k]) for k in a), trial
+    pd.testing.assert_series_equal(serial.trials["validation accuracy"], parallel.trials["validation accuracy"])
