@@ -258,7 +258,7 @@ def _on_dask(trials: list[Trial], builds: Path, client, scheduler: str | None, w
         else:  # worker processes that may start processes (standalone evaluation and probe builds)
             with dask.config.set({"distributed.worker.daemon": False}):
                 own = Client(LocalCluster(n_workers=workers or os.cpu_count(), threads_per_worker=1,
-                                          processes=True, host="127.0.0.1", dashboard_address=None,
+                                          processes=True, host="127.0.0.1", dashboard_address=":0",  # any free port
                                           memory_limit=0))
             client = own
     try:

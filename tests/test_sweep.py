@@ -105,7 +105,7 @@ def test_a_worker_killed_mid_sweep_is_replaced_and_its_trial_continues(sweep_fil
 
     sweep = load_sweep(sweep_file)
     with dask.config.set({"distributed.worker.daemon": False}), \
-            LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster, \
+            LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         pids = client.run(os.getpid)  # worker address -> process id
         killed = []
