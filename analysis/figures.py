@@ -69,7 +69,8 @@ def sweep_figure(trials: pd.DataFrame, keys: list[str], path: Path) -> Path:
     sns.barplot(frame, y="setting_label", x="accuracy", errorbar=None, color="0.85", ax=ax)
     sns.stripplot(frame, y="setting_label", x="accuracy", hue="seed", ax=ax)
     low = frame.accuracy.min()
-    ax.set(xlabel="validation accuracy (bar: mean over seeds)", ylabel=", ".join(keys) or "setting",
+    ax.set(xlabel="validation accuracy (bar: mean over seeds)", ylabel=", ".join(k.rsplit(".", 1)[-1] for k in keys)
+           or "setting",
            xlim=(max(0.0, low - 0.05), min(1.0, frame.accuracy.max() + 0.01)))
     return _save(fig, path)
 

@@ -211,16 +211,26 @@ def run_trial(trial: Trial, builds_root: Path | None = None) -> dict:
     return trial_row(trial, run)
 
 
-def trial_row(trial: Trial, run: RunDirectory) -> dict:
-    status = run.read_json("status.json")
-    accuracies = run.final_accuracies() if (run.path / "metrics.parquet").is_file() else {}
-    sessions = run.read_json("timings.json").get("sessions", [])
+def trial_row(trial: Trial, run: RunDirectory | None, error: BaseException | None = None) -> dict:
+    """The trial's row of trials.csv; ``error``: the trial failed (after its retry) with it."""
+    status = run.read_json("status.json") if run else {}
+    accuracies = run.final_accuracies() if run and (run.path / "metrics.parquet").is_file() else {}
+    sessions = run.read_json("timings.json").get("sessions", []) if run else []
     return {"trial": trial.id, "setting": trial.setting, **trial.values, "seed": trial.seed,
-            "status": status.get("status"), "epochs": trial.epochs,
-            "validation accuracy": accuracies.get("validation accuracy"),
+            "status": f"error: {type(error).__name__}: {error}" if error else status.get("status"),
+            "epochs": trial.epochs, "validation accuracy": accuracies.get("validation accuracy"),
             "test accuracy": accuracies.get("test accuracy"),
             "minutes": round(sum(s.get("wall_s", 0) for s in sessions) / 60, 2),
-            "run": str(run.path.relative_to(trial.path.parents[1]))}
+            "run": str(run.path.relative_to(trial.path.parents[1])) if run else ""}
+
+
+def _outcome(trial: Trial, result) -> dict:
+    """``result()``'s row, or the row of a trial that raised: one failed trial does not end the sweep."""
+    try:
+        return result()
+    except Exception as err:  # noqa: BLE001 - recorded in trials.csv; the other trials go on
+        runs = sorted(p for p in trial.path.glob("*") if (p / "contract.json").is_file())
+        return trial_row(trial, RunDirectory(runs[0]) if runs else None, err)
 
 
 def run_sweep(sweep: SweepFile, out: Path, *, client=None, scheduler: str | None = None, workers: int | None = None,
@@ -229,10 +239,11 @@ def run_sweep(sweep: SweepFile, out: Path, *, client=None, scheduler: str | None
     cluster at ``scheduler``, or on a new LocalCluster of ``workers`` processes), then write the tables."""
     out.mkdir(parents=True, exist_ok=True)
     trials = plan_trials(sweep, out)
-    (out / "sweep.yaml").write_text(yaml.safe_dump(sweep.model_dump(mode="json"), sort_keys=False))
+    resolved = sweep.model_dump(mode="json") | {"base": os.path.relpath(sweep.base, out.resolve())}
+    (out / "sweep.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
     builds = out / "builds"
     if serial:
-        rows = [run_trial(trial, builds) for trial in _bar(trials, progress, len(trials))]
+        rows = [_outcome(trial, lambda t=trial: run_trial(t, builds)) for trial in _bar(trials, progress, len(trials))]
     else:
         rows = _on_dask(trials, builds, client, scheduler, workers, progress)
     return summarise(sweep, pd.DataFrame(rows), out)
@@ -267,7 +278,8 @@ def _on_dask(trials: list[Trial], builds: Path, client, scheduler: str | None, w
         order = {future.key: i for i, future in enumerate(futures)}
         rows: list[dict | None] = [None] * len(trials)
         for future in _bar(as_completed(futures), progress, len(futures)):
-            rows[order[future.key]] = future.result()
+            index = order[future.key]
+            rows[index] = _outcome(trials[index], future.result)
         return rows
     finally:
         if own is not None:

@@ -155,3 +155,13 @@ def test_standalone_trials_reuse_their_worker_build_and_match_bit_for_bit_on_any
         a, b = _weights(tmp_path / "serial", trial), _weights(tmp_path / "dask", trial)
         assert all(np.array_equal(a[k], b[k]) for k in a), trial
     pd.testing.assert_series_equal(serial.trials["validation accuracy"], parallel.trials["validation accuracy"])
+
+
+def test_a_failing_trial_is_recorded_and_the_others_finish(sweep_file, tmp_path):
+    sweep_file.write_text(SWEEP.replace("model.params.forward_synapse.eta: [0.01, 0.05]", "data.validation: [40, 5000]")
+                          .replace("seeds: [0, 1]", "seeds: [0]"))
+    result = run_sweep(load_sweep(sweep_file), tmp_path / "out", serial=True, progress=False)
+    ok, failed = result.trials.status
+    assert ok == "finished"
+    assert failed.startswith("error: ValueError: data.validation = 5000 leaves no training samples")
+    assert result.best["values"] == {"data.validation": 40}
