@@ -167,8 +167,7 @@ class Trial:
 def plan_trials(sweep: SweepFile, out: Path, equations: Path | None = None) -> list[Trial]:
     """Every trial of ``sweep`` in ``out``, each config validated now (an error names the override)."""
     equations = equations or equations_dir()
-    files = sorted([*equations.glob("*.eqs"), *equations.glob("*.yaml")])
-    equation_digest = hashlib.sha256(b"".join(f.name.encode() + f.read_bytes() for f in files)).hexdigest()
+    equation_digest = equations_digest(equations)
     trials = []
     for index, values in enumerate(sweep.settings()):
         for seed in sweep.seeds:
@@ -181,13 +180,20 @@ def plan_trials(sweep: SweepFile, out: Path, equations: Path | None = None) -> l
     return trials
 
 
+def equations_digest(folder: Path) -> str:
+    """sha256 of a folder's equation files and tables (names and contents)."""
+    files = sorted([*folder.glob("*.eqs"), *folder.glob("*.yaml")])
+    return hashlib.sha256(b"".join(f.name.encode() + f.read_bytes() for f in files)).hexdigest()
+
+
 def build_key(config: RunConfig) -> str:
     """What makes two trials' compiled projects the same shape: sizes, feedback, encoder, backend, chunk
     sizes, the equation files (of the installed model) and the Brian2 version. Two trials that differ in
     anything else share the folder too; make then recompiles what changed."""
     model, train = config.model, config.train
     shape = [model.sizes, model.feedback, model.encoder, train.backend, train.chunk, train.eval_chunk,
-             train.sleep_every, train.sleep_duration, config.record.probe_samples > 0, metadata.version("brian2")]
+             train.sleep_every, train.sleep_duration, config.record.probe_samples > 0, metadata.version("brian2"),
+             equations_digest(equations_dir())]
     return hashlib.sha256(json.dumps(shape, default=str).encode()).hexdigest()[:10]
 
 
