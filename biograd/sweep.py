@@ -239,10 +239,10 @@ def _outcome(trial: Trial, result) -> dict:
         return trial_row(trial, RunDirectory(runs[0]) if runs else None, err)
 
 
-def run_sweep(sweep: SweepFile, out: Path, *, client=None, scheduler: str | None = None, workers: int | None = None,
+def run_sweep(sweep: SweepFile, out: Path, *, scheduler: str | None = None, workers: int | None = None,
               serial: bool = False, progress: bool = True) -> SweepResult:
-    """Run every trial not yet finished (in this process with ``serial``, else on ``client``, on the
-    cluster at ``scheduler``, or on a new LocalCluster of ``workers`` processes), then write the tables."""
+    """Run every trial not yet finished (in this process with ``serial``, else on the Dask cluster at
+    ``scheduler`` or on a new LocalCluster of ``workers`` processes), then write the tables."""
     out.mkdir(parents=True, exist_ok=True)
     trials = plan_trials(sweep, out)
     resolved = sweep.model_dump(mode="json") | {"base": os.path.relpath(sweep.base, out.resolve())}
@@ -251,7 +251,7 @@ def run_sweep(sweep: SweepFile, out: Path, *, client=None, scheduler: str | None
     if serial:
         rows = [_outcome(trial, lambda t=trial: run_trial(t, builds)) for trial in _bar(trials, progress, len(trials))]
     else:
-        rows = _on_dask(trials, builds, client, scheduler, workers, progress)
+        rows = _on_dask(trials, builds, scheduler, workers, progress)
     return summarise(sweep, pd.DataFrame(rows), out)
 
 
@@ -261,23 +261,27 @@ def _bar(items, progress: bool, total: int):
     return tqdm(items, total=total, unit="trial", disable=not progress, desc="sweep")
 
 
-def _on_dask(trials: list[Trial], builds: Path, client, scheduler: str | None, workers: int | None,
+def _client(scheduler: str | None, workers: int | None):
+    """A client of the cluster at ``scheduler``, or of a new LocalCluster on loopback: ``workers`` (default:
+    one per core) single-threaded worker processes that may start processes of their own (the standalone
+    evaluation and probe builds), no memory limit (a run checks its own), the HTTP server on any free port."""
+    import dask
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler:
+        return Client(scheduler)
+    with dask.config.set({"distributed.worker.daemon": False}):
+        return Client(LocalCluster(n_workers=workers or os.cpu_count(), threads_per_worker=1, processes=True,
+                                   host="127.0.0.1", dashboard_address=":0", memory_limit=0))
+
+
+def _on_dask(trials: list[Trial], builds: Path, scheduler: str | None, workers: int | None,
              progress: bool) -> list[dict]:
     """Trials as Dask tasks, each retried once after an exception; a trial whose worker died is given to
     another worker by the scheduler and continues from its checkpoint."""
-    import dask
-    from dask.distributed import Client, LocalCluster, as_completed
+    from dask.distributed import as_completed
 
-    own = None
-    if client is None:
-        if scheduler:
-            client = own = Client(scheduler)
-        else:  # worker processes that may start processes (standalone evaluation and probe builds)
-            with dask.config.set({"distributed.worker.daemon": False}):
-                own = Client(LocalCluster(n_workers=workers or os.cpu_count(), threads_per_worker=1,
-                                          processes=True, host="127.0.0.1", dashboard_address=":0",  # any free port
-                                          memory_limit=0))
-            client = own
+    client = _client(scheduler, workers)
     try:
         futures = [client.submit(run_trial, trial, builds, key=f"trial-{trial.id}", pure=False, retries=1)
                    for trial in trials]
@@ -288,11 +292,10 @@ def _on_dask(trials: list[Trial], builds: Path, client, scheduler: str | None, w
             rows[index] = _outcome(trials[index], future.result)
         return rows
     finally:
-        if own is not None:
-            cluster = own.cluster
-            own.close()
-            if cluster is not None:
-                cluster.close()
+        cluster = client.cluster  # None for a cluster of someone else's (--scheduler): that one stays
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 @dataclass(frozen=True)

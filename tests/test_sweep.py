@@ -100,6 +100,8 @@ def test_dask_sweep_equals_serial_sweep_and_resumes(sweep_file, tmp_path):
 
 @pytest.mark.slow
 def test_a_worker_killed_mid_sweep_is_replaced_and_its_trial_continues(sweep_file, tmp_path):
+    """On an existing cluster (--scheduler), SIGKILL to the worker of a running trial: the nanny starts a
+    new worker, the trial continues from its checkpoint, and the results equal a serial sweep's."""
     import dask
     from dask.distributed import Client, LocalCluster
 
@@ -124,7 +126,8 @@ def test_a_worker_killed_mid_sweep_is_replaced_and_its_trial_continues(sweep_fil
 
         killer = threading.Thread(target=kill_the_worker_of_the_first_checkpointed_trial)
         killer.start()
-        result = run_sweep(sweep, tmp_path / "out", client=client, progress=False)
+        result = run_sweep(sweep, tmp_path / "out", scheduler=cluster.scheduler_address, progress=False)
+        assert len(client.scheduler_info()["workers"]) == 2, "the sweep left the existing cluster running"
         killer.join()
     assert killed, "no worker was killed"
     assert (result.trials.status == "finished").all()
