@@ -202,10 +202,13 @@ def run_trial(trial: Trial, builds_root: Path | None = None) -> dict:
     ``builds_root``: the sweep's folder of per-process build caches (None: builds inside the run)."""
     config = load_config(trial.base, list(trial.overrides))
     trial.path.mkdir(parents=True, exist_ok=True)
-    runs = sorted(p for p in trial.path.iterdir() if (p / "contract.json").is_file())
-    run = RunDirectory(runs[0]) if runs else start_run(config, root=trial.path)
-    status = run.read_json("status.json").get("status")
-    if status not in ("finished", "diverged"):
+    run = _trial_run(trial)
+    if run is None:
+        run = start_run(config, root=trial.path)
+    else:  # as biograd train --resume: its files unchanged, its checkpoint there if it made progress
+        run.check_unchanged()
+        run.check_resumable()
+    if run.read_json("status.json").get("status") not in ("finished", "diverged"):
         builds = None
         if builds_root is not None:
             builds = builds_root / f"{socket.gethostname()}-{os.getpid()}-{build_key(config)}"
@@ -235,8 +238,13 @@ def _outcome(trial: Trial, result) -> dict:
     try:
         return result()
     except Exception as err:  # noqa: BLE001 - recorded in trials.csv; the other trials go on
-        runs = sorted(p for p in trial.path.glob("*") if (p / "contract.json").is_file())
-        return trial_row(trial, RunDirectory(runs[0]) if runs else None, err)
+        return trial_row(trial, _trial_run(trial), err)
+
+
+def _trial_run(trial: Trial) -> RunDirectory | None:
+    """The trial's run directory (one whose creation completed), if it has one yet."""
+    runs = sorted(p for p in trial.path.glob("*") if (p / "contract.json").is_file())
+    return RunDirectory(runs[0]) if runs else None
 
 
 def run_sweep(sweep: SweepFile, out: Path, *, scheduler: str | None = None, workers: int | None = None,
