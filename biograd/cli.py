@@ -156,11 +156,11 @@ def evaluate(
     try:
         run = RunDirectory(run_dir)
         cfg = run.config
-        state, _ = run.load_checkpoint(checkpoint)
         splits = load_splits(cfg.data, cfg.model.using(run.build_equations()))
-        run.check_splits(splits.record())
         if (data := splits.named().get(split)) is None:
             raise ValueError(f"{run.path}: the run has no {split} split (data.validation is 0)")
+        run.check_splits(splits.record())
+        state, _ = run.load_checkpoint(checkpoint)
     except (ModelFileError, FileNotFoundError, ValueError, KeyError) as err:
         raise _fail(err) from err
     use_backend(cfg.train.backend, run.path / "build_eval")
