@@ -253,7 +253,7 @@ def run_sweep(sweep: SweepFile, out: Path, *, scheduler: str | None = None, work
     ``scheduler`` or on a new LocalCluster of ``workers`` processes), then write the tables."""
     out.mkdir(parents=True, exist_ok=True)
     trials = plan_trials(sweep, out)
-    resolved = sweep.model_dump(mode="json") | {"base": os.path.relpath(sweep.base, out.resolve())}
+    resolved = sweep.model_dump(mode="json", exclude_none=True) | {"base": os.path.relpath(sweep.base, out.resolve())}
     (out / "sweep.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
     builds = out / "builds"
     if serial:
