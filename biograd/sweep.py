@@ -49,7 +49,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from biograd.config import RunConfig, dump_config, load_config
+from biograd.config import RunConfig, load_config
 from biograd.models.elements import equations_dir
 from biograd.models.errors import ModelFileError, read_model_file
 from biograd.rundir import RunDirectory
@@ -174,10 +174,17 @@ def plan_trials(sweep: SweepFile, out: Path, equations: Path | None = None) -> l
             overrides = (*sweep.set, *(override(k, v) for k, v in values.items()), f"train.seed={seed}",
                          f"train.final_test={json.dumps(sweep.final_test)}")
             config = load_config(sweep.base, list(overrides), equations)
-            digest = hashlib.sha256((dump_config(config) + equation_digest).encode()).hexdigest()[:12]
+            digest = trial_digest(config, equation_digest)
             trials.append(Trial(index, values, seed, overrides, sweep.base, config.train.epochs,
                                 out / "trials" / digest))
     return trials
+
+
+def trial_digest(config: RunConfig, equation_digest: str) -> str:
+    """A trial's name: the hash of its resolved config (keys sorted, so that reordering a file changes
+    nothing) and of the equation files."""
+    text = json.dumps(config.model_dump(mode="json"), sort_keys=True) + equation_digest
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def equations_digest(folder: Path) -> str:

@@ -52,6 +52,13 @@ def test_plan_names_trials_by_their_config_and_checks_them_first(sweep_file, tmp
     assert [(t.setting, t.seed) for t in trials] == [(0, 0), (0, 1), (1, 0), (1, 1)]
     assert len({t.id for t in trials}) == 4 and "train.final_test=false" in trials[0].overrides
     assert [t.id for t in plan_trials(sweep, tmp_path / "out")] == [t.id for t in trials]  # stable names
+    model = "model: {sizes: [64, 12, 10], feedback: sleep}"
+    gain = model.replace("}", ", params: {network: {gain_hidden: 8}}}")
+    eta_and_gain = model.replace("}", ", params: {forward_synapse: {eta: 0.3}, network: {gain_hidden: 8}}}")
+    (tmp_path / "tiny.yaml").write_text(BASE.replace(model, gain))
+    named = [t.id for t in plan_trials(sweep, tmp_path / "out")]
+    (tmp_path / "tiny.yaml").write_text(BASE.replace(model, eta_and_gain))  # eta is searched: the same trials
+    assert [t.id for t in plan_trials(sweep, tmp_path / "out")] == named
     (tmp_path / "tiny.yaml").write_text(BASE.replace("epochs: 1", "epochs: 2"))
     assert not {t.id for t in plan_trials(sweep, tmp_path / "out")} & {t.id for t in trials}  # a new base: new trials
     sweep_file.write_text(SWEEP.replace("forward_synapse.eta", "forward_synapse.etta"))
