@@ -16,6 +16,7 @@ reach the simulation:
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 from pathlib import Path
@@ -51,6 +52,8 @@ def use_backend(backend: str, directory: Path | None = None) -> None:
         b2.set_device(backend, **options)
         b2.device.reinit()  # forget the objects of an earlier build in this process
         b2.device.activate(**options)
+        gc.collect()  # and free them: Brian2 names new objects "<name>_1" while old ones of that name live,
+        # which changes the generated code and makes a reused build folder recompile
     elif backend in ("numpy", "cython"):
         b2.set_device("runtime")
         b2.prefs.codegen.target = backend

@@ -147,19 +147,20 @@ def test_a_worker_killed_mid_sweep_is_replaced_and_its_trial_continues(sweep_fil
 @pytest.mark.slow
 @pytest.mark.standalone
 def test_standalone_trials_reuse_their_worker_build_and_match_bit_for_bit_on_any_worker(sweep_file, tmp_path):
-    """On cpp_standalone a worker compiles a shape once: its second trial reruns the same binary (make
-    finds nothing to do). Two workers (each compiling in a folder of its own) give bit for bit the serial
-    results."""
+    """On cpp_standalone a worker compiles a shape once: its next trial regenerates the same code, so make
+    rebuilds almost nothing (Brian2 orders some lines of main.cpp by set iteration, so main.o may be
+    rebuilt). Two workers (each compiling in a folder of its own) give bit for bit the serial results."""
     (tmp_path / "tiny.yaml").write_text(BASE.replace("backend: numpy", "backend: cpp_standalone"))
-    sweep_file.write_text(SWEEP.replace("[0.01, 0.05]", "[0.05]"))
+    sweep_file.write_text(SWEEP.replace("[0.01, 0.05]", "[0.05]").replace("seeds: [0, 1]", "seeds: [0]"))
+    run_sweep(load_sweep(sweep_file), tmp_path / "serial", serial=True, progress=False)
+    [builds] = (tmp_path / "serial" / "builds").iterdir()  # one process, one shape: one build folder
+    compiled = {p: p.stat().st_mtime_ns for p in builds.rglob("*.o")}
+    assert len(compiled) > 50 and len(list(builds.glob("*/main"))) == 2  # the training and evaluation builds
+    sweep_file.write_text(SWEEP.replace("[0.01, 0.05]", "[0.05]"))  # and seed 1, in the same process
     sweep = load_sweep(sweep_file)
     serial = run_sweep(sweep, tmp_path / "serial", serial=True, progress=False)
-    [builds] = (tmp_path / "serial" / "builds").iterdir()  # one process, one shape: one build folder
-    binaries = sorted(builds.glob("*/main"))
-    assert len(binaries) == 2  # the training and the evaluation build
-    sessions = [RunDirectory(next((tmp_path / "serial" / "trials" / t).iterdir())).read_json("timings.json")
-                ["sessions"][0] for t in serial.trials.trial]
-    assert sessions[1]["build_s"] < 0.5 * sessions[0]["build_s"], [s["build_s"] for s in sessions]
+    rebuilt = sorted(str(p.relative_to(builds)) for p, t in compiled.items() if p.stat().st_mtime_ns != t)
+    assert len(rebuilt) <= 0.1 * len(compiled), rebuilt
     parallel = run_sweep(sweep, tmp_path / "dask", workers=2, progress=False)
     for trial in serial.trials.trial:
         a, b = _weights(tmp_path / "serial", trial), _weights(tmp_path / "dask", trial)
