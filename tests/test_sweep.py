@@ -147,9 +147,11 @@ def test_a_worker_killed_mid_sweep_is_replaced_and_its_trial_continues(sweep_fil
 @pytest.mark.slow
 @pytest.mark.standalone
 def test_standalone_trials_reuse_their_worker_build_and_match_bit_for_bit_on_any_worker(sweep_file, tmp_path):
-    """On cpp_standalone a worker compiles a shape once: its next trial regenerates the same code, so make
-    rebuilds almost nothing (Brian2 orders some lines of main.cpp by set iteration, so main.o may be
-    rebuilt). Two workers (each compiling in a folder of its own) give bit for bit the serial results."""
+    """On cpp_standalone a worker compiles a shape once: its next trial regenerates the training build's
+    code unchanged but for main.cpp (Brian2 orders some of its lines by set iteration), so make rebuilds
+    only main.o there. (The evaluation build lives in a new process per trial, whose string hashing may
+    reorder a few more generated lines.) Two workers, each compiling in a folder of its own, give bit for
+    bit the serial results."""
     (tmp_path / "tiny.yaml").write_text(BASE.replace("backend: numpy", "backend: cpp_standalone"))
     sweep_file.write_text(SWEEP.replace("[0.01, 0.05]", "[0.05]").replace("seeds: [0, 1]", "seeds: [0]"))
     run_sweep(load_sweep(sweep_file), tmp_path / "serial", serial=True, progress=False)
@@ -160,7 +162,7 @@ def test_standalone_trials_reuse_their_worker_build_and_match_bit_for_bit_on_any
     sweep = load_sweep(sweep_file)
     serial = run_sweep(sweep, tmp_path / "serial", serial=True, progress=False)
     rebuilt = sorted(str(p.relative_to(builds)) for p, t in compiled.items() if p.stat().st_mtime_ns != t)
-    assert len(rebuilt) <= 0.1 * len(compiled), rebuilt
+    assert set(rebuilt) & {str(p.relative_to(builds)) for p in builds.glob("build/**/*.o")} <= {"build/main.o"}, rebuilt
     parallel = run_sweep(sweep, tmp_path / "dask", workers=2, progress=False)
     for trial in serial.trials.trial:
         a, b = _weights(tmp_path / "serial", trial), _weights(tmp_path / "dask", trial)
