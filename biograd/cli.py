@@ -242,7 +242,8 @@ def sweep(
         folder = out or Path("runs/sweeps/out") / spec.name
         trials = plan_trials(spec, folder)  # every trial's config checked before any work
         console.print(f"sweep {spec.name}: {len(trials)} trials in {folder}")
-        result = run_sweep(spec, folder, scheduler=scheduler, workers=workers, serial=serial, progress=progress)
+        result = run_sweep(spec, folder, trials=trials, scheduler=scheduler, workers=workers, serial=serial,
+                           progress=progress)
     except (ModelFileError, FileNotFoundError, ValueError) as err:
         raise _fail(err) from err
     summary = result.summary.drop(columns=["setting"])

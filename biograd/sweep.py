@@ -104,9 +104,14 @@ class SweepFile(BaseModel):
     final_test: bool = Field(False, description="trials evaluate the test split at the end (the chosen "
                              "setting's final runs); off while selecting")
 
+    @property
+    def searched(self) -> list[str]:
+        """The config keys the sweep searches (grid first, then random)."""
+        return [*self.grid, *(self.random.space if self.random else {})]
+
     @model_validator(mode="after")
     def _keys(self) -> SweepFile:
-        searched = [*self.grid, *(self.random.space if self.random else {})]
+        searched = self.searched
         if twice := {key for key in searched if searched.count(key) > 1}:
             raise ValueError(f"searched in both grid and random: {', '.join(sorted(twice))}")
         if empty := [key for key, values in self.grid.items() if not values]:
@@ -254,12 +259,13 @@ def _trial_run(trial: Trial) -> RunDirectory | None:
     return RunDirectory(runs[0]) if runs else None
 
 
-def run_sweep(sweep: SweepFile, out: Path, *, scheduler: str | None = None, workers: int | None = None,
-              serial: bool = False, progress: bool = True) -> SweepResult:
-    """Run every trial not yet finished (in this process with ``serial``, else on the Dask cluster at
-    ``scheduler`` or on a new LocalCluster of ``workers`` processes), then write the tables."""
+def run_sweep(sweep: SweepFile, out: Path, *, trials: list[Trial] | None = None, scheduler: str | None = None,
+              workers: int | None = None, serial: bool = False, progress: bool = True) -> SweepResult:
+    """Run every trial not yet finished (``trials``: those :func:`plan_trials` gave, default planned here), in
+    this process with ``serial``, else on the Dask cluster at ``scheduler`` or on a new LocalCluster of
+    ``workers`` processes; then write the tables."""
     out.mkdir(parents=True, exist_ok=True)
-    trials = plan_trials(sweep, out)
+    trials = trials or plan_trials(sweep, out)
     resolved = sweep.model_dump(mode="json", exclude_none=True) | {"base": os.path.relpath(sweep.base, out.resolve())}
     (out / "sweep.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
     builds = out / "builds"
@@ -326,7 +332,7 @@ def _values(series: pd.Series) -> str:
 
 def summarise(sweep: SweepFile, trials: pd.DataFrame, out: Path) -> SweepResult:
     """trials.csv, summary.csv (mean, sd and per-seed values per setting), best.json and sweep.png."""
-    keys = [*sweep.grid, *(sweep.random.space if sweep.random else {})]
+    keys = sweep.searched
     trials.to_csv(out / "trials.csv", index=False)
     rows = []
     for setting, group in trials.groupby("setting", sort=True):
