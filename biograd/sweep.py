@@ -47,11 +47,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from biograd.config import RunConfig, load_config
 from biograd.models.elements import equations_dir
-from biograd.models.errors import ModelFileError, read_model_file
+from biograd.models.params import read_yaml_model
 from biograd.rundir import RunDirectory
 from biograd.trainer import Trainer, TrainingDiverged, start_run
 
@@ -131,19 +131,9 @@ class SweepFile(BaseModel):
 
 
 def load_sweep(path: str | Path) -> SweepFile:
-    """Read and validate a sweep file; errors name the file and the key."""
+    """Read and validate a sweep file; errors name the file, the line and the key."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(read_model_file(path, "sweep file")) or {}
-        sweep = SweepFile.model_validate(data)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        raise ModelFileError(path, f"invalid YAML: {getattr(err, 'problem', err)}",
-                             mark.line + 1 if mark else None) from err
-    except ValidationError as err:
-        problems = [f"{'.'.join(map(str, e['loc'])) or 'sweep'}: {e['msg'].removeprefix('Value error, ')}"
-                    for e in err.errors()]
-        raise ModelFileError(path, "; ".join(problems)) from err
+    sweep, _ = read_yaml_model(path, SweepFile, "sweep file")
     return sweep.model_copy(update={"base": (path.parent / sweep.base).resolve()})
 
 

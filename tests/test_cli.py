@@ -71,7 +71,8 @@ def test_demo_checks_trains_and_reports(tmp_path, monkeypatch):
     (["check", "{tmp}/none"], "none: no such folder of equation files"),
     (["evaluate", "{tmp}", "--split", "tset"], "Invalid value for '--split'"),
     (["train", "{config}", "--out", "{config}"], "a file, not a folder for run directories"),
-    (["sweep", "{config}"], "c.yaml: base: Field required; model: Extra inputs"),  # a run config is no sweep file
+    (["sweep", "{config}"], "c.yaml: base: Field required"),  # a run config is no sweep file
+    (["sweep", "{typo}"], "t.yaml:2: grids: unknown key"),
     (["sweep", "{sweep}"], "model.params.soma.v_thr: unknown parameter of soma"),
     (["evaluate", "{run}", "--split", "validation"], "the run has no validation split (data.validation is 0)"),
 ])
@@ -80,12 +81,15 @@ def test_bad_command_lines_are_one_line_errors(tmp_path, args, message):
     config.write_text("name: c\nmodel: {sizes: [64, 10]}\ndata: {source: sklearn}\ntrain: {backend: numpy}\n")
     sweep = tmp_path / "s.yaml"
     sweep.write_text("name: s\nbase: c.yaml\ngrid: {model.params.soma.v_thr: [1, 2]}\n")
+    typo = tmp_path / "t.yaml"
+    typo.write_text("name: t\ngrids: {model.params.soma.v_th: [1, 2]}\nbase: c.yaml\n")
     run = tmp_path / "run"
     if "{run}" in args:  # a run directory made by the trainer's own first step
         from biograd.config import load_config
         from biograd.trainer import start_run
 
         run = start_run(load_config(config), root=tmp_path).path
-    result = runner.invoke(app, [a.format(tmp=tmp_path, config=config, sweep=sweep, run=run) for a in args])
+    result = runner.invoke(app, [a.format(tmp=tmp_path, config=config, sweep=sweep, typo=typo, run=run)
+                                  for a in args])
     assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
     assert "Traceback" not in result.output
