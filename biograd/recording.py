@@ -164,10 +164,11 @@ def probe_run(run: RunDirectory, n_samples: int, backend: str | None = None, ove
     prober = Prober(config, run.build_equations(), out,
                     config.record.model_copy(update={"probe_samples": n_samples, "arrays": False}))
     held_out = run.metrics().query("split in ('validation', 'test') and metric == 'accuracy'")
-    test = held_out.groupby("epoch").samples.max()
+    samples_at = held_out.groupby("epoch").samples.max()  # training samples seen when each epoch was evaluated
     metrics, alignment = [], []
     for epoch in chosen:
-        base = {"epoch": epoch, "chunk": None, "samples": int(test.get(epoch, 0)), "split": "probe", "layer": None}
+        base = {"epoch": epoch, "chunk": None, "samples": int(samples_at.get(epoch, 0)), "split": "probe",
+                "layer": None}
         m, a = prober.rows(run.load_checkpoint(saved[epoch])[0], base, f"epoch{epoch}")
         metrics += m
         alignment += a

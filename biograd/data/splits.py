@@ -48,6 +48,11 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def part(self, start: int | None, stop: int | None) -> Split:
+        """Samples ``start:stop``, named after them."""
+        return Split(self.inputs[start:stop], self.labels[start:stop],
+                     f"{self.name}[{'' if start is None else start}:{'' if stop is None else stop}]")
+
     def record(self) -> dict:
         """What identifies the split in a run directory: its name, size and a hash of inputs and labels."""
         digest = hashlib.sha256(np.ascontiguousarray(self.inputs).tobytes())
@@ -77,7 +82,7 @@ class Splits:
 
 
 def _first(split: Split, n: int | None) -> Split:
-    return split if n is None or n >= len(split) else Split(split.inputs[:n], split.labels[:n], f"{split.name}[:{n}]")
+    return split if n is None or n >= len(split) else split.part(None, n)
 
 
 def _hold_out(split: Split, n: int) -> tuple[Split, Split | None]:
@@ -87,8 +92,7 @@ def _hold_out(split: Split, n: int) -> tuple[Split, Split | None]:
     if n >= len(split):
         raise ValueError(f"data.validation = {n} leaves no training samples ({split.name} has {len(split)})")
     k = len(split) - n
-    return (Split(split.inputs[:k], split.labels[:k], f"{split.name}[:{k}]"),
-            Split(split.inputs[k:], split.labels[k:], f"{split.name}[{k}:]"))
+    return split.part(None, k), split.part(k, None)
 
 
 def _nmnist(cfg: DataConfig, split: str, n_f: int, limit: int | None) -> Split:
