@@ -15,6 +15,7 @@ from pathlib import Path
 import brian2 as b2
 import numpy as np
 from brian2.core.namespace import DEFAULT_CONSTANTS, DEFAULT_FUNCTIONS, DEFAULT_UNITS
+from brian2.devices.device import reset_device
 from brian2.equations.equations import EquationError
 from brian2.units.fundamentalunits import DIMENSIONLESS
 from brian2.utils.stringtools import get_identifiers
@@ -312,6 +313,14 @@ def check_units(el: Element) -> None:
     spec = compose([el], provided=dummies, declared=set(el.table.external))
     model = spec.equations + b2.Equations("\n".join(declared[""]))
     namespace = dict(spec.namespace)
+    b2.set_device("runtime")  # a numpy network, never part of an active standalone project (a sweep worker's)
+    try:
+        _run_check(el, spec, model, namespace, declared)
+    finally:
+        reset_device()  # the device before, with its build options
+
+
+def _run_check(el: Element, spec: GroupSpec, model: b2.Equations, namespace: dict, declared: dict) -> None:
     with _brian_errors(el):
         if el.kind == "neuron":
             kwargs = spec.neuron_kwargs() | {"model": model, "namespace": namespace}

@@ -9,6 +9,7 @@ import pytest
 from sklearn.datasets import load_digits
 from support import TRAIN
 
+from biograd.models.elements import check_units, load_element
 from biograd.models.network import BioGradNetwork
 from biograd.models.spec import NetworkSpec
 
@@ -110,3 +111,12 @@ def test_a_torn_run_args_file_left_by_a_killed_process_is_not_read(standalone):
         (static / f"{name}.lock").touch()
     net.run_chunk(*samples(0, 3), net.initial_state)
     assert_same_state(first, net.state)
+
+
+def test_unit_check_leaves_an_active_standalone_project_alone(standalone, tmp_path):
+    """A sweep worker checks a new trial's equation files while its previous trial's standalone device is active:
+    the check runs on the runtime device (it once wrote into the standalone project and failed) and the standalone
+    device stays active with its options."""
+    device = b2.get_device()
+    check_units(load_element("input_regular"))
+    assert b2.get_device() is device and device.build_on_run is False
