@@ -10,7 +10,7 @@ VENV      ?= .venv
 PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.installed
 GPU_STAMP := $(VENV)/.installed-gpu
-EXTRAS    ?= dev,nmnist,notebooks
+EXTRAS    ?= dev,nmnist,notebooks,loihi
 PYTEST_ARGS ?= -n 2
 
 .PHONY: venv gpu demo test test-standalone test-slow test-cuda lint describe clean

@@ -48,7 +48,7 @@ def check(
 ) -> None:
     """Lint every equation file and parameter table (syntax, names, bounds, Brian2 unit checks) and the
     composition file network.yaml (its elements compose into every kind of group)."""
-    from biograd.models.composition import COMPOSITION, load_composition
+    from biograd.models.composition import COMPOSITION, FLOAT, load_composition
     from biograd.models.elements import check_units, equations_dir, load_element
 
     folder = directory or equations_dir()
@@ -65,11 +65,13 @@ def check(
             failures += 1
             console.print(f"[red]error[/red] {err}")
     try:
+        precisions = [FLOAT, *load_composition((2, 2), "sleep", "regular", {}, folder).table.precisions]
         for feedback, encoder in (("sleep", "regular"), ("transpose", "poisson"), ("fixed_random", "events")):
-            composition = load_composition((2, 2, 2, 2), feedback, encoder, {}, folder)
-            for layer in range(4):
-                for inference in (False, True):
-                    composition.layer_group(layer, inference)
+            for precision in precisions:
+                composition = load_composition((2, 2, 2, 2), feedback, encoder, {}, folder, precision)
+                for layer in range(4):
+                    for inference in (False, True):
+                        composition.layer_group(layer, inference)
         console.print(f"[green]ok[/green]    {COMPOSITION}.yaml")
     except ModelFileError as err:
         failures += 1
@@ -203,6 +205,24 @@ def probe(
         table.add_row(str(ep), f"W{layer}", mode, f"{row.angle_deg:.1f}", f"{row.norm_ratio:.2f}")
     console.print(table, width=max(console.width, 100))  # the mode names stay whole
     console.print(f"probes of {samples} samples per epoch: {out}")
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory (its last checkpoint is exported)")],
+    format_: Annotated[Literal["netx", "nir"], typer.Option("--format", help="netx: lava-dl HDF5 with a loihi1/ "
+                                                                      "group; nir: a NIR graph")] = "netx",
+    out: Annotated[Path | None, typer.Option(help="file to write (default: RUN/export.net or RUN/export.nir)")] = None,
+) -> None:
+    """The trained inference network on Loihi 1's grid (a float run is quantised on it): lava-dl netx or NIR."""
+    from biograd.export import export_run
+    from biograd.rundir import CheckpointError
+
+    try:
+        path = export_run(run_dir, format_, out)
+    except (ModelFileError, FileNotFoundError, CheckpointError, ValueError) as err:
+        raise _fail(err) from err
+    console.print(f"wrote {path}")
 
 
 @app.command()

@@ -1,10 +1,12 @@
 """The composition file ``equations/network.yaml`` with a config's overrides applied.
 
 It names the elements of every group (per layer kind, and per synapse kind) and holds the
-network's own numbers (dt, n_f, n_e, error gains, initial weight scale, slot codes). A
-:class:`Composition` is what a network build reads: every element with the overrides of
-``model.params`` applied, each override checked first (unknown element, unknown parameter,
-other units, outside the bounds: an error naming ``model.params.<element>.<name>``).
+network's own numbers (dt, n_f, n_e, error gains, initial weight scale, Loihi threshold mantissa,
+slot codes), and, per precision (``model.precision``), the elements that replace the float ones:
+the Loihi-precision variant and its ablation levels. A :class:`Composition` is what a network
+build reads: every element with the overrides of ``model.params`` applied, each override checked
+first (unknown element, unknown parameter, other units, outside the bounds: an error naming
+``model.params.<element>.<name>``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ COMPOSITION = "network"  # the composition file's stem, and its key in model.par
 LayerKind = Literal["input", "hidden", "output", "inference_input", "inference"]
 SynapseKind = Literal["forward", "forward_transpose", "feedback"]
 WHOLE_NUMBERS = ("n_f", "n_e", "slot_infer", "slot_train", "slot_sleep")
+LOIHI_NUMBERS = ("v_th_mant",)  # whole numbers of the Loihi precisions (run copies older than them lack them)
+FLOAT = "float"  # the precision whose elements are the composition's own (no replacements)
 TIMED_ARRAYS = ("slot_kind", "stimulus", "event_counts", "target")  # what the builder gives the elements
 
 
@@ -41,13 +45,14 @@ class CompositionTable(BaseModel):
     model_config = ConfigDict(extra="forbid")
     description: str
     parameters: dict[str, Parameter]
+    precisions: dict[str, dict[str, str]] = {}  # precision -> {float element: its replacement}
     layers: dict[LayerKind, GroupRecipe]
     synapses: dict[SynapseKind, GroupRecipe]
 
 
 @dataclass(frozen=True)
 class Composition:
-    """What a network of ``sizes`` with ``feedback`` and ``encoder`` is made of (see module docstring)."""
+    """What a network of ``sizes``, ``feedback``, ``encoder`` and ``precision`` is made of (module docstring)."""
 
     path: Path
     table: CompositionTable
@@ -56,6 +61,7 @@ class Composition:
     sizes: tuple[int, ...]
     feedback: str
     encoder: str
+    precision: str = FLOAT
 
     # ------------------------------------------------------------------ numbers
     def whole(self, name: str) -> int:
@@ -97,7 +103,8 @@ class Composition:
     def constants(self) -> dict[str, int]:
         """Numbers every group's schedule reads (whole numbers, as the equations compare them with integers)."""
         return {"n_f": self.n_f, "n_e": self.n_e, "n_slot": self.n_slot} | \
-            {name: self.whole(name) for name in ("slot_infer", "slot_train", "slot_sleep")}
+            {name: self.whole(name) for name in ("slot_infer", "slot_train", "slot_sleep")} | \
+            {name: self.whole(name) for name in LOIHI_NUMBERS if name in self.values}
 
     def err_phase(self, layer: int) -> int:
         """Error phase in which ``layer`` emits: output 1, the layer below 2, ..., input never (0)."""
@@ -127,7 +134,10 @@ class Composition:
         return self.table.layers.get(kind) or self.table.synapses[kind]
 
     def element_names(self, kind: str) -> list[str]:
-        return [name.format(encoder=self.encoder) for name in self.recipe(kind).elements]
+        """The elements of ``kind``'s groups: the recipe's, encoder filled in, the precision's replacements made."""
+        replace = self.table.precisions.get(self.precision, {})
+        names = (name.format(encoder=self.encoder) for name in self.recipe(kind).elements)
+        return [replace.get(name, name) for name in names]
 
     def group_elements(self, kind: str) -> list[Element]:
         return [self.elements[name] for name in self.element_names(kind)]
@@ -244,24 +254,30 @@ def _override(path: Path, key: str, name: str, param: Parameter, text) -> b2.Qua
 
 
 def load_composition(sizes: tuple[int, ...], feedback: str, encoder: str, params: dict[str, dict],
-                     directory: Path | None = None) -> Composition:
-    """The composition in ``directory`` (default: the model's equations) with ``params`` applied."""
+                     directory: Path | None = None, precision: str = FLOAT) -> Composition:
+    """The composition in ``directory`` (default: the model's equations) with ``params`` applied, at ``precision``
+    (``float`` or a precision of the file's ``precisions`` table)."""
     directory = Path(directory or equations_dir())
     path = directory / f"{COMPOSITION}.yaml"
     if not path.is_file():
         raise ModelFileError(path, "composition file not found")
     table, _ = _read_table(path, path.stat().st_mtime_ns)
+    if precision != FLOAT and precision not in table.precisions:
+        raise ModelFileError(path, f"model.precision: {precision!r} is not one of "
+                             f"{', '.join([FLOAT, *table.precisions])} (precisions: in {path.name})")
     values = {name: p.quantity() for name, p in table.parameters.items()}
     recipes = {**table.layers, **table.synapses}
-    shape = Composition(path, table, values, {}, tuple(sizes), feedback, encoder)  # its kinds, before its elements
+    shape = Composition(path, table, values, {}, tuple(sizes), feedback, encoder, precision)  # kinds, before elements
     names = list(dict.fromkeys(name for kind in shape.kinds_in_use() for name in shape.element_names(kind)))
     elements = {name: fresh_element(name, directory) for name in names}
-    for element, overrides in params.items():
+    replace = table.precisions.get(precision, {})
+    for written, overrides in params.items():
+        element = replace.get(written, written)  # a float element's overrides apply to its replacement
         if element != COMPOSITION and element not in elements:
-            raise ModelFileError(path, f"model.params.{element}: no element of that name in this network "
+            raise ModelFileError(path, f"model.params.{written}: no element of that name in this network "
                                  f"(elements: {', '.join([COMPOSITION, *sorted(elements)])})")
         for name, text in overrides.items():
-            key = f"model.params.{element}.{name}"
+            key = f"model.params.{written}.{name}"
             if element == COMPOSITION:
                 if name not in table.parameters:
                     raise ModelFileError(path, f"{key}: unknown parameter of {path.name} "
@@ -275,7 +291,7 @@ def load_composition(sizes: tuple[int, ...], feedback: str, encoder: str, params
                     f" ({', '.join(el.table.parameters) or 'it has none'})"
                 raise ModelFileError(el.table_path, f"{key}: unknown parameter of {element}{hint}")
             el.values[name] = _override(el.table_path, key, name, el.table.parameters[name], text)
-    for name in WHOLE_NUMBERS:
+    for name in (*WHOLE_NUMBERS, *(n for n in LOIHI_NUMBERS if n in values)):
         if float(values[name]) != int(values[name]):
             raise ModelFileError(path, f"{name} = {values[name]} must be a whole number "
                                  f"({path.name} or model.params.{COMPOSITION}.{name})")

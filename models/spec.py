@@ -32,6 +32,7 @@ class NetworkSpec(BaseModel):
     sizes: tuple[int, ...] = Field(description="neurons per layer: input, hidden..., output")
     feedback: FeedbackMode = "sleep"
     encoder: Encoder = "regular"
+    precision: str = Field("float", description="float, or a Loihi precision of network.yaml's precisions table")
     params: dict[str, dict[str, str | float]] = Field(default_factory=dict)
     equations: Path | None = Field(None, exclude=True, description="folder of the equation files")
 
@@ -61,7 +62,8 @@ class NetworkSpec(BaseModel):
         return type(self)(**({name: getattr(self, name) for name in type(self).model_fields} | (update or {})))
 
     def __eq__(self, other) -> bool:
-        """Specs are equal when they say the same (sizes, feedback, encoder, overrides), wherever their files are."""
+        """Specs are equal when they say the same (sizes, feedback, encoder, precision, overrides), wherever their
+        files are."""
         return isinstance(other, NetworkSpec) and self.model_dump() == other.model_dump()
 
     def __hash__(self) -> int:
@@ -69,7 +71,7 @@ class NetworkSpec(BaseModel):
 
     @cached_property
     def composition(self) -> Composition:
-        return load_composition(self.sizes, self.feedback, self.encoder, self.params, self.equations)
+        return load_composition(self.sizes, self.feedback, self.encoder, self.params, self.equations, self.precision)
 
     @property
     def n_layers(self) -> int:

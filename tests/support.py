@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import brian2 as b2
 import numpy as np
 
+from biograd.models.elements import compose, load_element
 from biograd.models.schedule import sleep_block
 from biograd.models.spec import NetworkSpec
 
@@ -31,3 +33,34 @@ def one_hot(labels: np.ndarray, n_out: int) -> np.ndarray:
 
 def y_high(spec: NetworkSpec) -> float:
     return float(spec.composition.elements["teacher"].values["y_high"])
+
+
+N_F, N_E = 8, 3
+N_SLOT = N_F + 2 * N_E  # as for a network with two weight layers
+
+
+def make_group(names, n, *, declared="", overrides=None, slot_kinds=(1, 1), err_phase=1, layer=1, threshold=None):
+    """A NeuronGroup composed from element files, with the schedule constants provided (``threshold``: the
+    group's own, instead of its elements')."""
+    elements = [load_element(name) for name in names]
+    for el in elements:
+        for key, value in (overrides or {}).get(el.name, {}).items():
+            el.values[key] = value
+    codes = {k: v for k, v in CODES.constants().items() if k.startswith("slot_") or k == "v_th_mant"}
+    provided = codes | {"n_slot": N_SLOT, "n_f": N_F, "n_e": N_E, "layer": layer, "err_phase": err_phase,
+                "slot_kind": b2.TimedArray(np.asarray(slot_kinds, float), dt=N_SLOT * b2.ms)}
+    spec = compose(elements, provided, declared={d.split(":")[0].strip() for d in declared.splitlines() if d})
+    kwargs = spec.neuron_kwargs() | {"model": spec.equations + b2.Equations(declared)}
+    if threshold:
+        kwargs["threshold"] = threshold
+    group = b2.NeuronGroup(n, **kwargs, name="g")
+    for event, code in spec.on_event.items():
+        group.run_on_event(event, code)
+    objects = [group]
+    if spec.slot_start:
+        objects.append(group.run_regularly(spec.slot_start, dt=N_SLOT * b2.ms, when="start"))
+    for name, value in spec.initial_values.items():
+        setattr(group, name, value)
+    if "gain_error" in group.variables:  # set per layer by network.yaml in a network; here 1 unless a test sets it
+        group.gain_error = 1.0
+    return group, objects

@@ -13,6 +13,7 @@ from sklearn.datasets import load_digits
 from biograd.chunks import accuracy, run_task
 from biograd.config import TrainConfig
 from biograd.data.splits import Split
+from biograd.models.network import BioGradNetwork, PlasticState
 from biograd.models.spec import NetworkSpec
 from biograd.plan import build, plan_tasks
 
@@ -28,26 +29,46 @@ def split() -> tuple[Split, Split]:
     return Split(images[:1200], labels[:1200], "train"), Split(images[1200:], labels[1200:], "test")
 
 
-def train_and_test(epochs: int) -> tuple[float, float]:
+def train_and_test(epochs: int, spec: NetworkSpec = SPEC) -> tuple[float, float, PlasticState, BioGradNetwork]:
+    """Held-out accuracy before and after ``epochs``, the initial weights and the trained network."""
     train, test = split()
     config = TRAIN.model_copy(update={"epochs": epochs})
-    net = build(SPEC, config)
-    before = accuracy(net, test)
-    for step in plan_tasks(SPEC, config, len(train)):
+    net = build(spec, config)
+    before, initial = accuracy(net, test), net.state
+    for step in plan_tasks(spec, config, len(train)):
         if step.kind != "evaluate":
             run_task(net, step, train, config)
     after = accuracy(net, test)
     print(f"\nheld-out accuracy: before {before:.3f}, after {epochs} epoch(s) {after:.3f}")
-    return before, after
+    return before, after, initial, net
 
 
 @pytest.mark.standalone
 def test_learns_on_cpp_standalone(standalone):
-    before, after = train_and_test(epochs=3)
+    before, after, _, _ = train_and_test(epochs=3)
     assert before < 0.3 and after >= THRESHOLD
+
+
+@pytest.mark.standalone
+def test_learns_at_loihi_precision_and_keeps_its_weights_on_loihis_grid(standalone):
+    """The same training at model.precision loihi (integer soma, 7-bit traces, 8-bit weights): it learns, and
+    every weight that learned is a whole number of its layer's steps 2^(w_exp+1)/v_th_mant
+    (forward_synapse_loihi.eqs; one that never learned reaches the chip rounded to the step)."""
+    spec = SPEC.model_copy(update={"precision": "loihi"})
+    before, after, initial, net = train_and_test(epochs=3, spec=spec)
+    assert before < 0.3 and after >= THRESHOLD
+    composition = spec.composition
+    w_range = float(composition.elements["forward_synapse_loihi"].values["w_range"])
+    v_th_mant = composition.whole("v_th_mant")
+    for n_pre, W, W0 in zip(spec.sizes[:-1], net.state.W, initial.W, strict=True):
+        learned = W != W0
+        steps = W[learned] * v_th_mant / 2 ** (np.ceil(np.log2(w_range * np.sqrt(2 / n_pre) * v_th_mant / 256)) + 1)
+        assert learned.mean() > 0.5
+        np.testing.assert_allclose(steps, np.rint(steps), atol=1e-6)
+        assert np.abs(np.rint(steps)).max() <= 128
 
 
 @pytest.mark.slow
 def test_learns_on_runtime_numpy():
-    before, after = train_and_test(epochs=1)
+    before, after, _, _ = train_and_test(epochs=1)
     assert before < 0.3 and after >= THRESHOLD

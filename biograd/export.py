@@ -1,0 +1,130 @@
+"""``biograd export RUN --format netx|nir``: a run's trained inference network for Loihi tools.
+
+Both formats carry the forward path (input spikes -> dense W_1 -> CUBA layer -> ... -> output layer)
+on Loihi 1's grid (:mod:`biograd.models.loihi`); a float run is quantised on it (post-training
+quantisation, with the statistics written). The input encoder (pixels -> spikes) is not part of
+either file: the input layer's spikes are the network's input.
+
+**netx** (lava-dl's HDF5 layout, read by ``lava.lib.dl.netx.hdf5.Network``): ``layer/<l>`` for each
+weight layer, a ``dense`` layer with integer ``weight`` (N_l x N_{l-1}) and a ``CUBA`` neuron
+(``iDecay`` = d_u, ``vDecay`` = d_v, ``vThMant``, ``refDelay`` 1). netx's weights are 8-bit values in
+the neuron's units without Loihi's 2^6 (u += weight << 6), so a layer with exponent e is written as
+its mantissas with ``vThMant`` = v_th_mant / 2^e: the same spikes, exactly, where the state does not
+decay (d_u = 4096, d_v = 0: every integer is scaled by 2^e); with decays, an exponent other than 0
+is refused. The group ``loihi1/`` (ignored by netx) holds what netx cannot: per layer the mantissa,
+weightExponent, numWeightBits, sign mode and quantisation statistics; the compartment structure;
+the learning rules in NxSDK's sum-of-products syntax; and provenance.
+
+**NIR** (``nir.write``): Input -> (Affine -> CubaLIF) per layer -> Output, with the float equivalents
+of the integers in threshold units (weights W, v_threshold 1, v_leak 0, v_reset 0) and time
+constants in seconds for forward Euler at dt = one Loihi step: tau_syn = dt * 4096/d_u,
+tau_mem = dt * 4096/d_v (infinite without leak), r = tau_mem/dt and w_in = tau_syn/dt, so that per
+step I <- I (1 - d_u/4096) + W s and v <- v (1 - d_v/4096) + I. Without leak r and tau_mem are
+both infinite: a reader takes r/tau_mem = 1/dt (Lava-DL's reader ignores r).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from biograd.models.elements import equations_dir
+from biograd.models.loihi import LOIHI, LoihiLayer, learning_rules, loihi_layers
+from biograd.rundir import RunDirectory
+
+Format = Literal["netx", "nir"]
+SUFFIX = {"netx": ".net", "nir": ".nir"}
+
+
+def export_run(run_dir: Path, fmt: Format, out: Path | None = None) -> Path:
+    """Write the run's last checkpoint (its trained weights) as ``fmt``; returns the file."""
+    run = RunDirectory(run_dir)
+    config = run.config
+    spec = config.model.using(run.build_equations())
+    if LOIHI not in spec.composition.table.precisions:  # a run older than the Loihi elements: today's grid
+        spec = spec.using(equations_dir())
+    state, _ = run.load_checkpoint()
+    layers = loihi_layers(spec, state.W)
+    out = out or run.path / f"export{SUFFIX[fmt]}"
+    config_sha = hashlib.sha256((run.path / "config.yaml").read_bytes()).hexdigest()
+    provenance = {"run": run.path.name, "equations": str(spec.equations), "config_sha256": config_sha,
+                  "precision": spec.precision, "versions": run.read_json("versions.json")}
+    dt = float(spec.composition.dt)
+    if fmt == "netx":
+        write_netx(out, layers, rules=learning_rules(spec), provenance=provenance)
+    else:
+        write_nir(out, layers, dt, provenance=provenance)
+    return out
+
+
+def netx_layer(layer: LoihiLayer) -> tuple[np.ndarray, int]:
+    """netx's integer weights and vThMant for ``layer`` (see the module docstring)."""
+    e = layer.weight_exponent
+    no_decay = layer.d_u == 4096 and layer.d_v == 0
+    if e != 0 and not no_decay:
+        raise ValueError(f"netx holds 8-bit weights without an exponent; weight exponent {e} with decays "
+                         f"(d_u {layer.d_u}, d_v {layer.d_v}) has no exact equivalent: use --format nir")
+    if e >= 0:
+        if layer.v_th_mant % 2**e:
+            raise ValueError(f"v_th_mant {layer.v_th_mant} is not divisible by 2^{e}: no exact netx equivalent")
+        return layer.mantissa.astype(np.int32), layer.v_th_mant // 2**e
+    return layer.mantissa.astype(np.int32), layer.v_th_mant * 2**-e
+
+
+def write_netx(path: Path, layers: list[LoihiLayer], *, rules: dict[str, str], provenance: dict) -> None:
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        chip = f.create_group("loihi1")
+        for l, layer in enumerate(layers):
+            weight, v_th_mant = netx_layer(layer)
+            g = f.create_group(f"layer/{l}")
+            g.create_dataset("type", (1,), "S10", [b"dense"])
+            g.create_dataset("shape", data=np.array([weight.shape[0]]))
+            g.create_dataset("weight", data=weight)
+            n = g.create_group("neuron")
+            n.create_dataset("type", data="CUBA")
+            for key, value in (("iDecay", layer.d_u), ("vDecay", layer.d_v), ("vThMant", v_th_mant),
+                               ("refDelay", 1)):
+                n.create_dataset(key, data=np.int64(value))
+            n.create_dataset("gradedSpike", data=False)
+            c = chip.create_group(f"layer/{l}")
+            c.create_dataset("weightMantissa", data=layer.mantissa)
+            for key, value in (("weightExponent", layer.weight_exponent), ("numWeightBits", layer.num_weight_bits),
+                               ("vThMant", layer.v_th_mant), ("iDecay", layer.d_u), ("vDecay", layer.d_v),
+                               ("clipped", layer.clipped)):
+                c.create_dataset(key, data=np.int64(value))
+            c.create_dataset("signMode", data="MIXED")
+            c.create_dataset("rmsRounding", data=layer.rms_rounding)
+        compartments = chip.create_group("compartments")
+        compartments.create_dataset("hidden", data="soma (CUBA, spikes) <- apical (error events, ADD join, no spike)")
+        compartments.create_dataset("output", data="soma (CUBA, spikes) <- teacher input")
+        learning = chip.create_group("learning")
+        for name, rule in rules.items():
+            learning.create_dataset(name, data=rule)
+        chip.create_dataset("provenance", data=json.dumps(provenance, indent=1))
+
+
+def write_nir(path: Path, layers: list[LoihiLayer], dt: float, *, provenance: dict) -> None:
+    import nir
+
+    nodes = {"input": nir.Input(input_type=np.array([layers[0].mantissa.shape[1]]))}
+    edges, previous = [], "input"
+    for l, layer in enumerate(layers, start=1):
+        n = layer.mantissa.shape[0]
+        tau_syn = dt * 4096 / layer.d_u if layer.d_u else np.inf
+        tau_mem = dt * 4096 / layer.d_v if layer.d_v else np.inf
+        nodes[f"affine{l}"] = nir.Affine(weight=layer.weight, bias=np.zeros(n))
+        nodes[f"lif{l}"] = nir.CubaLIF(tau_syn=np.full(n, tau_syn), tau_mem=np.full(n, tau_mem),
+                                       r=np.full(n, tau_mem / dt), v_leak=np.zeros(n), v_threshold=np.ones(n),
+                                       v_reset=np.zeros(n), w_in=np.full(n, tau_syn / dt))
+        edges += [(previous, f"affine{l}"), (f"affine{l}", f"lif{l}")]
+        previous = f"lif{l}"
+    nodes["output"] = nir.Output(output_type=np.array([layers[-1].mantissa.shape[0]]))
+    edges.append((previous, "output"))
+    graph = nir.NIRGraph(nodes, edges, metadata={"dt": dt, "provenance": json.dumps(provenance)})
+    nir.write(path, graph)

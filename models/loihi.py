@@ -1,0 +1,136 @@
+"""A network's inference path as Loihi 1 holds it: integer weight mantissas, exponents, compartment constants.
+
+The equation files are the one definition: ``forward_synapse_loihi.eqs`` defines each layer's weight
+exponent, step and range as subexpressions of ``N_pre`` and its parameters, and :func:`loihi_layers`
+evaluates exactly those expressions. Weights in threshold units map to Loihi's integers as
+
+    w = m * 2^w_exp / v_th_mant,   m = 2^n_drop * round(w / w_res)  in [-256, 256 - 2^n_drop],
+    w_eff = m * 2^(6 + w_exp)      (the integer added to the current per spike),
+    vth = v_th_mant * 2^6.
+
+A float network is quantised on the same grid (post-training quantisation); a Loihi-precision
+network is on it already (the learned weights) or rounded to it as the chip would (untouched ones).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from biograd.models.spec import NetworkSpec
+
+LOIHI = "loihi"  # the precision whose elements describe the chip (network.yaml's precisions table)
+_FUNCTIONS = {"clip": np.clip, "ceil": np.ceil, "floor": np.floor, "log": np.log, "sqrt": np.sqrt, "abs": np.abs}
+
+
+@dataclass(frozen=True)
+class LoihiLayer:
+    """One dense layer on Loihi: W_l (N_l x N_{l-1}) as mantissas, and the postsynaptic compartments' constants."""
+
+    mantissa: np.ndarray  # int, N_l x N_{l-1}, in [-256, 256 - 2^n_drop], multiples of 2^n_drop
+    weight_exponent: int
+    num_weight_bits: int
+    v_th_mant: int
+    d_u: int  # current decay in 1/4096 (Loihi's effective du; lava-dl netx iDecay)
+    d_v: int  # voltage decay in 1/4096 (vDecay)
+    clipped: int  # weights outside the range, clipped to it
+    rms_rounding: float  # root mean square of (quantised - given) weight, in threshold units
+
+    @property
+    def n_drop(self) -> int:
+        """Dropped low bits of the mantissa (MIXED sign mode): 9 - num_weight_bits."""
+        return 9 - self.num_weight_bits
+
+    @property
+    def weight(self) -> np.ndarray:
+        """The weights in threshold units, as the chip holds them."""
+        return self.mantissa * 2.0**self.weight_exponent / self.v_th_mant
+
+    @property
+    def effective(self) -> np.ndarray:
+        """The integer added to a postsynaptic current per presynaptic spike: m * 2^(6 + w_exp)."""
+        return self.mantissa.astype(np.int64) * 2 ** (6 + self.weight_exponent)
+
+    @property
+    def threshold(self) -> int:
+        """vth = v_th_mant * 2^6, in the same integer units."""
+        return self.v_th_mant * 2**6
+
+
+def loihi_spec(spec: NetworkSpec) -> NetworkSpec:
+    """``spec`` itself at precision loihi; a float spec becomes the same network at precision loihi, its
+    overrides applied to the Loihi elements (to quantise a float network on the chip's grid)."""
+    return spec if spec.precision == LOIHI else spec.model_copy(update={"precision": LOIHI})
+
+
+def _evaluate(expression: str, namespace: dict) -> float:
+    """A subexpression of an equation file, with numpy for Brian2's functions (the file stays the definition)."""
+    return float(eval(expression, {"__builtins__": {}}, _FUNCTIONS | namespace))  # noqa: S307 - our own files
+
+
+def loihi_layers(spec: NetworkSpec, W: list[np.ndarray]) -> list[LoihiLayer]:
+    """The forward weights ``W`` (threshold units) of the network ``spec``, on Loihi's grid."""
+    chip = loihi_spec(spec).composition
+    synapse, soma = chip.elements["forward_synapse_loihi"], chip.elements["soma_loihi"]
+    constants = {name: float(value) for name, value in synapse.values.items()} | {"v_th_mant": chip.whole("v_th_mant")}
+    layers = []
+    for weights in W:
+        namespace = constants | {"N_pre": weights.shape[1]}
+        exponent = int(_evaluate(synapse.equations["w_exp"].expr.code, namespace))
+        step = _evaluate(synapse.equations["w_res"].expr.code, namespace | {"w_exp": exponent})
+        bits = int(constants["num_weight_bits"])
+        n_drop = 9 - bits
+        steps = np.floor(weights / step + 0.5)
+        low, high = -256 // 2**n_drop, (256 - 2**n_drop) // 2**n_drop
+        mantissa = (np.clip(steps, low, high) * 2**n_drop).astype(np.int32)
+        layer = LoihiLayer(mantissa, exponent, bits, chip.whole("v_th_mant"), int(soma.values["d_u"]),
+                           int(soma.values["d_v"]), int(np.sum((steps < low) | (steps > high))), 0.0)
+        rms = float(np.sqrt(np.mean((layer.weight - weights) ** 2)))
+        layers.append(LoihiLayer(**{**layer.__dict__, "rms_rounding": rms}))
+    return layers
+
+
+def _scaled(value: float) -> str:
+    """``value`` as NxSDK writes a rule's scale: an integer mantissa (up to 8 bits) times a power of two."""
+    if value == 0:
+        return "0"
+    exponent = int(np.floor(np.log2(abs(value)))) - 7
+    mantissa = int(round(value / 2.0**exponent))
+    return f"{mantissa}*2^{exponent}"
+
+
+def learning_rules(spec: NetworkSpec) -> dict[str, str]:
+    """The learning rules of ``spec`` at Loihi precision in NxSDK's sum-of-products syntax, per synapse group,
+    with scales in weight-mantissa units: forward W_l, once per sample (learning epoch),
+        dw = C x1 y1 - C x1 y2,   C = eta eps_l 2^n_drop / (x_max w_res_l)
+    (x1: the 7-bit presynaptic trace; y1, y2: the postsynaptic neuron's err_pos, err_neg events of the
+    sample; eps_l = 1/(n_e gain_l)); feedback B_l, on each spike of its presynaptic (upper) neuron in sleep,
+        dw = C1 x0 y1 - C1 m x0 - C2 x0 w,   C1 = eta_sleep 2^n_drop / b_res_l,  C2 = eta_sleep lambda_sleep
+    (y1: the postsynaptic noise trace x_sleep, m its stationary mean). Scales are rounded to 8-bit mantissas."""
+    chip = loihi_spec(spec).composition
+    layers = loihi_layers(spec, [np.zeros((n, m)) for m, n in zip(spec.sizes[:-1], spec.sizes[1:], strict=True)])
+    forward, feedback = chip.elements["forward_synapse_loihi"], chip.elements.get("feedback_synapse_loihi")
+    x_max = float(chip.elements["eligibility_loihi"].values["x_max"])
+    eta, n_e = float(forward.values["eta"]), chip.n_e
+    rules = {}
+    for l, layer in enumerate(layers, start=1):
+        gain = float(chip.values["gain_output" if l == spec.n_layers else "gain_hidden"])
+        step = 2.0**layer.n_drop * 2.0**layer.weight_exponent / layer.v_th_mant
+        c = _scaled(eta / (n_e * gain) * 2**layer.n_drop / (x_max * step))
+        rules[f"forward{l}"] = f"dw = {c}*x1*y1 - {c}*x1*y2"
+        if feedback is not None and chip.has_feedback_synapses(l):
+            eta_sleep, decay = float(feedback.values["eta_sleep"]), float(feedback.values["lambda_sleep"])
+            b_step = 2.0**layer.n_drop * 2.0 ** _exponent(feedback, chip, spec.sizes[l - 1]) / layer.v_th_mant
+            c1 = eta_sleep * 2**layer.n_drop / b_step
+            noise = chip.elements["sleep_noise"].values
+            mean = float(noise["p_noise"]) * (float(noise["tau_sleep"] / chip.dt) - 1)
+            rules[f"feedback{l}"] = (f"dw = {_scaled(c1)}*x0*y1 - {_scaled(c1 * mean)}*x0 - "
+                                     f"{_scaled(eta_sleep * decay)}*x0*w")
+    return rules
+
+
+def _exponent(element, chip, n_post: int) -> int:
+    namespace = {k: float(v) for k, v in element.values.items()} | {"v_th_mant": chip.whole("v_th_mant"),
+                                                                     "N_post": n_post}
+    return int(_evaluate(element.equations["b_exp"].expr.code, namespace))
