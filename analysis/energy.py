@@ -14,8 +14,9 @@ probes (``probe``); per sleep block from ``sleep`` or ``probe_sleep``. With a sl
     energy = sum_op count_op * E_op            (E_op from analysis/loihi_energy.yaml)
 
 This prices the operations the Brian2 model performs, on all-to-all synapses, with one update per
-neuron and time step; it leaves out spike routing between cores, static power and host I/O, which
-a measurement on the chip includes.
+neuron and time step, each at its smallest Table 2 figure: a lower bound on dynamic energy. It leaves
+out spike routing, static power, barrier synchronisation, the extra compartments of a multi-compartment
+neuron and host I/O, which a measurement on the chip includes (the table's ``bound`` says so).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class EnergyTable(BaseModel):
     model_config = ConfigDict(extra="forbid")
     source: str
     verification: str
+    bound: str  # what the estimate is (a lower bound on dynamic energy) and what it leaves out
     operations: dict[str, Operation]
     paper_gpu_ratio: float
 

@@ -62,7 +62,7 @@ def energy_section(run: RunData, table) -> tuple[str, pd.DataFrame]:
                 f"`biograd probe {run.path}`).", estimate)
     sizes = cfg.model.sizes
     flops = 6 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))  # forward 2, backward 4 per weight
-    text = (f"**{run.label}**: {training:.3g} uJ per training sample, "
+    text = (f"**{run.label}**: at least {training:.3g} uJ per training sample, "
             f"{summary.query('phase == \"inference\" and operation == \"total\"').energy_uJ.iloc[0]:.3g} uJ per "
             f"inference. The equivalent dense network needs {flops:.3g} FLOPs per training sample (forward 2, "
             f"backward 4 per weight), so a GPU matches this estimate at {training * 1e-6 / flops * 1e12:.3g} pJ per "
@@ -79,10 +79,12 @@ cores and static power, and a GPU measurement adds everything a GPU does besides
 data-centre GPU running dense half-precision matrix products at full use spends well under
 1 pJ per FLOP (spec-sheet figures, e.g. about 700 W for about 10^15 FLOP/s), far below the
 break-even figure above: at full use, a GPU would need less energy per sample than this estimate.
-The paper's ratio therefore describes online training at batch size 1, where a GPU runs at a
-tiny fraction of its peak and its energy per sample is dominated by fixed costs (kernel launches,
-memory traffic, idle power). The implied GPU energy per FLOP above shows how far from peak the
-GPU side must have been for 400x to hold. No GPU was measured here."""
+The paper's ratio (Loihi against the same BioGrad training on a GPU; the GPU, the energies and the
+method are not in its abstract) therefore describes online training at batch size 1, where a GPU
+runs at a tiny fraction of its peak and its energy per sample is dominated by fixed costs (kernel
+launches, memory traffic, idle power). The implied GPU energy per FLOP above shows how far from peak
+the GPU side must have been for 400x to hold. No GPU was measured here (power x time per sample from
+nvidia-smi is the measurement to make where one is lent)."""
 
 
 def write_report(paths: list[Path], out: Path | None = None) -> Path:
@@ -133,7 +135,7 @@ def write_report(paths: list[Path], out: Path | None = None) -> Path:
         lines += ["![rates](rates.png)", ""]
     table = load_energy_table()
     lines += ["## Energy estimate (Loihi per-operation energies)", "", f"Source: {table.source}", "",
-              f"Caveat: {table.verification}", ""]
+              f"Figures: {table.verification}", "", f"What it is: {table.bound}", ""]
     for run in runs:
         text, estimate = energy_section(run, table)
         lines += [text, "", _md(totals(estimate)), "", _md(estimate), ""]

@@ -65,6 +65,29 @@ def test_demo_checks_trains_and_reports(tmp_path, monkeypatch):
     assert list(tmp_path.glob("runs/out/*_demo_*/report/report.md"))
 
 
+def test_export_writes_netx_and_nir_of_a_trained_run(tmp_path):
+    """A tiny float run, exported: netx's layer groups and the loihi1/ group, and a NIR graph that reads back."""
+    import h5py
+    import nir
+
+    config = tmp_path / "c.yaml"
+    config.write_text("name: c\nmodel: {sizes: [64, 12, 10]}\ndata: {source: sklearn, n_train: 40, n_test: 20, "
+                      "validation: 0}\ntrain: {backend: numpy, epochs: 1, warmup_sleep_blocks: 1, chunk: 40}\n"
+                      "record: {probe_samples: 0}\n")
+    assert runner.invoke(app, ["train", str(config), "--out", str(tmp_path / "out")]).exit_code == 0
+    run = next((tmp_path / "out").glob("*_c_*"))
+    for fmt in ("netx", "nir"):
+        result = runner.invoke(app, ["export", str(run), "--format", fmt])
+        assert result.exit_code == 0, result.output
+    with h5py.File(run / "export.net") as f:
+        assert f["layer/0/weight"].shape == (12, 64) and f["layer/1/weight"].shape == (10, 12)
+        assert f["layer/0/type"][0] == b"dense" and f["layer/1/neuron/type"][()] == b"CUBA"
+        assert set(f["loihi1/learning"]) == {"forward1", "forward2", "feedback2"}
+        assert "provenance" in f["loihi1"]
+    graph = nir.read(run / "export.nir")
+    assert list(graph.nodes["lif2"].v_threshold) == [1.0] * 10
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["describe", "--sizes", "784-x-10"], "--sizes '784-x-10': neurons per layer joined by '-', e.g. 784-500-10"),
     (["describe", "--feedback", "mirror"], "Invalid value for '--feedback'"),
@@ -75,6 +98,8 @@ def test_demo_checks_trains_and_reports(tmp_path, monkeypatch):
     (["sweep", "{typo}"], "t.yaml:2: grids: unknown key"),
     (["sweep", "{sweep}"], "model.params.soma.v_thr: unknown parameter of soma"),
     (["evaluate", "{run}", "--split", "validation"], "the run has no validation split (data.validation is 0)"),
+    (["export", "{tmp}"], "not a run directory (no config.yaml)"),
+    (["export", "{run}", "--format", "onnx"], "Invalid value for '--format'"),
 ])
 def test_bad_command_lines_are_one_line_errors(tmp_path, args, message):
     config = tmp_path / "c.yaml"
