@@ -5,6 +5,7 @@
 # Set-up is skipped when nothing changed (stamp file depends on pyproject.toml).
 # GPU backend (brian2cuda): make gpu installs the gpu extra; make test-cuda compiles the model to
 # CUDA (needs nvcc) and, where a GPU is present, checks it against cpp_standalone.
+# Lava cross-check of the netx export: make lava (its own Python 3.10 environment), then make test-lava.
 
 VENV      ?= .venv
 PY        := $(VENV)/bin/python
@@ -13,7 +14,9 @@ GPU_STAMP := $(VENV)/.installed-gpu
 EXTRAS    ?= dev,nmnist,notebooks,loihi
 PYTEST_ARGS ?= -n 2
 
-.PHONY: venv gpu demo test test-standalone test-slow test-cuda lint describe clean
+LAVA_VENV ?= .venv-lava
+
+.PHONY: venv gpu lava demo test test-standalone test-slow test-cuda test-lava lint describe clean
 
 venv: $(STAMP)
 
@@ -26,6 +29,15 @@ gpu: $(GPU_STAMP)
 $(GPU_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e ".[gpu]"
 	@touch $(GPU_STAMP)
+
+# Lava (lava-nc 0.10, lava-dl 0.6) needs Python 3.10: its own environment, for the netx cross-check only.
+lava: $(LAVA_VENV)/.installed
+
+$(LAVA_VENV)/.installed:
+	@bash scripts/make_lava_venv.sh "$(LAVA_VENV)"
+
+test-lava: $(STAMP) lava
+	$(PY) -m pytest tests/test_loihi_export.py -m slow $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(PY) -m biograd.cli demo
@@ -50,4 +62,4 @@ describe: $(STAMP)
 	$(PY) -m biograd.cli describe
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(LAVA_VENV) build *.egg-info .pytest_cache

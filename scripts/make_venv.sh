@@ -5,24 +5,9 @@ set -euo pipefail
 venv=${1:-.venv}
 extras=${2:-dev}
 
-find_python() {
-  for candidate in "${PYTHON:-}" python3.12 "$HOME/.pyenv/versions/"3.12*/bin/python3.12 \
-                   /usr/local/bin/python3.12 /usr/bin/python3.12; do
-    [ -n "$candidate" ] || continue
-    for exe in $candidate; do
-      if command -v "$exe" >/dev/null 2>&1 && "$exe" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then
-        command -v "$exe"; return 0
-      fi
-    done
-  done
-  if command -v pyenv >/dev/null 2>&1; then
-    version=$(pyenv versions --bare 2>/dev/null | grep -E '^3\.12' | tail -n1 || true)
-    if [ -n "$version" ]; then echo "$(pyenv root)/versions/$version/bin/python3.12"; return 0; fi
-  fi
-  return 1
-}
+. "$(dirname "$0")/find_python.sh"
 
-if ! python=$(find_python); then
+if ! python=$(find_python 3.12 "${PYTHON:-}"); then
   cat >&2 <<MSG
 error: Python 3.12 not found (brian2 2.10.1, pinned by brian2cuda, needs Python 3.12).
 Install it, then rerun make:

@@ -2,9 +2,15 @@
 
 * brian2-loihi 0.5.2 (Michaelis et al. 2022), built from the netx file's layers alone, fires the same
   spikes, step for step, as the project's integer model on 100 embedded MNIST digits.
+* lava-nc's bit-accurate models, loaded from the netx file by lava-dl, fire the integer model's output
+  spikes, step for step (in their own Python 3.10 environment, ``make lava``; skipped without it).
 * The NIR file reads back exactly (``nir.read(type_check=True)``), and its float network, stepped with
   forward Euler as the export's docstring says, classifies the digits as the integer model does.
 """
+
+import os
+import subprocess
+from pathlib import Path
 
 import brian2 as b2
 import h5py
@@ -165,3 +171,27 @@ def test_nir_float_network_classifies_as_the_integer_model(integer_model, tmp_pa
         integer_counts[digit, neuron] += 1
     assert integer_counts.sum() > N_DIGITS
     np.testing.assert_array_equal(counts, integer_counts)
+
+
+def lava_python() -> str | None:
+    """The Lava environment's interpreter (``make lava``; or $BIOGRAD_LAVA_PYTHON), if it exists."""
+    candidate = os.environ.get("BIOGRAD_LAVA_PYTHON") or str(Path(__file__).parents[1] / ".venv-lava/bin/python")
+    return candidate if Path(candidate).is_file() else None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(lava_python() is None, reason="no Lava environment (make lava: Python 3.10, lava-nc 0.10, "
+                                                  "lava-dl 0.6)")
+def test_lava_bit_accurate_models_fire_the_integer_models_output_spikes(integer_model, tmp_path):
+    """lava-dl's netx loads the netx file into lava-nc's fixed-point LIF and Dense models (Loihi1SimCfg,
+    fixed_pt); its output spikes per digit, step for step, are the integer model's."""
+    layers, spikes, _, n_f = integer_model
+    net, inputs, out = tmp_path / "net.net", tmp_path / "inputs.npz", tmp_path / "out.npz"
+    write_netx(net, layers, rules=learning_rules(SPEC), provenance={})
+    np.savez(inputs, spikes=np.array(sorted(spikes[0])), digits=N_DIGITS, steps=n_f)
+    script = Path(__file__).parents[1] / "scripts/lava_netx_check.py"
+    subprocess.run([lava_python(), str(script), str(net), str(inputs), str(out)], check=True, timeout=1200)
+    lava = {tuple(int(x) for x in row) for row in np.load(out)["spikes"]}
+    in_slot = {(digit, step, neuron) for digit, step, neuron in lava if step < n_f}  # the slot; the rest is padding
+    assert len(spikes[-1]) > N_DIGITS
+    assert in_slot == spikes[-1], f"{len(in_slot ^ spikes[-1])} of {len(spikes[-1])} spikes differ"
