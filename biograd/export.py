@@ -13,7 +13,7 @@ its mantissas with ``vThMant`` = v_th_mant / 2^e: the same spikes, exactly, wher
 decay (d_u = 4096, d_v = 0: every integer is scaled by 2^e); with decays, an exponent other than 0
 is refused. The group ``loihi1/`` (ignored by netx) holds what netx cannot: per layer the mantissa,
 weightExponent, numWeightBits, sign mode and quantisation statistics; the compartment structure;
-the learning rules in NxSDK's sum-of-products syntax; and provenance.
+the learning rules in NxSDK's sum-of-products syntax with their traces' parameters; and provenance.
 
 **NIR** (``nir.write``): Input -> (Affine -> CubaLIF) per layer -> Output, with the float equivalents
 of the integers in threshold units (weights W, v_threshold 1, v_leak 0, v_reset 0) and time
@@ -33,7 +33,7 @@ from typing import Literal
 import numpy as np
 
 from biograd.models.elements import equations_dir
-from biograd.models.loihi import LOIHI, LoihiLayer, learning_rules, loihi_layers
+from biograd.models.loihi import LOIHI, LoihiLayer, learning_rules, loihi_layers, trace_parameters
 from biograd.rundir import RunDirectory
 
 Format = Literal["netx", "nir"]
@@ -55,7 +55,7 @@ def export_run(run_dir: Path, fmt: Format, out: Path | None = None) -> Path:
                   "precision": spec.precision, "versions": run.read_json("versions.json")}
     dt = float(spec.composition.dt)
     if fmt == "netx":
-        write_netx(out, layers, rules=learning_rules(spec), provenance=provenance)
+        write_netx(out, layers, rules=learning_rules(spec), traces=trace_parameters(spec), provenance=provenance)
     else:
         write_nir(out, layers, dt, provenance=provenance)
     return out
@@ -75,7 +75,8 @@ def netx_layer(layer: LoihiLayer) -> tuple[np.ndarray, int]:
     return layer.mantissa.astype(np.int32), layer.v_th_mant * 2**-e
 
 
-def write_netx(path: Path, layers: list[LoihiLayer], *, rules: dict[str, str], provenance: dict) -> None:
+def write_netx(path: Path, layers: list[LoihiLayer], *, rules: dict[str, str], provenance: dict,
+               traces: dict[str, dict[str, float]] | None = None) -> None:
     import h5py
 
     with h5py.File(path, "w") as f:
@@ -106,6 +107,9 @@ def write_netx(path: Path, layers: list[LoihiLayer], *, rules: dict[str, str], p
         learning = chip.create_group("learning")
         for name, rule in rules.items():
             learning.create_dataset(name, data=rule)
+        for name, parameters in (traces or {}).items():
+            for key, value in parameters.items():
+                learning.create_dataset(f"traces/{name}/{key}", data=value)
         chip.create_dataset("provenance", data=json.dumps(provenance, indent=1))
 
 

@@ -134,3 +134,18 @@ def _exponent(element, chip, n_post: int) -> int:
     namespace = {k: float(v) for k, v in element.values.items()} | {"v_th_mant": chip.whole("v_th_mant"),
                                                                      "N_post": n_post}
     return int(_evaluate(element.equations["b_exp"].expr.code, namespace))
+
+
+def trace_parameters(spec: NetworkSpec) -> dict[str, dict[str, float]]:
+    """The learning rules' traces at Loihi precision (NxSDK's impulse and decay time constant, tau 0 = no decay
+    within a learning epoch): x1, the presynaptic 7-bit forward trace; y1/y2, the postsynaptic err_pos/err_neg
+    counts; y1 of the sleep rule, the postsynaptic noise trace x_sleep (decay 1 - dt/tau_sleep per step)."""
+    chip = loihi_spec(spec).composition
+    x_max = float(chip.elements["eligibility_loihi"].values["x_max"])
+    traces = {"forward.x1": {"impulse": x_max / chip.n_f, "tau": 0, "bits": 7, "stochastic_rounding": 1},
+              "forward.y1": {"impulse": 1, "tau": 0, "bits": 7, "stochastic_rounding": 0},
+              "forward.y2": {"impulse": 1, "tau": 0, "bits": 7, "stochastic_rounding": 0}}
+    if "sleep_noise" in chip.elements and spec.feedback == "sleep":
+        tau = float(chip.elements["sleep_noise"].values["tau_sleep"] / chip.dt)
+        traces["feedback.y1"] = {"impulse": 1, "tau": tau, "bits": 7, "stochastic_rounding": 1}
+    return traces

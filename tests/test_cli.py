@@ -82,7 +82,8 @@ def test_export_writes_netx_and_nir_of_a_trained_run(tmp_path):
     with h5py.File(run / "export.net") as f:
         assert f["layer/0/weight"].shape == (12, 64) and f["layer/1/weight"].shape == (10, 12)
         assert f["layer/0/type"][0] == b"dense" and f["layer/1/neuron/type"][()] == b"CUBA"
-        assert set(f["loihi1/learning"]) == {"forward1", "forward2", "feedback2"}
+        assert set(f["loihi1/learning"]) == {"forward1", "forward2", "feedback2", "traces"}
+        assert f["loihi1/learning/traces/forward.x1/bits"][()] == 7
         assert "provenance" in f["loihi1"]
     graph = nir.read(run / "export.nir")
     assert list(graph.nodes["lif2"].v_threshold) == [1.0] * 10
