@@ -10,17 +10,20 @@ weight layer, a ``dense`` layer with integer ``weight`` (N_l x N_{l-1}) and a ``
 (``iDecay`` = d_u, ``vDecay`` = d_v, ``vThMant``, ``refDelay`` 1). netx's weights are 8-bit values in
 the neuron's units without Loihi's 2^6 (u += weight << 6), so a layer with exponent e is written as
 its mantissas with ``vThMant`` = v_th_mant / 2^e: the same spikes, exactly, where the state does not
-decay (d_u = 4096, d_v = 0: every integer is scaled by 2^e); with decays, an exponent other than 0
-is refused. The group ``loihi1/`` (ignored by netx) holds what netx cannot: per layer the mantissa,
-weightExponent, numWeightBits, sign mode and quantisation statistics; the compartment structure;
-the learning rules in NxSDK's sum-of-products syntax with their traces' parameters; and provenance.
+decay (d_u = 4096, d_v = 0: every integer is scaled by 2^e) and no register overflows (the 24-bit
+limits do not scale); with decays, an exponent other than 0 is refused. The group ``loihi1/``
+(ignored by netx) holds what netx cannot: per layer the mantissa, weightExponent, numWeightBits,
+sign mode and quantisation statistics; the compartment structure; the learning rules in NxSDK's
+sum-of-products syntax with their traces' parameters; and provenance.
 
 **NIR** (``nir.write``): Input -> (Affine -> CubaLIF) per layer -> Output, with the float equivalents
 of the integers in threshold units (weights W, v_threshold 1, v_leak 0, v_reset 0) and time
-constants in seconds for forward Euler at dt = one Loihi step: tau_syn = dt * 4096/d_u,
-tau_mem = dt * 4096/d_v (infinite without leak), r = tau_mem/dt and w_in = tau_syn/dt, so that per
-step I <- I (1 - d_u/4096) + W s and v <- v (1 - d_v/4096) + I. Without leak r and tau_mem are
-both infinite: a reader takes r/tau_mem = 1/dt (Lava-DL's reader ignores r).
+constants in seconds for forward Euler at dt = one Loihi step (graph metadata ``dt``):
+tau_syn = dt * 4096/d_u, tau_mem = dt * 4096/d_v, r = tau_mem/dt and w_in = tau_syn/dt, so that
+per step, a spike counting 1 in the step it arrives, I <- I (1 - d_u/4096) + W s and then
+v <- v (1 - d_v/4096) + I (the new I). Without leak (d_v = 0) tau_mem is NO_LEAK_STEPS steps: a
+leak of 1e-9 per step, far below the weights' step, where an infinite tau_mem would make r/tau_mem
+undefined for a reader. Spikes travel one step per layer, as on Loihi.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from biograd.models.loihi import LOIHI, LoihiLayer, learning_rules, loihi_layers
 from biograd.rundir import RunDirectory
 
 Format = Literal["netx", "nir"]
+NO_LEAK_STEPS = 1e9  # NIR's tau_mem, in steps, of a compartment without leak
 SUFFIX = {"netx": ".net", "nir": ".nir"}
 
 
@@ -121,7 +125,7 @@ def write_nir(path: Path, layers: list[LoihiLayer], dt: float, *, provenance: di
     for l, layer in enumerate(layers, start=1):
         n = layer.mantissa.shape[0]
         tau_syn = dt * 4096 / layer.d_u if layer.d_u else np.inf
-        tau_mem = dt * 4096 / layer.d_v if layer.d_v else np.inf
+        tau_mem = dt * (4096 / layer.d_v if layer.d_v else NO_LEAK_STEPS)
         nodes[f"affine{l}"] = nir.Affine(weight=layer.weight, bias=np.zeros(n))
         nodes[f"lif{l}"] = nir.CubaLIF(tau_syn=np.full(n, tau_syn), tau_mem=np.full(n, tau_mem),
                                        r=np.full(n, tau_mem / dt), v_leak=np.zeros(n), v_threshold=np.ones(n),

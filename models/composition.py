@@ -45,7 +45,8 @@ class CompositionTable(BaseModel):
     model_config = ConfigDict(extra="forbid")
     description: str
     parameters: dict[str, Parameter]
-    precisions: dict[str, dict[str, str]] = {}  # precision -> {float element: its replacement}
+    precisions: dict[str, dict[str, str | dict[LayerKind, str]]] = {}  # precision -> {float element: replacement,
+    # everywhere or per layer kind}
     layers: dict[LayerKind, GroupRecipe]
     synapses: dict[SynapseKind, GroupRecipe]
 
@@ -136,8 +137,8 @@ class Composition:
     def element_names(self, kind: str) -> list[str]:
         """The elements of ``kind``'s groups: the recipe's, encoder filled in, the precision's replacements made."""
         replace = self.table.precisions.get(self.precision, {})
-        names = (name.format(encoder=self.encoder) for name in self.recipe(kind).elements)
-        return [replace.get(name, name) for name in names]
+        names = [name.format(encoder=self.encoder) for name in self.recipe(kind).elements]
+        return [_replacement(replace.get(name, name), kind, name) for name in names]
 
     def group_elements(self, kind: str) -> list[Element]:
         return [self.elements[name] for name in self.element_names(kind)]
@@ -184,6 +185,11 @@ class Composition:
             group.on_pre, group.on_post = {"pre": group.on_pre["pre"]}, {}
             group.pathway_events = {"pre": "spike"}
         return group
+
+
+def _replacement(target: str | dict[str, str], kind: str, name: str) -> str:
+    """The element that stands for ``name`` in a group of ``kind`` (a per-kind replacement keeps ``name`` elsewhere)."""
+    return target if isinstance(target, str) else target.get(kind, name)
 
 
 def _same(a, b) -> bool:
@@ -272,7 +278,8 @@ def load_composition(sizes: tuple[int, ...], feedback: str, encoder: str, params
     elements = {name: fresh_element(name, directory) for name in names}
     replace = table.precisions.get(precision, {})
     for written, overrides in params.items():
-        element = replace.get(written, written)  # a float element's overrides apply to its replacement
+        target = replace.get(written, written)  # a float element's overrides apply to its replacement everywhere
+        element = target if isinstance(target, str) else written
         if element != COMPOSITION and element not in elements:
             raise ModelFileError(path, f"model.params.{written}: no element of that name in this network "
                                  f"(elements: {', '.join([COMPOSITION, *sorted(elements)])})")

@@ -80,6 +80,9 @@ def loihi_layers(spec: NetworkSpec, W: list[np.ndarray]) -> list[LoihiLayer]:
         exponent = int(_evaluate(synapse.equations["w_exp"].expr.code, namespace))
         step = _evaluate(synapse.equations["w_res"].expr.code, namespace | {"w_exp": exponent})
         bits = int(constants["num_weight_bits"])
+        if bits == 7:
+            raise ValueError("num_weight_bits 7 is not a Loihi setting (0..6 or 8): forward_synapse_loihi.yaml or "
+                             "model.params.forward_synapse.num_weight_bits")
         n_drop = 9 - bits
         steps = np.floor(weights / step + 0.5)
         low, high = -256 // 2**n_drop, (256 - 2**n_drop) // 2**n_drop
@@ -97,6 +100,8 @@ def _scaled(value: float) -> str:
         return "0"
     exponent = int(np.floor(np.log2(abs(value)))) - 7
     mantissa = int(round(value / 2.0**exponent))
+    if abs(mantissa) == 256:  # rounded up to 9 bits
+        mantissa, exponent = mantissa // 2, exponent + 1
     return f"{mantissa}*2^{exponent}"
 
 

@@ -124,7 +124,7 @@ def test_nir_file_reads_back_exactly(tmp_path):
         np.testing.assert_array_equal(graph.nodes[f"affine{l}"].weight, layer.weight)
         lif = graph.nodes[f"lif{l}"]
         np.testing.assert_array_equal(lif.tau_syn, np.full(layer.mantissa.shape[0], 1e-3))  # d_u 4096: one step
-        np.testing.assert_array_equal(lif.tau_mem, np.inf)  # d_v 0: no leak
+        assert (lif.tau_mem / 1e-3 >= 1e9).all()  # d_v 0: no leak (1e-9 per step)
         np.testing.assert_array_equal(lif.v_threshold, 1.0)
     assert graph.metadata["dt"] == 1e-3
 
@@ -146,10 +146,8 @@ def nir_float_spike_counts(graph: nir.NIRGraph, input_spikes: set, n_f: int) -> 
         for l, name in enumerate(names, start=1):
             lif, W = graph.nodes[name], graph.nodes[f"affine{l}"].weight
             I, v = state[name]
-            no_leak = np.isinf(lif.r).all() and np.isinf(lif.tau_mem).all()  # r/tau_mem = 1/dt (the export's docs)
-            gain = 1.0 if no_leak else dt * lif.r / lif.tau_mem
             I = I * (1 - dt / lif.tau_syn) + (dt / lif.tau_syn) * lif.w_in * (below @ W.T)
-            v = v * (1 - dt / lif.tau_mem) + gain * I
+            v = v * (1 - dt / lif.tau_mem) + (dt * lif.r / lif.tau_mem) * I
             fired = v > lif.v_threshold
             state[name] = [I, np.where(fired, lif.v_reset, v)]
             new_spikes[name], below = fired, spikes[name]
@@ -160,8 +158,11 @@ def nir_float_spike_counts(graph: nir.NIRGraph, input_spikes: set, n_f: int) -> 
 
 @pytest.mark.slow
 def test_nir_float_network_classifies_as_the_integer_model(integer_model, tmp_path):
-    """Weights and thresholds are binary fractions, so the float network's sums are exact: its output spike counts,
-    hence its classes (argmax of the counts), are the integer model's, digit for digit."""
+    """The float network of the NIR file, stepped with forward Euler as the export documents, against the integer
+    model. Tolerance: the same class (argmax of output spike counts) on at least 99 of 100 digits, and output spike
+    counts that differ by at most one in at most 1% of (digit, neuron) pairs. A float potential that lands exactly on
+    the threshold (sums on the weights' grid do; the integer comparison is strict) may tip either way once r/tau_mem
+    and the 1e-9 leak that stands for none are rounded: measured 5 of 1,000 counts off by one, 100 of 100 classes."""
     layers, spikes, _, n_f = integer_model
     path = tmp_path / "net.nir"
     write_nir(path, layers, 1e-3, provenance={})
@@ -170,7 +171,9 @@ def test_nir_float_network_classifies_as_the_integer_model(integer_model, tmp_pa
     for digit, _, neuron in spikes[-1]:
         integer_counts[digit, neuron] += 1
     assert integer_counts.sum() > N_DIGITS
-    np.testing.assert_array_equal(counts, integer_counts)
+    off = np.abs(counts - integer_counts)
+    assert off.max() <= 1 and (off > 0).mean() <= 0.01
+    assert np.sum(counts.argmax(1) == integer_counts.argmax(1)) >= 99
 
 
 def lava_python() -> str | None:

@@ -193,10 +193,16 @@ def test_precision_replaces_the_float_elements_and_their_overrides_follow(precis
     """model.precision picks the ablation level of network.yaml's precisions table; an override written for a float
     element (model.params.forward_synapse.eta) reaches its replacement."""
     spec = NetworkSpec(sizes=(6, 5, 4), precision=precision, params={"forward_synapse": {"eta": "0.01"}})
-    names = set(spec.composition.elements)
+    composition = spec.composition
+    names = set(composition.elements)
     assert {n for n in names if n.endswith("_loihi")} == loihi_elements
-    assert not {n.removesuffix("_loihi") for n in loihi_elements} & names
-    assert float(spec.composition.elements["forward_synapse_loihi"].values["eta"]) == 0.01
+    assert not {n.removesuffix("_loihi") for n in loihi_elements} - {"eligibility"} & names
+    assert float(composition.elements["forward_synapse_loihi"].values["eta"]) == 0.01
+    if "eligibility_loihi" in loihi_elements:  # the learning trace is 7-bit; the output's and inference's rates count
+        assert "eligibility_loihi" in composition.element_names("input")
+        assert "eligibility_loihi" in composition.element_names("hidden")
+        for kind in ("output", "inference_input", "inference"):
+            assert "eligibility" in composition.element_names(kind)
 
 
 def test_unknown_precision_or_parameter_is_named():
