@@ -43,6 +43,11 @@ class LoihiLayer:
         return 9 - self.num_weight_bits
 
     @property
+    def step(self) -> float:
+        """The weight's step in threshold units, 2^(w_exp + n_drop) / v_th_mant."""
+        return 2.0 ** (self.weight_exponent + self.n_drop) / self.v_th_mant
+
+    @property
     def weight(self) -> np.ndarray:
         """The weights in threshold units, as the chip holds them."""
         return self.mantissa * 2.0**self.weight_exponent / self.v_th_mant
@@ -64,22 +69,24 @@ def loihi_spec(spec: NetworkSpec) -> NetworkSpec:
     return spec if spec.precision == LOIHI else spec.model_copy(update={"precision": LOIHI})
 
 
-def _evaluate(expression: str, namespace: dict) -> float:
-    """A subexpression of an equation file, with numpy for Brian2's functions (the file stays the definition)."""
-    return float(eval(expression, {"__builtins__": {}}, _FUNCTIONS | namespace))  # noqa: S307 - our own files
+def _evaluate(element, name: str, namespace: dict) -> float:
+    """The subexpression ``name`` of ``element``'s equation file, with its parameters and ``namespace`` (numbers in
+    SI units) and numpy for Brian2's functions: the file stays the one definition."""
+    values = {k: float(v) for k, v in element.values.items()} | namespace
+    expression = element.equations[name].expr.code
+    return float(eval(expression, {"__builtins__": {}}, _FUNCTIONS | values))  # noqa: S307 - our own files
 
 
 def loihi_layers(spec: NetworkSpec, W: list[np.ndarray]) -> list[LoihiLayer]:
     """The forward weights ``W`` (threshold units) of the network ``spec``, on Loihi's grid."""
     chip = loihi_spec(spec).composition
     synapse, soma = chip.elements["forward_synapse_loihi"], chip.elements["soma_loihi"]
-    constants = {name: float(value) for name, value in synapse.values.items()} | {"v_th_mant": chip.whole("v_th_mant")}
     layers = []
     for weights in W:
-        namespace = constants | {"N_pre": weights.shape[1]}
-        exponent = int(_evaluate(synapse.equations["w_exp"].expr.code, namespace))
-        step = _evaluate(synapse.equations["w_res"].expr.code, namespace | {"w_exp": exponent})
-        bits = int(constants["num_weight_bits"])
+        namespace = {"v_th_mant": chip.whole("v_th_mant"), "N_pre": weights.shape[1]}
+        exponent = int(_evaluate(synapse, "w_exp", namespace))
+        step = _evaluate(synapse, "w_res", namespace | {"w_exp": exponent})
+        bits = int(synapse.values["num_weight_bits"])
         if bits == 7:
             raise ValueError("num_weight_bits 7 is not a Loihi setting (0..6 or 8): forward_synapse_loihi.yaml or "
                              "model.params.forward_synapse.num_weight_bits")
@@ -117,28 +124,21 @@ def learning_rules(spec: NetworkSpec) -> dict[str, str]:
     layers = loihi_layers(spec, [np.zeros((n, m)) for m, n in zip(spec.sizes[:-1], spec.sizes[1:], strict=True)])
     forward, feedback = chip.elements["forward_synapse_loihi"], chip.elements.get("feedback_synapse_loihi")
     x_max = float(chip.elements["eligibility_loihi"].values["x_max"])
-    eta, n_e = float(forward.values["eta"]), chip.n_e
     rules = {}
     for l, layer in enumerate(layers, start=1):
-        gain = float(chip.values["gain_output" if l == spec.n_layers else "gain_hidden"])
-        step = 2.0**layer.n_drop * 2.0**layer.weight_exponent / layer.v_th_mant
-        c = _scaled(eta / (n_e * gain) * 2**layer.n_drop / (x_max * step))
+        post = {"n_e": chip.n_e} | {k: float(v) for k, v in chip.set_values(chip.layer_kind(l)).items()}
+        eps = _evaluate(chip.elements["error_events"], "eps_error", post)  # 1/(n_e gain_l)
+        c = _scaled(float(forward.values["eta"]) * eps * 2**layer.n_drop / (x_max * layer.step))
         rules[f"forward{l}"] = f"dw = {c}*x1*y1 - {c}*x1*y2"
         if feedback is not None and chip.has_feedback_synapses(l):
-            eta_sleep, decay = float(feedback.values["eta_sleep"]), float(feedback.values["lambda_sleep"])
-            b_step = 2.0**layer.n_drop * 2.0 ** _exponent(feedback, chip, spec.sizes[l - 1]) / layer.v_th_mant
+            grid = {"v_th_mant": layer.v_th_mant, "N_post": spec.sizes[l - 1]}
+            b_step = _evaluate(feedback, "b_res", grid | {"b_exp": int(_evaluate(feedback, "b_exp", grid))})
+            eta_sleep = float(feedback.values["eta_sleep"])
             c1 = eta_sleep * 2**layer.n_drop / b_step
-            noise = chip.elements["sleep_noise"].values
-            mean = float(noise["p_noise"]) * (float(noise["tau_sleep"] / chip.dt) - 1)
+            mean = _evaluate(chip.elements["sleep_noise"], "x_mean", {"dt": float(chip.dt)})
             rules[f"feedback{l}"] = (f"dw = {_scaled(c1)}*x0*y1 - {_scaled(c1 * mean)}*x0 - "
-                                     f"{_scaled(eta_sleep * decay)}*x0*w")
+                                     f"{_scaled(eta_sleep * float(feedback.values['lambda_sleep']))}*x0*w")
     return rules
-
-
-def _exponent(element, chip, n_post: int) -> int:
-    namespace = {k: float(v) for k, v in element.values.items()} | {"v_th_mant": chip.whole("v_th_mant"),
-                                                                     "N_post": n_post}
-    return int(_evaluate(element.equations["b_exp"].expr.code, namespace))
 
 
 def trace_parameters(spec: NetworkSpec) -> dict[str, dict[str, float]]:
