@@ -102,10 +102,12 @@ class Composition:
         return self.whole("slot_sleep") + layer
 
     def constants(self) -> dict[str, int]:
-        """Numbers every group's schedule reads (whole numbers, as the equations compare them with integers)."""
+        """Numbers every group may read: the schedule's (whole numbers, as the equations compare them with
+        integers), the Loihi threshold mantissa and the initial weights' scale (the Loihi weights' range)."""
         return {"n_f": self.n_f, "n_e": self.n_e, "n_slot": self.n_slot} | \
             {name: self.whole(name) for name in ("slot_infer", "slot_train", "slot_sleep")} | \
-            {name: self.whole(name) for name in LOIHI_NUMBERS if name in self.values}
+            {name: self.whole(name) for name in LOIHI_NUMBERS if name in self.values} | \
+            {"init_scale": float(self.values["init_scale"])}
 
     def err_phase(self, layer: int) -> int:
         """Error phase in which ``layer`` emits: output 1, the layer below 2, ..., input never (0)."""

@@ -83,7 +83,8 @@ def loihi_layers(spec: NetworkSpec, W: list[np.ndarray]) -> list[LoihiLayer]:
     synapse, soma = chip.elements["forward_synapse_loihi"], chip.elements["soma_loihi"]
     layers = []
     for weights in W:
-        namespace = {"v_th_mant": chip.whole("v_th_mant"), "N_pre": weights.shape[1]}
+        namespace = {"v_th_mant": chip.whole("v_th_mant"), "init_scale": float(chip.values["init_scale"]),
+                     "N_pre": weights.shape[1]}
         exponent = int(_evaluate(synapse, "w_exp", namespace))
         step = _evaluate(synapse, "w_res", namespace | {"w_exp": exponent})
         bits = int(synapse.values["num_weight_bits"])
@@ -131,7 +132,8 @@ def learning_rules(spec: NetworkSpec) -> dict[str, str]:
         c = _scaled(float(forward.values["eta"]) * eps * 2**layer.n_drop / (x_max * layer.step))
         rules[f"forward{l}"] = f"dw = {c}*x1*y1 - {c}*x1*y2"
         if feedback is not None and chip.has_feedback_synapses(l):
-            grid = {"v_th_mant": layer.v_th_mant, "N_post": spec.sizes[l - 1]}
+            grid = {"v_th_mant": layer.v_th_mant, "init_scale": float(chip.values["init_scale"]),
+                    "N_post": spec.sizes[l - 1]}
             b_step = _evaluate(feedback, "b_res", grid | {"b_exp": int(_evaluate(feedback, "b_exp", grid))})
             eta_sleep = float(feedback.values["eta_sleep"])
             c1 = eta_sleep * 2**layer.n_drop / b_step

@@ -117,7 +117,7 @@ def learning_synapses(n_pre: int, n_post: int, *, eta: float, eps: float, n_erro
     """forward_synapse_loihi between dummy groups; the pre group sends one ``learn`` event at t = 0."""
     el = load_element("forward_synapse_loihi")
     el.values["eta"] = eta
-    spec = compose([el], {"v_th_mant": V_TH_MANT})
+    spec = compose([el], {"v_th_mant": V_TH_MANT, "init_scale": 1.0})
     pre = b2.NeuronGroup(n_pre, "x_trace : 1", threshold="False", events={"learn": "t < dt/2"}, name="pre")
     post = b2.NeuronGroup(n_post, "u_soma : 1\neps_error : 1\nn_error_total : 1", name="post")
     pre.x_trace, post.eps_error, post.n_error_total = x, eps, n_error
@@ -218,7 +218,7 @@ def test_feedback_weights_grid_from_fan_out_and_unbiased_sleep_updates():
     b2.defaultclock.dt = 1 * b2.ms
     el = load_element("feedback_synapse_loihi")
     eta_sleep = float(el.values["eta_sleep"])
-    spec = compose([el], {"v_th_mant": V_TH_MANT})
+    spec = compose([el], {"v_th_mant": V_TH_MANT, "init_scale": 1.0})
     n_pre, n_post = 40, 500  # an upper layer of 40 neurons feeding back to 500 (exponent from N_post = 500: 1)
     pre = b2.NeuronGroup(n_pre, "eps_error : 1\nsigma_sleep : 1", threshold="False",
                          events={"err_pos": "False", "err_neg": "False", "sleep_spike": "t < dt/2"}, name="pre")
