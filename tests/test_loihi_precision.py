@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from support import CODES, N_F, N_SLOT, make_group
 
 from biograd.models.elements import compose, load_element
+from biograd.models.loihi import loihi_layers
 from biograd.models.spec import NetworkSpec
 
 V_TH_MANT = CODES.whole("v_th_mant")
@@ -113,10 +114,10 @@ def test_integer_soma_wraps_and_saturates_alike_in_standalone(standalone, tmp_pa
     test_integer_soma_wraps_the_current_saturates_the_potential_and_counts_both(tmp_path / "build")
 
 
-def learning_synapses(n_pre: int, n_post: int, *, eta: float, eps: float, n_error: float, x: float):
+def learning_synapses(n_pre: int, n_post: int, *, eta: float, eps: float, n_error: float, x: float, bits: int = 8):
     """forward_synapse_loihi between dummy groups; the pre group sends one ``learn`` event at t = 0."""
     el = load_element("forward_synapse_loihi")
-    el.values["eta"] = eta
+    el.values["eta"], el.values["num_weight_bits"] = eta, bits
     spec = compose([el], {"v_th_mant": V_TH_MANT, "init_scale": 1.0})
     pre = b2.NeuronGroup(n_pre, "x_trace : 1", threshold="False", events={"learn": "t < dt/2"}, name="pre")
     post = b2.NeuronGroup(n_post, "u_soma : 1\neps_error : 1\nn_error_total : 1", name="post")
@@ -125,6 +126,23 @@ def learning_synapses(n_pre: int, n_post: int, *, eta: float, eps: float, n_erro
     syn.connect()
     syn.eta = eta
     return pre, post, syn
+
+
+@pytest.mark.parametrize("bits", [8, 6, 3])
+def test_export_quantises_as_the_model_holds_weights(bits):
+    """loihi_layers (the export) and forward_synapse_loihi's w_loihi (the model) give the same weights, for every
+    numWeightBits: mantissas multiples of 2^(9 - bits) in [-256, 256 - 2^(9 - bits)], clipped where beyond."""
+    n_pre, n_post = 100, 30
+    W = np.random.default_rng(5).normal(0, 5 * math.sqrt(2 / n_pre), (n_post, n_pre))  # 5x He init: some clipped
+    _, _, syn = learning_synapses(n_pre, n_post, eta=0.0, eps=0.0, n_error=0.0, x=0.0, bits=bits)
+    syn.w = W.T.ravel()  # Brian2's all-to-all order: (pre, post)
+    params = {"forward_synapse": {"num_weight_bits": bits}}
+    spec = NetworkSpec(sizes=(n_pre, n_post), precision="loihi", params=params)
+    (layer,) = loihi_layers(spec, [W])
+    np.testing.assert_allclose(layer.weight.T.ravel(), syn.w_loihi[:], rtol=0, atol=1e-12)
+    n_drop = 9 - bits
+    assert (layer.mantissa % 2**n_drop == 0).all() and layer.clipped > 0
+    assert layer.mantissa.min() >= -256 and layer.mantissa.max() <= 256 - 2**n_drop
 
 
 @pytest.mark.parametrize(("n_pre", "exponent"), [(784, 0), (500, 1), (100, 2), (10, 3)])
