@@ -1,9 +1,10 @@
 """The Loihi-precision elements (``*_loihi.eqs``) against Loihi 1's integer arithmetic, step by step.
 
-The reference is written here with Python integers, from ``../shared/docs/loihi.md``: 12-bit decays
-rounded toward zero, a 24-bit current that wraps, a 24-bit potential that saturates, a strict
-threshold at v_th_mant * 2^6; weights as 8-bit mantissas times 2^(6 + exponent); 7-bit traces;
-updates rounded stochastically to the weight step (checked in distribution).
+The reference is written here with Python integers, from Davies et al. 2018, lava-nc's bit-accurate
+models and brian2-loihi (docs/model.md, "Loihi precision"): 12-bit decays rounded toward zero, a
+24-bit current that wraps, a 24-bit potential that saturates, a strict threshold at v_th_mant * 2^6;
+weights as 8-bit mantissas times 2^(6 + exponent); 7-bit traces; updates rounded stochastically to the
+weight step (checked in distribution).
 """
 
 import math
