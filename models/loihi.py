@@ -31,6 +31,7 @@ class LoihiLayer:
     mantissa: np.ndarray  # int, N_l x N_{l-1}, in [-256, 256 - 2^n_drop], multiples of 2^n_drop
     weight_exponent: int
     num_weight_bits: int
+    step: float  # the weight's step in threshold units (forward_synapse_loihi.eqs: w_res)
     v_th_mant: int
     d_u: int  # current decay in 1/4096 (Loihi's effective du; lava-dl netx iDecay)
     d_v: int  # voltage decay in 1/4096 (vDecay)
@@ -43,24 +44,9 @@ class LoihiLayer:
         return 9 - self.num_weight_bits
 
     @property
-    def step(self) -> float:
-        """The weight's step in threshold units, 2^(w_exp + n_drop) / v_th_mant."""
-        return 2.0 ** (self.weight_exponent + self.n_drop) / self.v_th_mant
-
-    @property
     def weight(self) -> np.ndarray:
-        """The weights in threshold units, as the chip holds them."""
-        return self.mantissa * 2.0**self.weight_exponent / self.v_th_mant
-
-    @property
-    def effective(self) -> np.ndarray:
-        """The integer added to a postsynaptic current per presynaptic spike: m * 2^(6 + w_exp)."""
-        return self.mantissa.astype(np.int64) * 2 ** (6 + self.weight_exponent)
-
-    @property
-    def threshold(self) -> int:
-        """vth = v_th_mant * 2^6, in the same integer units."""
-        return self.v_th_mant * 2**6
+        """The weights in threshold units, as the chip holds them (the model's w_loihi): steps times the step."""
+        return (self.mantissa // 2**self.n_drop) * self.step
 
 
 def loihi_spec(spec: NetworkSpec) -> NetworkSpec:
@@ -81,25 +67,28 @@ def loihi_layers(spec: NetworkSpec, W: list[np.ndarray]) -> list[LoihiLayer]:
     """The forward weights ``W`` (threshold units) of the network ``spec``, on Loihi's grid."""
     chip = loihi_spec(spec).composition
     synapse, soma = chip.elements["forward_synapse_loihi"], chip.elements["soma_loihi"]
+    bits = int(synapse.values["num_weight_bits"])
+    if bits == 7:
+        raise ValueError("num_weight_bits 7 is not a Loihi setting (0..6 or 8): forward_synapse_loihi.yaml or "
+                         "model.params.forward_synapse.num_weight_bits")
+    n_drop = 9 - bits
+    low, high = -256 // 2**n_drop, (256 - 2**n_drop) // 2**n_drop  # in steps
     layers = []
     for weights in W:
-        namespace = {"v_th_mant": chip.whole("v_th_mant"), "init_scale": float(chip.values["init_scale"]),
-                     "N_pre": weights.shape[1]}
-        exponent = int(_evaluate(synapse, "w_exp", namespace))
-        step = _evaluate(synapse, "w_res", namespace | {"w_exp": exponent})
-        bits = int(synapse.values["num_weight_bits"])
-        if bits == 7:
-            raise ValueError("num_weight_bits 7 is not a Loihi setting (0..6 or 8): forward_synapse_loihi.yaml or "
-                             "model.params.forward_synapse.num_weight_bits")
-        n_drop = 9 - bits
+        grid = _grid_constants(chip) | {"N_pre": weights.shape[1]}
+        exponent = int(_evaluate(synapse, "w_exp", grid))
+        step = _evaluate(synapse, "w_res", grid | {"w_exp": exponent})
         steps = np.floor(weights / step + 0.5)
-        low, high = -256 // 2**n_drop, (256 - 2**n_drop) // 2**n_drop
-        mantissa = (np.clip(steps, low, high) * 2**n_drop).astype(np.int32)
-        layer = LoihiLayer(mantissa, exponent, bits, chip.whole("v_th_mant"), int(soma.values["d_u"]),
-                           int(soma.values["d_v"]), int(np.sum((steps < low) | (steps > high))), 0.0)
-        rms = float(np.sqrt(np.mean((layer.weight - weights) ** 2)))
-        layers.append(LoihiLayer(**{**layer.__dict__, "rms_rounding": rms}))
+        kept = np.clip(steps, low, high)
+        rms = float(np.sqrt(np.mean((kept * step - weights) ** 2)))
+        layers.append(LoihiLayer((kept * 2**n_drop).astype(np.int32), exponent, bits, step, chip.whole("v_th_mant"),
+                                 int(soma.values["d_u"]), int(soma.values["d_v"]), int(np.sum(steps != kept)), rms))
     return layers
+
+
+def _grid_constants(chip) -> dict[str, float]:
+    """The network constants the Loihi weight grids read (network.yaml: v_th_mant, init_scale)."""
+    return {"v_th_mant": chip.whole("v_th_mant"), "init_scale": float(chip.values["init_scale"])}
 
 
 def _scaled(value: float) -> str:
@@ -132,8 +121,7 @@ def learning_rules(spec: NetworkSpec) -> dict[str, str]:
         c = _scaled(float(forward.values["eta"]) * eps * 2**layer.n_drop / (x_max * layer.step))
         rules[f"forward{l}"] = f"dw = {c}*x1*y1 - {c}*x1*y2"
         if feedback is not None and chip.has_feedback_synapses(l):
-            grid = {"v_th_mant": layer.v_th_mant, "init_scale": float(chip.values["init_scale"]),
-                    "N_post": spec.sizes[l - 1]}
+            grid = _grid_constants(chip) | {"N_post": spec.sizes[l - 1]}
             b_step = _evaluate(feedback, "b_res", grid | {"b_exp": int(_evaluate(feedback, "b_exp", grid))})
             eta_sleep = float(feedback.values["eta_sleep"])
             c1 = eta_sleep * 2**layer.n_drop / b_step
