@@ -57,11 +57,10 @@ def export_run(run_dir: Path, fmt: Format, out: Path | None = None) -> Path:
     config_sha = hashlib.sha256((run.path / "config.yaml").read_bytes()).hexdigest()
     provenance = {"run": run.path.name, "equations": str(spec.equations), "config_sha256": config_sha,
                   "precision": spec.precision, "versions": run.read_json("versions.json")}
-    dt = float(spec.composition.dt)
     if fmt == "netx":
         write_netx(out, layers, rules=learning_rules(spec), traces=trace_parameters(spec), provenance=provenance)
     else:
-        write_nir(out, layers, dt, provenance=provenance)
+        write_nir(out, layers, float(spec.composition.dt), provenance=provenance)
     return out
 
 
