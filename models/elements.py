@@ -9,6 +9,7 @@ network builder), a ``<name>_pre``/``<name>_post`` variable (synapses), or a Bri
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import brian2 as b2
 import numpy as np
 from brian2.core.namespace import DEFAULT_CONSTANTS, DEFAULT_FUNCTIONS, DEFAULT_UNITS
 from brian2.devices.device import reset_device
-from brian2.equations.equations import EquationError
+from brian2.equations.equations import EquationError, SingleEquation
 from brian2.units.fundamentalunits import DIMENSIONLESS
 from brian2.utils.stringtools import get_identifiers
 
@@ -197,6 +198,17 @@ class GroupSpec:
         if self.events:
             kwargs["events"] = self.events
         return kwargs
+
+    def unshared(self, names) -> GroupSpec:
+        """The same group with its shared constants among ``names`` made per-neuron (per-synapse) constants:
+        ``eta : 1 (shared, constant)`` becomes ``eta : 1 (constant)``, so that the networks of an ensemble,
+        side by side in one group, can each have their own value."""
+        names = set(names)
+        rewritten = [SingleEquation(eq.type, eq.varname, eq.dim, var_type=eq.var_type, expr=eq.expr,
+                                    flags=[flag for flag in eq.flags if flag != "shared"])
+                     if eq.varname in names and {"shared", "constant"} <= set(eq.flags) else eq
+                     for eq in self.equations.values()]
+        return dataclasses.replace(self, equations=b2.Equations(rewritten))
 
     def synapse_kwargs(self) -> dict:
         return {"model": self.equations, "namespace": self.namespace, "method": "euler",

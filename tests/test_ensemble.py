@@ -1,0 +1,103 @@
+"""Ensembles: K networks side by side in one build; replica k computes what a network of its own computes."""
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from support import TRAIN
+
+from biograd.models.network import BioGradNetwork, estimated_bytes
+from biograd.models.spec import NetworkSpec
+
+# deterministic input: regular rate code, deterministic error rounding, no sleep (no random numbers)
+SPEC = NetworkSpec(sizes=(64, 20, 12, 10), feedback="fixed_random", params={"error_events": {"dither_error": 0}})
+SEEDS = [1, 2, 3]
+KINDS = np.full(3, TRAIN)
+IMAGES, LABELS = load_digits(return_X_y=True)
+
+
+def sample_block(replica: int, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    """Three images of replica ``replica``'s own data order (each replica sees other samples)."""
+    start = 10 * replica + 3 * chunk
+    targets = np.zeros((3, 10))
+    targets[np.arange(3), LABELS[start : start + 3]] = 1.0
+    return IMAGES[start : start + 3] / 16, targets
+
+
+def ensemble_and_singles(values: list[dict], varied=()):
+    """Two chunks of an ensemble of SEEDS, then each replica's seed, data and values as a network of its own."""
+    ensemble = BioGradNetwork(SPEC, slots=3, seed=SEEDS, varied=varied)
+    packed = []
+    for chunk in range(2):
+        data = [sample_block(k, chunk) for k in range(len(SEEDS))]
+        packed.append(ensemble.run_replicas(KINDS, [x for x, _ in data], [t for _, t in data], values=values))
+    packed_states = ensemble.states
+    singles = []
+    for k, seed in enumerate(SEEDS):
+        net = BioGradNetwork(SPEC, slots=3, seed=seed)
+        results = [net.run_chunk(KINDS, *sample_block(k, chunk), values=values[k]) for chunk in range(2)]
+        singles.append((results, net.state))
+    return packed, packed_states, singles, ensemble.initial_states
+
+
+def assert_replicas_equal_singles(packed, packed_states, singles, initial, atol=0.0):
+    """``singles[k]`` (results, state) of replica k's own network, or None where not run."""
+    for k, (results, state) in ((k, single) for k, single in enumerate(singles) if single):
+        for chunk, single in enumerate(results):
+            for a, b in zip(packed[chunk][k].rates, single.rates, strict=True):
+                np.testing.assert_array_equal(a, b, err_msg=f"replica {k}, chunk {chunk}: rates")
+            for layer in single.errors:
+                np.testing.assert_array_equal(packed[chunk][k].errors[layer], single.errors[layer])
+        for a, b in zip(packed_states[k].W, state.W, strict=True):
+            np.testing.assert_allclose(a, b, rtol=0, atol=atol, err_msg=f"replica {k}: W")
+        for layer in state.B:
+            np.testing.assert_array_equal(packed_states[k].B[layer], state.B[layer])
+    for k, (after, before) in enumerate(zip(packed_states, initial, strict=True)):
+        assert np.abs(after.W[0] - before.W[0]).max() > 1e-4, f"replica {k} learned"
+    assert len({float(np.abs(s.W[0]).sum()) for s in packed_states}) == len(SEEDS), "replicas differ from each other"
+
+
+def test_replicas_equal_single_networks_bit_for_bit():
+    """Same settings, own seeds and data: every rate, error count and weight equal to the single runs."""
+    assert_replicas_equal_singles(*ensemble_and_singles([{"eta": 0.01}] * 3))
+
+
+def test_replicas_with_their_own_learning_rates():
+    """A varied chunk parameter is a per-synapse constant; Brian2 multiplies a shared factor first, so the
+    weights agree to rounding (1e-15), the rates and error events exactly."""
+    assert_replicas_equal_singles(*ensemble_and_singles([{"eta": 0.01}, {"eta": 0.03}, {"eta": 0.002}],
+                                                        varied={"eta"}), atol=1e-15)
+
+
+def test_replicas_equal_single_networks_on_cpp_standalone(standalone):
+    """The same on cpp_standalone: one compiled ensemble against a compiled single network (replica 1: the
+    one whose neurons and synapses are neither first nor last)."""
+    ensemble = BioGradNetwork(SPEC, slots=3, seed=SEEDS, varied={"eta"})
+    values = [{"eta": 0.01}, {"eta": 0.03}, {"eta": 0.002}]
+    packed = []
+    for chunk in range(2):
+        data = [sample_block(k, chunk) for k in range(len(SEEDS))]
+        packed.append(ensemble.run_replicas(KINDS, [x for x, _ in data], [t for _, t in data], values=values))
+    packed_states = ensemble.states
+    standalone("single")
+    net = BioGradNetwork(SPEC, slots=3, seed=SEEDS[1])
+    single = [net.run_chunk(KINDS, *sample_block(1, chunk), values=values[1]) for chunk in range(2)], net.state
+    singles = [None, single, None]
+    assert_replicas_equal_singles(packed, packed_states, singles, ensemble.initial_states, atol=1e-15)
+
+
+def test_an_ensemble_refuses_what_would_mix_its_replicas():
+    ensemble = BioGradNetwork(SPEC, slots=3, seed=SEEDS)
+    data = [sample_block(k, 0) for k in range(len(SEEDS))]
+    with pytest.raises(ValueError, match="eta.*shared in this build"):
+        ensemble.run_replicas(KINDS, [x for x, _ in data], [t for _, t in data],
+                              values=[{"eta": 0.01}, {"eta": 0.02}, {"eta": 0.01}])
+    with pytest.raises(ValueError, match="needs 3 stimuli"):
+        ensemble.run_replicas(KINDS, [data[0][0]], [data[0][1]])
+    with pytest.raises(ValueError, match="ensemble of 3 networks"):
+        _ = ensemble.state
+    with pytest.raises(KeyError, match="varied: no chunk parameter lambda_sleep in this model"):
+        BioGradNetwork(SPEC, slots=3, seed=SEEDS, varied={"lambda_sleep"})
+
+
+def test_memory_estimate_grows_with_the_replicas():
+    assert estimated_bytes(SPEC, 10, replicas=8) == 8 * estimated_bytes(SPEC, 10)
