@@ -166,7 +166,7 @@ class Composition:
         elements = self.group_elements(kind)
         used = set().union(*(el.table.external for el in elements))
         provided = self.constants() | {"n_slot": self.n_f if inference else self.n_slot, "layer": layer,
-                                       "err_phase": self.err_phase(layer)}
+                                       "err_phase": self.err_phase(layer), "n_neurons": self.sizes[layer]}
         group = compose(elements, provided | {k: v for k, v in (arrays or {}).items() if k in used})
         group.initial_values |= self.set_values(kind)
         return group
@@ -176,11 +176,14 @@ class Composition:
 
         Brian2 resolves a synapse's pre/post subexpressions (e.g. eps_error_post) in the synapse's
         namespace: it gets the constants on which both groups agree; per-group constants that differ
-        (layer, err_phase) are left out. An inference build keeps forward transmission only.
+        (layer, err_phase) are left out. It also gets the sizes of its two layers in one network, ``n_pre``
+        and ``n_post`` (Brian2's N_pre and N_post count an ensemble's replicas too). An inference build keeps
+        forward transmission only.
         """
         a, b = pre.namespace, post.namespace
         shared = {k: v for k, v in a.items() if k not in b or b[k] is v or _same(b[k], v)}
         shared |= {k: v for k, v in b.items() if k not in a}
+        shared |= {"n_pre": a["n_neurons"], "n_post": b["n_neurons"]}
         group = compose(self.group_elements(kind), shared)
         group.initial_values |= self.set_values(kind)
         if inference:  # the learning pathways' events do not exist

@@ -1,7 +1,7 @@
 """A network's inference path as Loihi 1 holds it: integer weight mantissas, exponents, compartment constants.
 
 The equation files are the one definition: ``forward_synapse_loihi.eqs`` defines each layer's weight
-exponent, step and range as subexpressions of ``N_pre`` and its parameters, and :func:`loihi_layers`
+exponent, step and range as subexpressions of ``n_pre`` and its parameters, and :func:`loihi_layers`
 evaluates exactly those expressions. Weights in threshold units map to Loihi's integers as
 
     w = m * 2^w_exp / v_th_mant,   m = 2^n_drop * round(w / w_res)  in [-256, 256 - 2^n_drop],
@@ -75,7 +75,7 @@ def loihi_layers(spec: NetworkSpec, W: list[np.ndarray]) -> list[LoihiLayer]:
     low, high = -256 // 2**n_drop, (256 - 2**n_drop) // 2**n_drop  # in steps
     layers = []
     for weights in W:
-        grid = _grid_constants(chip) | {"N_pre": weights.shape[1]}
+        grid = _grid_constants(chip) | {"n_pre": weights.shape[1]}
         exponent = int(_evaluate(synapse, "w_exp", grid))
         step = _evaluate(synapse, "w_res", grid | {"w_exp": exponent})
         steps = np.floor(weights / step + 0.5)
@@ -121,7 +121,7 @@ def learning_rules(spec: NetworkSpec) -> dict[str, str]:
         c = _scaled(float(forward.values["eta"]) * eps * 2**layer.n_drop / (x_max * layer.step))
         rules[f"forward{l}"] = f"dw = {c}*x1*y1 - {c}*x1*y2"
         if feedback is not None and chip.has_feedback_synapses(l):
-            grid = _grid_constants(chip) | {"N_post": spec.sizes[l - 1]}
+            grid = _grid_constants(chip) | {"n_post": spec.sizes[l - 1]}
             b_step = _evaluate(feedback, "b_res", grid | {"b_exp": int(_evaluate(feedback, "b_exp", grid))})
             eta_sleep = float(feedback.values["eta_sleep"])
             c1 = eta_sleep * 2**layer.n_drop / b_step

@@ -101,3 +101,15 @@ def test_an_ensemble_refuses_what_would_mix_its_replicas():
 
 def test_memory_estimate_grows_with_the_replicas():
     assert estimated_bytes(SPEC, 10, replicas=8) == 8 * estimated_bytes(SPEC, 10)
+
+
+def test_loihi_weight_grids_use_one_networks_layer_sizes():
+    """The Loihi weight exponent comes from the layer's fan-in in one network (n_pre), not from all replicas'."""
+    spec = SPEC.model_copy(update={"precision": "loihi_weights", "feedback": "sleep"})
+    single, ensemble = BioGradNetwork(spec, slots=1, seed=1), BioGradNetwork(spec, slots=1, seed=SEEDS)
+    for name, group in (("w_exp", "forward"), ("b_exp", "feedback")):
+        for layer in (2, 3):
+            synapses = getattr(single, group)[layer], getattr(ensemble, group)[layer]
+            values = [np.unique(np.asarray(getattr(s, name)[:])) for s in synapses]
+            assert len(values[1]) == 1
+            np.testing.assert_array_equal(values[0], values[1])

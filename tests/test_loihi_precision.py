@@ -121,7 +121,7 @@ def learning_synapses(n_pre: int, n_post: int, *, eta: float, eps: float, n_erro
     """forward_synapse_loihi between dummy groups; the pre group sends one ``learn`` event at t = 0."""
     el = load_element("forward_synapse_loihi")
     el.values["eta"], el.values["num_weight_bits"] = eta, bits
-    spec = compose([el], {"v_th_mant": V_TH_MANT, "init_scale": 1.0})
+    spec = compose([el], {"v_th_mant": V_TH_MANT, "init_scale": 1.0, "n_pre": n_pre})
     pre = b2.NeuronGroup(n_pre, "x_trace : 1", threshold="False", events={"learn": "t < dt/2"}, name="pre")
     post = b2.NeuronGroup(n_post, "u_soma : 1\neps_error : 1\nn_error_total : 1", name="post")
     pre.x_trace, post.eps_error, post.n_error_total = x, eps, n_error
@@ -150,7 +150,7 @@ def test_export_quantises_as_the_model_holds_weights(bits):
 
 @pytest.mark.parametrize(("n_pre", "exponent"), [(784, 0), (500, 1), (100, 2), (10, 3)])
 def test_weight_exponent_from_fan_in_and_the_grid(n_pre, exponent):
-    """w_exp = ceil(log2(w_range sqrt(2/N_pre) v_th_mant / 256)); w_loihi is w rounded to the step 2^(w_exp+1)/v_th_mant
+    """w_exp = ceil(log2(w_range sqrt(2/n_pre) v_th_mant / 256)); w_loihi is w rounded to the step 2^(w_exp+1)/v_th_mant
     (8-bit MIXED mantissa) and clipped to [-256, 254] * 2^w_exp / v_th_mant."""
     w_range = float(load_element("forward_synapse_loihi").values["w_range"])
     assert exponent == math.ceil(math.log2(w_range * math.sqrt(2 / n_pre) * V_TH_MANT / 256))
@@ -170,7 +170,7 @@ def test_weight_update_is_rounded_stochastically_without_bias(steps):
     """One learn event: w moves by floor(r) or floor(r)+1 weight steps, the latter with probability r - floor(r)."""
     b2.defaultclock.dt = 1 * b2.ms
     n_pre, n_post = 784, 40
-    step = 2 / V_TH_MANT  # exponent 0 at N_pre = 784
+    step = 2 / V_TH_MANT  # exponent 0 at n_pre = 784
     eps, n_error, x = 0.05, 2.0, 0.5
     pre, post, syn = learning_synapses(n_pre, n_post, eta=steps * step / (eps * n_error * x),
                                        eps=eps, n_error=n_error, x=x)
@@ -234,13 +234,13 @@ def test_unknown_precision_or_parameter_is_named():
 
 
 def test_feedback_weights_grid_from_fan_out_and_unbiased_sleep_updates():
-    """B_l's exponent comes from N_post (B_l ~ N(0, 2/N_{l-1})); a sleep spike moves b by floor(r) or floor(r)+1 steps,
+    """B_l's exponent comes from n_post (B_l ~ N(0, 2/N_{l-1})); a sleep spike moves b by floor(r) or floor(r)+1 steps,
     the latter with probability r - floor(r), r = eta_sleep (x_sleep - x_mean - lambda_sleep b) / b_res."""
     b2.defaultclock.dt = 1 * b2.ms
     el = load_element("feedback_synapse_loihi")
     eta_sleep = float(el.values["eta_sleep"])
-    spec = compose([el], {"v_th_mant": V_TH_MANT, "init_scale": 1.0})
-    n_pre, n_post = 40, 500  # an upper layer of 40 neurons feeding back to 500 (exponent from N_post = 500: 1)
+    n_pre, n_post = 40, 500  # an upper layer of 40 neurons feeding back to 500 (exponent from n_post = 500: 1)
+    spec = compose([el], {"v_th_mant": V_TH_MANT, "init_scale": 1.0, "n_post": n_post})
     pre = b2.NeuronGroup(n_pre, "eps_error : 1\nsigma_sleep : 1", threshold="False",
                          events={"err_pos": "False", "err_neg": "False", "sleep_spike": "t < dt/2"}, name="pre")
     post = b2.NeuronGroup(n_post, "d_apical : 1\nx_sleep : 1\nx_mean : 1", name="post")
