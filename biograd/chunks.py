@@ -41,14 +41,30 @@ class ChunkRun:
 
 def run_task(net: BioGradNetwork, task: Task, split: Split, train: TrainConfig) -> ChunkRun:
     """Run a warm-up or training chunk."""
-    spec = net.spec
-    kinds, shown = chunk_slots(spec, train, task)
-    slots = shown >= 0
-    targets = np.zeros((len(kinds), spec.sizes[-1]))
-    targets[slots] = targets_for(split.labels[shown[slots]], spec.sizes[-1])
-    result = net.run_chunk(kinds, chunk_stimulus(split, shown, net.n_slot), targets, values=task.values,
-                           seed=task.seed)
-    return ChunkRun(int(np.sum(result.predictions()[slots] == split.labels[shown[slots]])), kinds, result)
+    return run_tasks(net, [task], split, train)[0]
+
+
+def run_tasks(net: BioGradNetwork, tasks: list[Task], split: Split, train: TrainConfig) -> list[ChunkRun]:
+    """Run a warm-up or training chunk in every replica of ``net`` at once: ``tasks[k]`` is replica k's (its
+    own samples and chunk parameters; one schedule for all). Random numbers are seeded by the first task."""
+    spec, n_out = net.spec, net.spec.sizes[-1]
+    schedules = [chunk_slots(spec, train, task) for task in tasks]
+    kinds = schedules[0][0]
+    if any(not np.array_equal(other, kinds) for other, _ in schedules):
+        raise ValueError("the replicas' tasks have different slot schedules (an ensemble runs one schedule)")
+    stimuli, targets = [], []
+    for _, shown in schedules:
+        slots = shown >= 0
+        target = np.zeros((len(kinds), n_out))
+        target[slots] = targets_for(split.labels[shown[slots]], n_out)
+        stimuli.append(chunk_stimulus(split, shown, net.n_slot))
+        targets.append(target)
+    results = net.run_replicas(kinds, stimuli, targets, values=[task.values for task in tasks], seed=tasks[0].seed)
+    runs = []
+    for (_, shown), result in zip(schedules, results, strict=True):
+        slots = shown >= 0
+        runs.append(ChunkRun(int(np.sum(result.predictions()[slots] == split.labels[shown[slots]])), kinds, result))
+    return runs
 
 
 def probe(net: BioGradNetwork, split: Split, indices: np.ndarray, state: PlasticState,
@@ -76,18 +92,24 @@ def probe(net: BioGradNetwork, split: Split, indices: np.ndarray, state: Plastic
 
 def predict(net: BioGradNetwork, split: Split, state: PlasticState | None = None) -> np.ndarray:
     """Class predictions for every sample of ``split`` (inference slots; the network's state is kept)."""
-    kept = net.state
-    state = kept if state is None else state
+    return predict_replicas(net, split, None if state is None else [state])[0]
+
+
+def predict_replicas(net: BioGradNetwork, split: Split, states: list[PlasticState] | None = None) -> list[np.ndarray]:
+    """:func:`predict` in every replica of ``net`` at once, replica k with ``states[k]`` (default: its own)."""
+    kept = net.states
+    states = kept if states is None else states
     out = []
     for start in range(0, len(split), net.slots):
         index = np.arange(start, min(start + net.slots, len(split)))
-        stimulus = chunk_stimulus(split, index, net.n_slot)  # every slot shows a sample
+        stimulus = chunk_stimulus(split, index, net.n_slot)  # every slot shows a sample, the same in every replica
         kinds = np.full(len(index), net.composition.slot_infer)
-        result = net.run_chunk(kinds, stimulus, np.zeros((len(index), net.spec.sizes[-1])), state,
-                               seed=task_seed(net.seed, EVALUATION, start))
-        out.append(result.predictions())
-    net.state = kept
-    return np.concatenate(out) if out else np.zeros(0, np.int64)
+        results = net.run_replicas(kinds, [stimulus] * net.replicas, [np.zeros((len(index), net.spec.sizes[-1]))] *
+                                   net.replicas, states, seed=task_seed(net.seed, EVALUATION, start))
+        out.append([result.predictions() for result in results])
+    net.states = kept
+    return [np.concatenate(column) for column in zip(*out, strict=True)] if out else \
+        [np.zeros(0, np.int64)] * net.replicas
 
 
 def accuracy(net: BioGradNetwork, split: Split, state: PlasticState | None = None) -> float:

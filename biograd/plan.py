@@ -108,6 +108,8 @@ def plan_tasks(spec: NetworkSpec, train: TrainConfig, n_train: int, validation: 
     return tasks
 
 
-def build(spec: NetworkSpec, train: TrainConfig, **kwargs) -> BioGradNetwork:
-    """The training build: room for one chunk (``chunk`` samples and their sleep blocks)."""
-    return BioGradNetwork(spec, slots=slots_per_chunk(spec, train), seed=train.seed, **kwargs)
+def build(spec: NetworkSpec, train: TrainConfig, seeds: list[int] | None = None, **kwargs) -> BioGradNetwork:
+    """The training build: room for one chunk (``chunk`` samples and their sleep blocks); an ensemble of one
+    replica per seed of ``seeds`` (default: a single network of ``train.seed``)."""
+    return BioGradNetwork(spec, slots=slots_per_chunk(spec, train), seed=train.seed if seeds is None else seeds,
+                          **kwargs)

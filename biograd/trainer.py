@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from biograd.analysis.backprop import angle_deg
 from biograd.analysis.figures import learning_curve
-from biograd.chunks import predict, run_task
+from biograd.chunks import predict, predict_replicas, run_task
 from biograd.config import RunConfig, TrainConfig
 from biograd.data.splits import Split, Splits, load_splits
 from biograd.models.composition import check_composition_units
@@ -113,7 +113,8 @@ def feedback_rows(state: PlasticState, base: dict) -> list[dict]:
 class Evaluator:
     """Predicts named splits with one inference-only build of ``spec``, ``chunk`` samples per run."""
 
-    def __init__(self, spec: NetworkSpec, splits: dict[str, Split], chunk: int, seed: int, equations: Path | None):
+    def __init__(self, spec: NetworkSpec, splits: dict[str, Split], chunk: int, seed: int | list[int],
+                 equations: Path | None):
         self.splits = splits
         self.net = BioGradNetwork(spec, slots=min(chunk, max(map(len, splits.values()))), seed=seed,
                                   equations=equations, inference=True)
@@ -121,6 +122,10 @@ class Evaluator:
 
     def predict(self, state: PlasticState, split: str) -> np.ndarray:
         return predict(self.net, self.splits[split], state)
+
+    def predict_replicas(self, states: list[PlasticState], split: str) -> list[np.ndarray]:
+        """Predictions of every replica of an ensemble build (``seed`` a list), replica k with ``states[k]``."""
+        return predict_replicas(self.net, self.splits[split], states)
 
 
 _hosted = None  # the object a worker process serves

@@ -1,7 +1,8 @@
-"""Training and inference speed on a standalone backend, 1 process, compile time excluded.
+"""Training and inference speed on a standalone backend, 1 process, compile time excluded; ensembles of K networks.
 
     python runs/benchmark.py                       # 784-100-10, 784-500-10, 784-500-500-10
     python runs/benchmark.py --sizes 784-500-10 --samples 5000
+    python runs/benchmark.py --sizes 784-500-10 --replicas 1 --replicas 8 --replicas 64   # ensembles
     python runs/benchmark.py --backend cuda_standalone   # on a GPU (make gpu)
     python runs/benchmark.py --backend cuda_standalone --compile-only   # nvcc, no GPU needed
 
@@ -9,18 +10,24 @@
 in the same folder reuses every object file whose generated source is unchanged (Brian2 rewrites
 only changed files; make compares times), e.g. on a GPU machine after compiling on a login node.
 
-Each network trains ``--samples`` embedded MNIST digits with the mnist configs' schedule (sleep
-mode, a 500-step sleep block per feedback layer every 100 samples: forward + error phases + sleep
-all counted) and then predicts 1,000 digits with the inference-only build. Every network runs in
-a process of its own (one standalone build per process). ``record_activity_share`` is the time
-``record.activity`` adds per chunk, as a fraction of the training time. Results:
-runs/out/benchmark/speed.csv.
+Each network trains embedded MNIST digits with the mnist configs' schedule (sleep mode, a 500-step
+sleep block per feedback layer every 100 samples: forward + error phases + sleep all counted) and
+then predicts 1,000 digits with the inference-only build. An ensemble of K replicas (one build, K
+networks side by side, seeds 0..K-1, each with its own sample order) trains ``--samples`` samples in
+all, at least one chunk (``--chunk`` samples) per replica; its speeds are aggregates (samples/s summed
+over the replicas) and ``speedup`` is the ratio to the single network (K = 1) of the same size and
+backend in the same run. Memory: the peak resident size of the Python process and of the compiled
+binary (measured with /usr/bin/time where present). Every measurement runs in a process of its own
+(one standalone build per process). ``record_activity_share`` is the time ``record.activity`` adds per
+chunk, as a fraction of the training time. Results: runs/out/benchmark/speed.csv.
 """
 
 from __future__ import annotations
 
 import json
 import platform
+import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -34,12 +41,13 @@ OUT = Path("runs/out/benchmark")
 DEFAULT_SIZES = ["784-100-10", "784-500-10", "784-500-500-10"]
 
 
-def measure(sizes: str, samples: int, feedback: str, backend: str, compile_only: bool = False) -> dict:
+def measure(sizes: str, samples: int, feedback: str, backend: str, replicas: int = 1, chunk: int = 1000,
+            compile_only: bool = False) -> dict:
     """Train and infer in this process; returns one row of speeds (compile times only with ``compile_only``)."""
     import numpy as np
 
     from biograd.analysis.activity import activity_rows
-    from biograd.chunks import run_task
+    from biograd.chunks import run_tasks
     from biograd.config import TrainConfig
     from biograd.data.embedded import load_embedded_mnist
     from biograd.data.splits import Split
@@ -51,71 +59,92 @@ def measure(sizes: str, samples: int, feedback: str, backend: str, compile_only:
     digits = load_embedded_mnist()
     data = Split(digits.images, digits.labels, "embedded")
     spec = NetworkSpec(sizes=tuple(int(n) for n in sizes.split("-")), feedback=feedback)
-    train = TrainConfig(sleep_every=100, sleep_duration="500 ms", epochs=max(1, -(-samples // len(data))))
-    use_backend(backend, OUT / f"build_{sizes}_{feedback}_{backend}")
-    net = build(spec, train)
+    per_replica = max(chunk, -(-samples // replicas))
+    train = TrainConfig(sleep_every=100, sleep_duration="500 ms", chunk=chunk, epochs=-(-per_replica // len(data)))
+    seeds = list(range(replicas))
+    name = f"{sizes}_{feedback}_{backend}" + (f"_x{replicas}" if replicas > 1 else "")
+    use_backend(backend, OUT / f"build_{name}")
+    binary_rss = (OUT / f"build_{name}_rss.txt").resolve()
+    binary_rss.unlink(missing_ok=True)
+    if shutil.which("time", path="/usr/bin"):  # the binary's own peak (a fork of this process would count ours)
+        import brian2 as b2
+        b2.prefs.devices.cpp_standalone.run_cmd_unix = ["/usr/bin/time", "-a", "-o", str(binary_rss), "-f", "%M",
+                                                        "./main"]
+    net = build(spec, train, seeds=seeds)
     t0 = time.perf_counter()
     net.compile()
     compile_s = time.perf_counter() - t0
 
     def compile_evaluator() -> tuple[Evaluator, float]:
         """The inference-only build (replaces the training build on this process's device), and its compile time."""
-        use_backend(backend, OUT / f"build_{sizes}_{feedback}_{backend}_inference")
+        use_backend(backend, OUT / f"build_{name}_inference")
         t0 = time.perf_counter()
-        evaluator = Evaluator(spec, Split(data.inputs[:1000], data.labels[:1000], "first 1000"), 1000, 0, None)
+        evaluator = Evaluator(spec, {"first 1000": Split(data.inputs[:1000], data.labels[:1000], "first 1000")},
+                              1000, seeds, None)
         return evaluator, time.perf_counter() - t0
 
+    row = {"sizes": sizes, "feedback": feedback, "backend": backend, "replicas": replicas, "chunk": chunk}
     if compile_only:
-        return {"sizes": sizes, "feedback": feedback, "backend": backend, "compile_s": compile_s,
-                "inference_compile_s": compile_evaluator()[1]}
-    steps = [s for s in plan_tasks(spec, train, len(data)) if s.kind == "train"]
+        return row | {"compile_s": compile_s, "inference_compile_s": compile_evaluator()[1]}
+    plans = [[t for t in plan_tasks(spec, train.model_copy(update={"seed": seed}), len(data)) if t.kind == "train"]
+             for seed in seeds]
     done, record_s, t0 = 0, 0.0, time.perf_counter()
-    for step in steps:
-        run = run_task(net, step, data, train)
+    for tasks in zip(*plans, strict=True):
+        runs = run_tasks(net, list(tasks), data, train)
         t1 = time.perf_counter()
-        activity_rows(run.result, run.kinds, spec, train.sleep_slots(spec))  # what record.activity adds per chunk
+        for run in runs:
+            activity_rows(run.result, run.kinds, spec, train.sleep_slots(spec))  # what record.activity adds per chunk
         record_s += time.perf_counter() - t1
-        done += len(step.samples)
-        if done >= samples:
+        done += sum(len(task.samples) for task in tasks)
+        if done >= samples and done >= replicas * chunk:
             break
     train_s = time.perf_counter() - t0 - record_s
     evaluator, inference_compile_s = compile_evaluator()
     t0 = time.perf_counter()
-    predicted = evaluator.predict(net.state)
+    predicted = evaluator.predict_replicas(net.states, "first 1000")
     infer_s = time.perf_counter() - t0
-    return {"sizes": sizes, "feedback": feedback, "backend": backend, "train_samples": done,
-            "train_samples_per_s": done / train_s,
-            "inference_samples_per_s": 1000 / infer_s, "compile_s": compile_s,
-            "inference_compile_s": inference_compile_s,
-            "record_activity_share": record_s / train_s,
-            "train_accuracy_first_1000_after": float(np.mean(predicted == data.labels[:1000]))}
+    binary_kib = [int(line) for line in binary_rss.read_text().split()] if binary_rss.exists() else [np.nan]
+    return row | {"train_samples": done, "train_samples_per_s": done / train_s,
+                  "inference_samples_per_s": replicas * 1000 / infer_s, "compile_s": compile_s,
+                  "inference_compile_s": inference_compile_s, "record_activity_share": record_s / train_s,
+                  "peak_python_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "peak_binary_mib": max(binary_kib) / 1024,
+                  "train_accuracy_first_1000_after": float(np.mean([np.mean(p == data.labels[:1000])
+                                                                   for p in predicted]))}
 
 
 def main(
     sizes: Annotated[list[str] | None, typer.Option(help="network, e.g. 784-500-10 (repeatable)")] = None,
-    samples: Annotated[int, typer.Option(help="training samples per network")] = 3000,
+    samples: Annotated[int, typer.Option(help="training samples per measurement (all replicas together)")] = 3000,
+    replicas: Annotated[list[int] | None, typer.Option(help="networks per build, K (repeatable; default 1)")] = None,
+    chunk: Annotated[int, typer.Option(help="training samples per run of the compiled network")] = 1000,
     feedback: Annotated[str, typer.Option(help="transpose | fixed_random | sleep")] = "sleep",
     backend: Annotated[str, typer.Option(help="cpp_standalone | cuda_standalone")] = "cpp_standalone",
     compile_only: Annotated[bool, typer.Option(help="build the projects, measure nothing")] = False,
     one: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> None:
+    replicas = replicas or [1]
     if one:
-        print(json.dumps(measure(sizes[0], samples, feedback, backend, compile_only)))
+        print(json.dumps(measure(sizes[0], samples, feedback, backend, replicas[0], chunk, compile_only)))
         return
     OUT.mkdir(parents=True, exist_ok=True)
     rows = []
     for net in sizes or DEFAULT_SIZES:
-        child = subprocess.run([sys.executable, __file__, "--one", "--sizes", net, "--samples", str(samples),
-                                "--feedback", feedback, "--backend", backend] + ["--compile-only"] * compile_only,
-                               capture_output=True, text=True)
-        if child.returncode:
-            sys.exit(f"{net} on {backend} failed (exit {child.returncode}):\n{child.stderr[-4000:]}")
-        rows.append(json.loads(child.stdout.strip().splitlines()[-1]) | {"machine": f"{platform.node()} "
-                                                                          f"({platform.processor() or 'cpu'})"})
-        print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
+        for k in replicas:
+            child = subprocess.run([sys.executable, __file__, "--one", "--sizes", net, "--samples", str(samples),
+                                    "--replicas", str(k), "--chunk", str(chunk), "--feedback", feedback,
+                                    "--backend", backend] + ["--compile-only"] * compile_only,
+                                   capture_output=True, text=True)
+            if child.returncode:
+                sys.exit(f"{net} x {k} on {backend} failed (exit {child.returncode}):\n{child.stderr[-4000:]}")
+            rows.append(json.loads(child.stdout.strip().splitlines()[-1]) | {"machine": f"{platform.node()} "
+                                                                              f"({platform.processor() or 'cpu'})"})
+            print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
     if compile_only:
         return
     table = pd.DataFrame(rows)
+    single = table[table.replicas == 1].set_index("sizes").train_samples_per_s
+    table["speedup"] = table.train_samples_per_s / table.sizes.map(single)  # NaN where K = 1 was not measured
     path = OUT / "speed.csv"  # earlier rows kept (columns added later are empty in them)
     (pd.concat([pd.read_csv(path), table]) if path.exists() else table).to_csv(path, index=False)
     print(f"\n{table.to_string(index=False)}\nappended to {path}")
