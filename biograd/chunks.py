@@ -44,9 +44,11 @@ def run_task(net: BioGradNetwork, task: Task, split: Split, train: TrainConfig) 
     return run_tasks(net, [task], split, train)[0]
 
 
-def run_tasks(net: BioGradNetwork, tasks: list[Task], split: Split, train: TrainConfig) -> list[ChunkRun]:
+def run_tasks(net: BioGradNetwork, tasks: list[Task], split: Split, train: TrainConfig,
+              values: list[dict[str, float]] | None = None) -> list[ChunkRun]:
     """Run a warm-up or training chunk in every replica of ``net`` at once: ``tasks[k]`` is replica k's (its
-    own samples and chunk parameters; one schedule for all). Random numbers are seeded by the first task."""
+    own samples, and chunk parameters ``values[k]``, default the task's; one schedule for all). Random
+    numbers are seeded by the first task."""
     spec, n_out = net.spec, net.spec.sizes[-1]
     schedules = [chunk_slots(spec, train, task) for task in tasks]
     kinds = schedules[0][0]
@@ -59,7 +61,8 @@ def run_tasks(net: BioGradNetwork, tasks: list[Task], split: Split, train: Train
         target[slots] = targets_for(split.labels[shown[slots]], n_out)
         stimuli.append(chunk_stimulus(split, shown, net.n_slot))
         targets.append(target)
-    results = net.run_replicas(kinds, stimuli, targets, values=[task.values for task in tasks], seed=tasks[0].seed)
+    values = [task.values for task in tasks] if values is None else values
+    results = net.run_replicas(kinds, stimuli, targets, values=values, seed=tasks[0].seed)
     runs = []
     for (_, shown), result in zip(schedules, results, strict=True):
         slots = shown >= 0

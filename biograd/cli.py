@@ -90,49 +90,57 @@ def _fail(err: Exception) -> typer.Exit:
 def train(
     config: Annotated[Path | None, typer.Argument(help="run config (YAML), e.g. runs/configs/mnist_1h.yaml")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override, e.g. --set train.epochs=2")] = None,
-    resume: Annotated[Path | None, typer.Option(help="continue this run directory from its last checkpoint")] = None,
+    resume: Annotated[list[Path] | None, typer.Option(
+        help="continue this run directory from its last checkpoint (repeat it to continue an ensemble's runs)")] = None,
     accept_changes: Annotated[bool, typer.Option(
         help="--resume a run whose config.yaml or equation copy was edited (recorded in its history.jsonl)")] = False,
     out: Annotated[Path, typer.Option(help="folder for new run directories")] = Path("runs/out"),
     progress: Annotated[bool, typer.Option(help="progress bar")] = True,
 ):
-    """Train from a config into a new run directory, or --resume an interrupted run."""
+    """Train from a config into a new run directory (one per replica with model.replicas: K, trained side by side
+    in one build), or --resume interrupted runs."""
     from biograd.config import load_config
     from biograd.rundir import RunDirectory, RunLockedError
-    from biograd.trainer import Terminated, Trainer, TrainingDiverged, start_run
+    from biograd.trainer import Terminated, Trainer, TrainingDiverged, start_runs
 
-    if (config is None) == (resume is None):
+    if (config is None) == (not resume):
         raise _fail(ValueError("give a config file or --resume RUN_DIR (not both)"))
     if resume and set_:
         raise _fail(ValueError("--set cannot change a run that is resumed (its config.yaml is fixed)"))
     if out.exists() and not out.is_dir():
         raise _fail(ValueError(f"--out {out}: a file, not a folder for run directories"))
-    run = None
+    runs = []
     try:
-        run = RunDirectory(resume) if resume else start_run(load_config(config, set_ or []), root=out)
-        if resume and run.finished:
+        runs = [RunDirectory(path) for path in resume] if resume else start_runs(load_config(config, set_ or []),
+                                                                                root=out)
+        for run in [run for run in runs if resume and run.finished]:
             console.print(f"{run.path}: finished ({run.read_json('status.json').get('message')}); nothing to do")
-            return run
-        if resume:
+            runs.remove(run)
+        if not runs:
+            return None
+        for run in runs if resume else []:
             run.check_unchanged(accept_changes)
             run.check_resumable()
-        console.print(f"run directory: {run.path}")
-        Trainer(run, progress=progress).train()
+        for run in runs:
+            console.print(f"run directory: {run.path}")
+        Trainer(runs, progress=progress).train()
     except (ModelFileError, FileNotFoundError, ValueError) as err:
         raise _fail(err) from err
     except RunLockedError as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(1) from err
     except TrainingDiverged as err:
-        console.print(f"[red]training stopped:[/red] {err}\n{run.read_json('status.json')['message']}")
+        messages = "\n".join(f"{run.path.name}: {run.read_json('status.json')['message']}" for run in runs)
+        console.print(f"[red]training stopped:[/red] {err}\n{messages}")
         raise typer.Exit(1) from err
     except (Terminated, KeyboardInterrupt) as err:
         code = err.exit_code if isinstance(err, Terminated) else 128 + signal.SIGINT
-        hint = f"; continue with: biograd train --resume {run.path}" if run else ""
+        hint = f"; continue with: biograd train {' '.join(f'--resume {run.path}' for run in runs)}" if runs else ""
         console.print(f"[red]training {err or 'stopped by SIGINT'}[/red]{hint}")
         raise typer.Exit(code) from None
-    _summary(run)
-    return run
+    for run in runs:
+        _summary(run)
+    return runs[0] if len(runs) == 1 else runs
 
 
 def _summary(run) -> None:

@@ -15,6 +15,7 @@ A sweep file (``runs/sweeps/*.yaml``)::
         model.params.network.gain_hidden: {choice: [8, 16]}
     seeds: [0, 1, 2]                      # train.seed of every setting's trials
     final_test: false                     # selection: the trials never evaluate the test split
+    pack: 1                               # trials trained side by side in one ensemble build (see below)
 
 A *setting* is one value per searched key; a *trial* is a setting with a seed: an ordinary run
 directory in ``<sweep>/trials/<trial>/``, where ``<trial>`` hashes the trial's resolved config and
@@ -29,6 +30,12 @@ single-threaded worker process per core; a worker that dies is replaced and its 
 Each worker process compiles a network shape once (``<sweep>/builds/<host>-<pid>-<key>``) and its
 later trials of that shape reuse the build. A trial's result depends on its config and seed only,
 not on the worker or the number of workers.
+
+``pack: K`` trains up to K trials in one ensemble build (:mod:`biograd.packing`: trials that differ only
+in seed and chunk parameters such as ``eta``), one Dask task per pack; each trial keeps its own run
+directory and row. Without random numbers in the model a packed trial ends as it would alone (bit for
+bit, or to rounding where a chunk parameter differs within the pack); with them (sleep noise, error
+dither, Poisson input) it draws other random numbers, so packing is a choice of the sweep file.
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from biograd.config import RunConfig, load_config
 from biograd.models.elements import equations_dir
 from biograd.models.params import read_yaml_model
+from biograd.packing import packing_key
 from biograd.rundir import RunDirectory
 from biograd.trainer import Trainer, TrainingDiverged, start_run
 
@@ -103,6 +111,8 @@ class SweepFile(BaseModel):
     seeds: list[int] = Field([0], min_length=1)
     final_test: bool = Field(False, description="trials evaluate the test split at the end (the chosen "
                              "setting's final runs); off while selecting")
+    pack: int = Field(1, ge=1, description="trials trained side by side in one ensemble build (those that "
+                      "differ only in seed and chunk parameters)")
 
     @property
     def searched(self) -> list[str]:
@@ -199,27 +209,46 @@ def build_key(config: RunConfig) -> str:
     return hashlib.sha256(json.dumps(shape, default=str).encode()).hexdigest()[:10]
 
 
-def run_trial(trial: Trial, builds_root: Path | None = None) -> dict:
-    """Train ``trial`` (or continue it, or read its finished run); returns its row of the sweep table.
-    ``builds_root``: the sweep's folder of per-process build caches (None: builds inside the run)."""
-    config = load_config(trial.base, list(trial.overrides))
-    trial.path.mkdir(parents=True, exist_ok=True)
-    run = _trial_run(trial)
-    if run is None:
-        run = start_run(config, root=trial.path)
-    else:  # as biograd train --resume: its files unchanged, its checkpoint there if it made progress
-        run.check_unchanged()
-        run.check_resumable()
-    if run.read_json("status.json").get("status") not in ("finished", "diverged"):
-        builds = None
-        if builds_root is not None:
-            builds = builds_root / f"{socket.gethostname()}-{os.getpid()}-{build_key(config)}"
-            builds.mkdir(parents=True, exist_ok=True)
+def run_pack(trials: list[Trial], builds_root: Path | None = None) -> list[dict]:
+    """Train ``trials`` (or continue them, or read their finished runs), in one ensemble build if more than one
+    (:func:`packs`); returns their rows of the sweep table. ``builds_root``: the sweep's folder of per-process
+    build caches (None: builds inside the run). A trial that diverges stops the build: it is recorded as
+    diverged, and the others continue in a build without it."""
+    configs = [load_config(trial.base, list(trial.overrides)) for trial in trials]
+    runs = []
+    for trial, config in zip(trials, configs, strict=True):
+        trial.path.mkdir(parents=True, exist_ok=True)
+        run = _trial_run(trial)
+        if run is None:
+            run = start_run(config, root=trial.path)
+        else:  # as biograd train --resume: its files unchanged, its checkpoint there if it made progress
+            run.check_unchanged()
+            run.check_resumable()
+        runs.append(run)
+    builds = None
+    if builds_root is not None:
+        builds = builds_root / f"{socket.gethostname()}-{os.getpid()}-{build_key(configs[0])}" \
+            f"{f'-x{len(trials)}' if len(trials) > 1 else ''}"
+        builds.mkdir(parents=True, exist_ok=True)
+    while todo := [run for run in runs if run.read_json("status.json").get("status") not in ("finished", "diverged")]:
         try:
-            Trainer(run, progress=False, builds=builds).train()
+            Trainer(todo, progress=False, builds=builds).train()
         except TrainingDiverged:
-            pass  # a result of the setting: recorded as diverged, with no accuracy
-    return trial_row(trial, run)
+            continue  # a result of its setting: recorded as diverged, with no accuracy
+    return [trial_row(trial, run) for trial, run in zip(trials, runs, strict=True)]
+
+
+def packs(trials: list[Trial], size: int) -> list[list[Trial]]:
+    """The trials in groups of at most ``size`` that can share an ensemble build (same packing key and
+    build shape), in the order of the first trial of each group."""
+    groups: dict[str, list[list[Trial]]] = {}
+    for trial in trials:
+        config = load_config(trial.base, list(trial.overrides))
+        key = json.dumps(packing_key(config), sort_keys=True) + build_key(config)
+        if not groups.get(key) or len(groups[key][-1]) == size:
+            groups.setdefault(key, []).append([])
+        groups[key][-1].append(trial)
+    return sorted((group for lists in groups.values() for group in lists), key=lambda g: trials.index(g[0]))
 
 
 def trial_row(trial: Trial, run: RunDirectory | None, error: BaseException | None = None) -> dict:
@@ -235,12 +264,12 @@ def trial_row(trial: Trial, run: RunDirectory | None, error: BaseException | Non
             "run": str(run.path.relative_to(trial.path.parents[1])) if run else ""}
 
 
-def _outcome(trial: Trial, result) -> dict:
-    """``result()``'s row, or the row of a trial that raised: one failed trial does not end the sweep."""
+def _outcomes(trials: list[Trial], result) -> list[dict]:
+    """``result()``'s rows, or the rows of trials whose pack raised: one failed pack does not end the sweep."""
     try:
         return result()
     except Exception as err:  # noqa: BLE001 - recorded in trials.csv; the other trials go on
-        return trial_row(trial, _trial_run(trial), err)
+        return [trial_row(trial, _trial_run(trial), err) for trial in trials]
 
 
 def _trial_run(trial: Trial) -> RunDirectory | None:
@@ -259,11 +288,14 @@ def run_sweep(sweep: SweepFile, out: Path, *, trials: list[Trial] | None = None,
     resolved = sweep.model_dump(mode="json", exclude_none=True) | {"base": os.path.relpath(sweep.base, out.resolve())}
     (out / "sweep.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
     builds = out / "builds"
+    groups = packs(trials, sweep.pack)
     if serial:
-        rows = [_outcome(trial, lambda t=trial: run_trial(t, builds)) for trial in _bar(trials, progress, len(trials))]
+        rows = [row for group in _bar(groups, progress, len(groups))
+                for row in _outcomes(group, lambda g=group: run_pack(g, builds))]
     else:
-        rows = _on_dask(trials, builds, scheduler, workers, progress)
-    return summarise(sweep, pd.DataFrame(rows), out)
+        rows = _on_dask(groups, builds, scheduler, workers, progress)
+    order = {trial.id: i for i, trial in enumerate(trials)}
+    return summarise(sweep, pd.DataFrame(sorted(rows, key=lambda row: order[row["trial"]])), out)
 
 
 def _bar(items, progress: bool, total: int):
@@ -286,21 +318,20 @@ def _client(scheduler: str | None, workers: int | None):
                                    host="127.0.0.1", dashboard_address=":0", memory_limit=0))
 
 
-def _on_dask(trials: list[Trial], builds: Path, scheduler: str | None, workers: int | None,
+def _on_dask(groups: list[list[Trial]], builds: Path, scheduler: str | None, workers: int | None,
              progress: bool) -> list[dict]:
-    """Trials as Dask tasks, each retried once after an exception; a trial whose worker died is given to
-    another worker by the scheduler and continues from its checkpoint."""
+    """Packs of trials as Dask tasks, each retried once after an exception; a pack whose worker died is given
+    to another worker by the scheduler and its trials continue from their checkpoints."""
     from dask.distributed import as_completed
 
     client = _client(scheduler, workers)
     try:
-        futures = [client.submit(run_trial, trial, builds, key=f"trial-{trial.id}", pure=False, retries=1)
-                   for trial in trials]
-        order = {future.key: i for i, future in enumerate(futures)}
-        rows: list[dict | None] = [None] * len(trials)
+        futures = [client.submit(run_pack, group, builds, key=f"trial-{'-'.join(t.id for t in group)}", pure=False,
+                                 retries=1) for group in groups]
+        index = {future.key: group for future, group in zip(futures, groups, strict=True)}
+        rows: list[dict] = []
         for future in _bar(as_completed(futures), progress, len(futures)):
-            index = order[future.key]
-            rows[index] = _outcome(trials[index], future.result)
+            rows += _outcomes(index[future.key], future.result)
         return rows
     finally:
         cluster = client.cluster  # None for a cluster of someone else's (--scheduler): that one stays

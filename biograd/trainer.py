@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,13 +32,14 @@ from tqdm import tqdm
 
 from biograd.analysis.backprop import angle_deg
 from biograd.analysis.figures import learning_curve
-from biograd.chunks import predict, predict_replicas, run_task
+from biograd.chunks import ChunkRun, predict, predict_replicas, run_tasks
 from biograd.config import RunConfig, TrainConfig
 from biograd.data.splits import Split, Splits, load_splits
 from biograd.models.composition import check_composition_units
 from biograd.models.network import BioGradNetwork, PlasticState, estimated_bytes, synapse_count
 from biograd.models.runners import STANDALONE, use_backend
 from biograd.models.spec import NetworkSpec
+from biograd.packing import varied_parameters
 from biograd.plan import Task, build, plan_tasks, slots_per_chunk
 from biograd.recording import Prober, Recorder
 from biograd.rundir import Progress, RunDirectory
@@ -176,13 +177,24 @@ def hosted(backend: str, directory: Path, factory, *args):
 
 # ---------------------------------------------------------------------- training
 @dataclass
+class Member:
+    """One run of a build: its directory, task plan and progress. A build trains one run, or, as an ensemble
+    (:mod:`biograd.packing`), several side by side, each recorded in its own run directory."""
+
+    run: RunDirectory
+    tasks: list[Task]
+    progress: Progress
+    values: dict[str, float]  # its own values of the chunk parameters that differ between the members
+    earlier_sessions: list[dict]
+
+
+@dataclass
 class Session:
-    """What one training session works with: the data, the plan, the training build and its workers."""
+    """What one training session works with: the data, the members, the training build and its workers."""
 
     splits: Splits
-    tasks: list[Task]
+    members: list[Member]
     net: BioGradNetwork
-    progress: Progress
     evaluator: Evaluator | Worker
     prober: Prober | Worker | None
     timings: dict
@@ -195,28 +207,39 @@ class Session:
 
 
 class Trainer:
-    """Trains the run in ``run`` from its config; ``progress`` shows a bar over all samples. ``builds`` is
-    the folder of the compiled projects (default: the run directory); a sweep gives the trials of one
+    """Trains the run in ``runs`` from its config, or several runs in one ensemble build (configs that differ
+    only in ``train.seed`` and chunk parameters, :func:`~biograd.packing.varied_parameters`); each run keeps
+    its own directory, checkpoints and metrics. ``progress`` shows a bar over all samples. ``builds`` is
+    the folder of the compiled projects (default: the first run directory); a sweep gives the trials of one
     worker process the same folder, so that a later trial of the same shape reuses the compiled code
     (Brian2 rewrites only changed source files and make recompiles only those)."""
 
-    def __init__(self, run: RunDirectory, progress: bool = True, builds: Path | None = None):
-        self.run, self.progress, self.builds = run, progress, builds or run.path
-        self.config: RunConfig = run.config
+    def __init__(self, runs: RunDirectory | list[RunDirectory], progress: bool = True, builds: Path | None = None):
+        self.runs = [runs] if isinstance(runs, RunDirectory) else list(runs)
+        self.run = self.runs[0]
+        self.progress, self.builds = progress, builds or self.run.path
+        self.config: RunConfig = self.run.config
+        self.varied = varied_parameters([run.config for run in self.runs]) if len(self.runs) > 1 else set()
+        if len(self.runs) > 1 and self.config.record.probe_samples:
+            raise ValueError("record.probe_samples: probes need a build of their own per run; an ensemble "
+                             "trains with record.probe_samples=0 (probe its runs afterwards: biograd probe)")
         self.stop_requested: list[str] = []  # signals that asked the run to stop (see stop_requests)
 
-    def train(self) -> Progress:
-        """Run (or continue) every task of the plan; returns the final progress with all metrics rows.
-        Holds the run's lock: a second trainer of the same run raises RunLockedError at once."""
-        with self.run.lock():
+    def train(self) -> list[Progress]:
+        """Run (or continue) every task of the plan; returns each run's final progress with all metrics rows.
+        Holds the runs' locks: a second trainer of one of them raises RunLockedError at once."""
+        with ExitStack() as locks:
+            for run in self.runs:
+                locks.enter_context(run.lock())
             try:
                 with stop_requests() as self.stop_requested:
                     return self._train()
             except TrainingDiverged:
                 raise
-            except BaseException as err:  # the run directory says why it stopped (Ctrl-C included)
+            except BaseException as err:  # the run directories say why they stopped (Ctrl-C included)
                 stop = self._interruption(err)
-                self.run.set_status("failed", str(stop) if stop else f"{type(err).__name__}: {err}")
+                for run in self.runs:
+                    run.set_status("failed", str(stop) if stop else f"{type(err).__name__}: {err}")
                 if stop:
                     raise stop from err
                 raise
@@ -232,47 +255,66 @@ class Trainer:
         return Terminated(f"stopped by {name} during a task ({type(err).__name__}); the last checkpoint is intact",
                           name)
 
-    def _train(self) -> Progress:
+    def _train(self) -> list[Progress]:
         session = self._open()
         try:
             self._run_tasks(session)
         finally:
             session.close()
             self._write_timings(session)
-        learning_curve(self.run.metrics(), self.run.learning_curve_path)
-        self.run.set_status("finished", f"{len(session.tasks)} tasks")
-        return session.progress
+        for member in session.members:
+            learning_curve(member.run.metrics(), member.run.learning_curve_path)
+            member.run.set_status("finished", f"{len(member.tasks)} tasks")
+        return [member.progress for member in session.members]
 
-    def _open(self) -> Session:
-        """Data, plan and builds of this session, continuing from the checkpoint if there is one."""
-        cfg, run = self.config, self.run
+    def _member(self, run: RunDirectory, spec: NetworkSpec, n_train: int, validation: bool) -> tuple[Member, object]:
+        """A run's plan and progress (from its checkpoint if there is one), and its checkpointed state or None."""
         for stale in run.path.glob(".checkpoint.npz.*"):  # a kill during a checkpoint write
             stale.unlink()
+        config = run.config
+        member_spec = config.model.using(run.build_equations())
+        tasks = plan_tasks(member_spec, config.train, n_train, validation=validation)
+        state, progress = run.load_checkpoint() if run.checkpoint_path.is_file() else (None, Progress())
+        table = member_spec.composition.chunk_parameters()
+        return Member(run, tasks, progress, {name: table[name] for name in self.varied},
+                      run.read_json("timings.json").get("sessions", [])), state
+
+    def _open(self) -> Session:
+        """Data, plans and builds of this session, each run continuing from its checkpoint if it has one."""
+        cfg, run = self.config, self.run
         equations = run.build_equations()
         spec, train_cfg = cfg.model.using(equations), cfg.train
         splits = load_splits(cfg.data, spec)
-        run.check_splits(splits.record())
-        tasks = plan_tasks(spec, train_cfg, len(splits.train), validation=splits.validation is not None)
+        members, states = [], []
+        for member_run in self.runs:
+            member_run.check_splits(splits.record())
+            member, state = self._member(member_run, spec, len(splits.train), splits.validation is not None)
+            members.append(member)
+            states.append(state)
         self.chunks_per_epoch = math.ceil(len(splits.train) / train_cfg.chunk)
         self.recorder = Recorder(cfg.record, train_cfg)
-        state, progress = run.load_checkpoint() if run.checkpoint_path.is_file() else (None, Progress())
         use_backend(train_cfg.backend, self.builds / run.build_dir.name)
-        net = build(spec, train_cfg, report=train_cfg.report)
-        if state is not None:
-            net.state = state
-            run.save_checkpoint(net.state, progress)  # tables too, in case a crash came between the two
+        seeds = [member.run.config.train.seed for member in members]
+        net = build(spec, train_cfg, seeds=seeds if len(members) > 1 else None, varied=self.varied,
+                    report=train_cfg.report)
+        net.states = [net.initial_states[k] if state is None else state for k, state in enumerate(states)]
+        for member, state in zip(members, states, strict=True):
+            if state is not None:
+                member.run.save_checkpoint(state, member.progress)  # tables too, in case a crash came between the two
         backend = train_cfg.backend
         evaluated = {name: split for name, split in splits.named().items() if name != "train"}
         evaluator = hosted(backend, self.builds / "build_eval", Evaluator, spec, evaluated, train_cfg.eval_chunk,
-                           train_cfg.seed, equations)
+                           seeds if len(members) > 1 else train_cfg.seed, equations)
         prober = hosted(backend, self.builds / "build_probe", Prober, cfg, equations, run.path) \
             if cfg.record.probe_samples else None
         timings = {"command": shlex.join(sys.argv), "started": time.strftime("%FT%T"),
-                   "resumed_at_task": progress.task, "build_s": 0.0,
+                   "resumed_at_task": min(member.progress.task for member in members), "build_s": 0.0,
                    "train_s": 0.0, "evaluate_s": 0.0, "test_s": 0.0, "warmup_s": 0.0, "probe_s": 0.0, "samples": 0}
-        self.earlier_sessions = run.read_json("timings.json").get("sessions", [])
-        session = Session(splits, tasks, net, progress, evaluator, prober, timings)
-        run.set_status("running", f"task {progress.task} of {len(tasks)}")
+        if len(members) > 1:
+            timings["ensemble"] = [member.run.path.name for member in members]  # the times are the whole build's
+        session = Session(splits, members, net, evaluator, prober, timings)
+        for member in members:
+            member.run.set_status("running", f"task {member.progress.task} of {len(member.tasks)}")
         t0 = time.perf_counter()
         net.compile()
         timings["build_s"] = time.perf_counter() - t0
@@ -281,107 +323,163 @@ class Trainer:
     def _write_timings(self, session: Session) -> None:
         """After every task, so that a killed session is recorded too."""
         session.timings["wall_s"] = time.perf_counter() - session.started
-        self.run.write_json("timings.json", {"sessions": [*self.earlier_sessions, session.timings]})
+        for member in session.members:
+            member.run.write_json("timings.json", {"sessions": [*member.earlier_sessions, session.timings]})
 
     def _run_tasks(self, s: Session) -> None:
-        """Every task not yet done: run it, probe after it if due, check, checkpoint, report."""
-        run, progress, tasks = self.run, s.progress, s.tasks
-        done = sum(len(task.samples) for task in tasks[: progress.task])
-        bar = tqdm(total=sum(len(task.samples) for task in tasks), initial=done, unit="sample",
-                   disable=not self.progress, desc=self.config.name, dynamic_ncols=True)
+        """Every task not yet done: run it, probe after it if due, check, checkpoint, report. A member whose
+        checkpoint is ahead (a kill between two members' checkpoints) sits out the tasks it has done."""
+        tasks = s.members[0].tasks
+        first = min(member.progress.task for member in s.members)
+        done = sum(len(task.samples) for task in tasks[:first])
+        bar = tqdm(total=sum(len(task.samples) for task in tasks) * len(s.members), initial=done * len(s.members),
+                   unit="sample", disable=not self.progress, desc=self.config.name, dynamic_ncols=True)
         try:
-            for task in tasks[progress.task :]:
+            for index in range(first, len(tasks)):
+                task = tasks[index]
                 t0 = time.perf_counter()
-                rows = self._do(task, s, done)
+                rows = self._do(index, s, done)
                 elapsed = time.perf_counter() - t0
                 s.timings[f"{task.kind}_s"] += elapsed
                 if self.recorder.probes_after(task, self.chunks_per_epoch):
-                    rows += self._probe(s, rows[0])
+                    rows[0] += self._probe(s, rows[0][0])
                 if task.kind == "train":
                     done += len(task.samples)
                     s.timings["samples"] += len(task.samples)
-                    rows.append(rows[0] | {"metric": "samples_per_s", "value": len(task.samples) / elapsed})
-                    bar.update(len(task.samples))
+                    for member_rows in (member_rows for member_rows in rows if member_rows):
+                        member_rows.append(member_rows[0] | {"metric": "samples_per_s",
+                                                             "value": len(s.members) * len(task.samples) / elapsed})
+                    bar.update(len(task.samples) * len(s.members))
+                    progress = s.members[0].progress
                     bar.set_postfix(epoch=task.epoch, acc=f"{progress.epoch_correct / progress.epoch_seen:.3f}")
-                check_health(s.net.state, self.config.train.max_weight)
-                self._checkpoint(s, task, rows)
+                for member, state in zip(s.members, s.net.states, strict=True):
+                    if member.progress.task == index:
+                        self._check(s, member, state, task)
+                self._checkpoint(s, index, task, rows)
                 if task.kind in ("evaluate", "test"):
-                    bar.write(f"epoch {task.epoch}: {task.split} accuracy {rows[0]['value']:.4f}")
-        except TrainingDiverged as err:
-            failed = tasks[progress.task]
-            run.set_status("diverged", f"task {progress.task} ({failed.kind}, epoch {failed.epoch}): {err}; "
-                           f"last good checkpoint: {run.checkpoint_path}")
-            raise
+                    bar.write(f"epoch {task.epoch}: {task.split} accuracy " +
+                              ", ".join(f"{member_rows[0]['value']:.4f}" for member_rows in rows if member_rows))
         finally:
             bar.close()
 
+    def _check(self, s: Session, member: Member, state, task: Task) -> None:
+        """Stop the build when a member's weights diverged (its status says so; the others' say why they stopped)."""
+        try:
+            check_health(state, self.config.train.max_weight)
+        except TrainingDiverged as err:
+            member.run.set_status("diverged", f"task {member.progress.task} ({task.kind}, epoch {task.epoch}): "
+                                  f"{err}; last good checkpoint: {member.run.checkpoint_path}")
+            for other in s.members:
+                if other is not member:
+                    other.run.set_status("failed", f"stopped: {member.run.path.name}, trained in the same ensemble "
+                                         "build, diverged; resume this run on its own or with other runs")
+            raise
+
     def _probe(self, s: Session, base: dict) -> list[dict]:
-        """Probe rows at the current weights (alignment rows go to their own table)."""
+        """Probe rows at the current weights (a single run; alignment rows go to their own table)."""
         t0 = time.perf_counter()
-        metrics, alignment = s.prober.rows(s.net.state, base, f"task{s.progress.task:05d}")
-        s.progress.tables["alignment"] += alignment
+        progress = s.members[0].progress
+        metrics, alignment = s.prober.rows(s.net.state, base, f"task{progress.task:05d}")
+        progress.tables["alignment"] += alignment
         s.timings["probe_s"] += time.perf_counter() - t0
         return metrics
 
-    def _checkpoint(self, s: Session, task: Task, rows: list[dict]) -> None:
-        """Record a finished task: checkpoint, timings, status; stop here if a signal asked to."""
-        run, progress = self.run, s.progress
-        progress.rows.extend(rows)
-        progress.task += 1
-        run.save_checkpoint(s.net.state, progress)
+    def _checkpoint(self, s: Session, index: int, task: Task, rows: list[list[dict]]) -> None:
+        """Record a finished task in every member that ran it: checkpoint, timings, status; stop here if a
+        signal asked to."""
+        for member, state, member_rows in zip(s.members, s.net.states, rows, strict=True):
+            if member.progress.task != index:  # done before this session: its checkpoint is ahead
+                continue
+            run, progress = member.run, member.progress
+            progress.rows.extend(member_rows)
+            progress.task += 1
+            run.save_checkpoint(state, progress)
+            run.set_status("running", f"task {progress.task} of {len(member.tasks)}, epoch {task.epoch}")
+            if task.kind == "evaluate":
+                run.save_checkpoint(state, progress, run.path / f"weights_epoch{task.epoch}.npz")
         self._write_timings(s)
-        run.set_status("running", f"task {progress.task} of {len(s.tasks)}, epoch {task.epoch}")
         if self.stop_requested:
-            raise Terminated(f"stopped by {self.stop_requested[0]} after task {progress.task} of {len(s.tasks)}",
+            raise Terminated(f"stopped by {self.stop_requested[0]} after task {index + 1} of {len(s.members[0].tasks)}",
                              self.stop_requested[0])
-        if task.kind == "evaluate":
-            run.save_checkpoint(s.net.state, progress, run.path / f"weights_epoch{task.epoch}.npz")
 
-    def _do(self, task: Task, s: Session, done: int) -> list[dict]:
-        """Run one task; returns its metrics rows."""
-        net, progress = s.net, s.progress
+    def _do(self, index: int, s: Session, done: int) -> list[list[dict]]:
+        """Run task ``index`` in every member; returns each member's metrics rows. A member that has done it
+        already (its checkpoint is ahead) runs along from its current weights, which it keeps, and gets no rows."""
+        net, members = s.net, s.members
+        tasks = [member.tasks[index] for member in members]
+        task = tasks[0]
+        behind = [member.progress.task == index for member in members]
+        kept = list(net.states)
         if task.kind in ("evaluate", "test"):
-            correct = s.evaluator.predict(net.state, task.split) == s.splits.named()[task.split].labels
-            progress.epoch_correct = progress.epoch_seen = 0
+            labels = s.splits.named()[task.split].labels
             base = {"epoch": task.epoch, "chunk": None, "samples": done, "split": task.split, "layer": None}
-            accuracy = base | {"metric": "accuracy", "value": float(np.mean(correct))}
-            return [accuracy, *feedback_rows(net.state, base)] if task.kind == "evaluate" else [accuracy]
-        run = run_task(net, task, s.splits.train, self.config.train)
+            rows = []
+            for member, state, predicted, runs_it in zip(members, kept, s.evaluator.predict_replicas(kept, task.split),
+                                                         behind, strict=True):
+                if runs_it:
+                    member.progress.epoch_correct = member.progress.epoch_seen = 0
+                accuracy = base | {"metric": "accuracy", "value": float(np.mean(predicted == labels))}
+                rows.append([] if not runs_it else
+                            [accuracy, *feedback_rows(state, base)] if task.kind == "evaluate" else [accuracy])
+            return rows
+        runs = run_tasks(net, tasks, s.splits.train, self.config.train,
+                         values=[member.values | task.values for member, task in zip(members, tasks, strict=True)])
+        net.states = [new if runs_it else old for old, new, runs_it in zip(kept, net.states, behind, strict=True)]
+        return [self._chunk_rows(member, member_task, run, state, done, net.spec) if runs_it else []
+                for member, member_task, run, state, runs_it in zip(members, tasks, runs, net.states, behind,
+                                                                   strict=True)]
+
+    def _chunk_rows(self, member: Member, task: Task, run: ChunkRun, state, done: int, spec: NetworkSpec) -> list[dict]:
+        """Metrics rows of one member's warm-up or training chunk."""
+        progress = member.progress
         if task.kind == "warmup":
             base = {"epoch": 0, "chunk": task.index, "samples": 0, "split": "sleep", "layer": None}
-            return [*feedback_rows(net.state, base), *self.recorder.chunk_rows(run, base, net.spec)]
+            return [*feedback_rows(state, base), *self.recorder.chunk_rows(run, base, spec)]
         progress.epoch_correct += run.correct
         progress.epoch_seen += len(task.samples)
         base = {"epoch": task.epoch, "chunk": task.index, "samples": done + len(task.samples), "split": "train",
                 "layer": None}
         if task.index == self.chunks_per_epoch - 1:
-            progress.tables["neuron_rates"] += self.recorder.rate_rows(run, base, net.spec)
+            progress.tables["neuron_rates"] += self.recorder.rate_rows(run, base, spec)
         return [base | {"metric": "accuracy", "value": run.correct / len(task.samples)},
-                *feedback_rows(net.state, base), *self.recorder.chunk_rows(run, base, net.spec)]
+                *feedback_rows(state, base), *self.recorder.chunk_rows(run, base, spec)]
 
 
 def start_run(config: RunConfig, equations: Path | None = None, root: Path = Path("runs/out")) -> RunDirectory:
     """A new run directory for ``config`` (equation files copied from ``equations``, default the model's),
     made only once the data loads (checksums included) and the network fits in this machine's memory."""
+    return start_runs(config, equations, root)[0]
+
+
+def start_runs(config: RunConfig, equations: Path | None = None, root: Path = Path("runs/out")) -> list[RunDirectory]:
+    """:func:`start_run` for each replica of ``model.replicas``: runs of seeds train.seed, train.seed + 1, ...,
+    each an ordinary single-network run (its config.yaml has no replicas), to train in one ensemble build."""
     from biograd.models.elements import equations_dir
 
     equations = equations or equations_dir()
     spec = config.model.using(equations)
     check_composition_units(spec.composition)
-    check_memory(spec, config.train)
+    check_memory(spec, config.train, replicas=spec.replicas)
     splits = load_splits(config.data, spec)
-    run = RunDirectory.create(config, equations, root)
-    run.check_splits(splits.record())
-    return run
+    runs = []
+    for k in range(spec.replicas):
+        member = config.model_copy(update={"train": config.train.model_copy(update={"seed": config.train.seed + k})})
+        run = RunDirectory.create(member, equations, root)
+        run.check_splits(splits.record())
+        runs.append(run)
+    return runs
 
 
-def check_memory(spec: NetworkSpec, train: TrainConfig, total: int | None = None) -> None:
-    """Refuse a network whose estimated memory (:func:`~biograd.models.network.estimated_bytes`, for the
-    training build and the evaluation and probe builds) exceeds 80% of this machine's memory."""
+def check_memory(spec: NetworkSpec, train: TrainConfig, total: int | None = None, replicas: int = 1) -> None:
+    """Refuse a network (an ensemble of ``replicas``) whose estimated memory
+    (:func:`~biograd.models.network.estimated_bytes`, for the training build and the evaluation and probe
+    builds) exceeds 80% of this machine's memory."""
     total = total or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    need = estimated_bytes(spec, slots_per_chunk(spec, train)) + 2 * estimated_bytes(spec, train.eval_chunk)
+    need = estimated_bytes(spec, slots_per_chunk(spec, train), replicas) + \
+        2 * estimated_bytes(spec, train.eval_chunk, replicas)
     if need > 0.8 * total:
-        raise TooLargeError(f"the network {'-'.join(map(str, spec.sizes))} needs about {need / 2**30:.1f} GiB "
+        network = f"{replicas} x " * (replicas > 1) + "-".join(map(str, spec.sizes))
+        raise TooLargeError(f"the network {network} needs about {need / 2**30:.1f} GiB "
                             f"(training, evaluation and probe builds; {synapse_count(spec):,} synapses in training), "
                             f"more than 80% of this machine's {total / 2**30:.1f} GiB")
 

@@ -131,8 +131,7 @@ class BioGradNetwork:
         self.seed = self.seeds[0]  # the build's chunk seed, unless a chunk gives one
         self.spec, self.slots, self.inference, self.report = spec, slots, inference, report
         self.varied = set(varied) if K > 1 else set()
-        declared = {eq.varname for el in spec.composition.elements.values() for eq in el.equations.values()
-                    if {"shared", "constant"} <= set(eq.flags)}
+        declared = set(spec.composition.chunk_parameters())
         if unknown := self.varied - declared:
             raise KeyError(f"varied: no chunk parameter {', '.join(sorted(unknown))} in this model "
                            f"(chunk parameters: {', '.join(sorted(declared))})")

@@ -35,6 +35,8 @@ class NetworkSpec(BaseModel):
     precision: str = Field("float", description="float, or a Loihi precision of network.yaml's precisions table")
     params: dict[str, dict[str, str | float]] = Field(default_factory=dict)
     equations: Path | None = Field(None, exclude=True, description="folder of the equation files")
+    replicas: int = Field(1, ge=1, exclude=True, description="networks trained side by side in one build (an "
+                          "ensemble), seeds train.seed .. train.seed + replicas - 1, each a run of its own")
 
     @field_validator("sizes")
     @classmethod

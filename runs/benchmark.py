@@ -42,7 +42,7 @@ DEFAULT_SIZES = ["784-100-10", "784-500-10", "784-500-500-10"]
 
 
 def measure(sizes: str, samples: int, feedback: str, backend: str, replicas: int = 1, chunk: int = 1000,
-            compile_only: bool = False) -> dict:
+            compile_only: bool = False, inference: bool = True) -> dict:
     """Train and infer in this process; returns one row of speeds (compile times only with ``compile_only``)."""
     import numpy as np
 
@@ -99,18 +99,24 @@ def measure(sizes: str, samples: int, feedback: str, backend: str, replicas: int
         if done >= samples and done >= replicas * chunk:
             break
     train_s = time.perf_counter() - t0 - record_s
+    trained = row | {"train_samples": done, "train_samples_per_s": done / train_s, "compile_s": compile_s,
+                     "record_activity_share": record_s / train_s}
+    if not inference:
+        return trained | _peak_mib(binary_rss)
     evaluator, inference_compile_s = compile_evaluator()
     t0 = time.perf_counter()
     predicted = evaluator.predict_replicas(net.states, "first 1000")
     infer_s = time.perf_counter() - t0
-    binary_kib = [int(line) for line in binary_rss.read_text().split()] if binary_rss.exists() else [np.nan]
-    return row | {"train_samples": done, "train_samples_per_s": done / train_s,
-                  "inference_samples_per_s": replicas * 1000 / infer_s, "compile_s": compile_s,
-                  "inference_compile_s": inference_compile_s, "record_activity_share": record_s / train_s,
-                  "peak_python_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "peak_binary_mib": max(binary_kib) / 1024,
-                  "train_accuracy_first_1000_after": float(np.mean([np.mean(p == data.labels[:1000])
-                                                                   for p in predicted]))}
+    return trained | {"inference_samples_per_s": replicas * 1000 / infer_s, "inference_compile_s": inference_compile_s,
+                      "train_accuracy_first_1000_after": float(np.mean([np.mean(p == data.labels[:1000])
+                                                                       for p in predicted]))} | _peak_mib(binary_rss)
+
+
+def _peak_mib(binary_rss: Path) -> dict:
+    """Peak resident memory of this process and of the compiled binary (its runs so far), in MiB."""
+    binary_kib = [int(line) for line in binary_rss.read_text().split()] if binary_rss.exists() else [float("nan")]
+    return {"peak_python_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_binary_mib": max(binary_kib) / 1024}
 
 
 def main(
@@ -121,11 +127,12 @@ def main(
     feedback: Annotated[str, typer.Option(help="transpose | fixed_random | sleep")] = "sleep",
     backend: Annotated[str, typer.Option(help="cpp_standalone | cuda_standalone")] = "cpp_standalone",
     compile_only: Annotated[bool, typer.Option(help="build the projects, measure nothing")] = False,
+    inference: Annotated[bool, typer.Option(help="also measure the inference-only build")] = True,
     one: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> None:
     replicas = replicas or [1]
     if one:
-        print(json.dumps(measure(sizes[0], samples, feedback, backend, replicas[0], chunk, compile_only)))
+        print(json.dumps(measure(sizes[0], samples, feedback, backend, replicas[0], chunk, compile_only, inference)))
         return
     OUT.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -133,7 +140,8 @@ def main(
         for k in replicas:
             child = subprocess.run([sys.executable, __file__, "--one", "--sizes", net, "--samples", str(samples),
                                     "--replicas", str(k), "--chunk", str(chunk), "--feedback", feedback,
-                                    "--backend", backend] + ["--compile-only"] * compile_only,
+                                    "--backend", backend] + ["--compile-only"] * compile_only +
+                                   ["--no-inference"] * (not inference),
                                    capture_output=True, text=True)
             if child.returncode:
                 sys.exit(f"{net} x {k} on {backend} failed (exit {child.returncode}):\n{child.stderr[-4000:]}")

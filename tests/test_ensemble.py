@@ -1,12 +1,19 @@
-"""Ensembles: K networks side by side in one build; replica k computes what a network of its own computes."""
+"""Ensembles: K networks side by side in one build; replica k computes what a network of its own computes,
+and runs trained in one build equal the runs trained alone."""
+
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.datasets import load_digits
 from support import TRAIN
 
+from biograd.config import load_config
 from biograd.models.network import BioGradNetwork, estimated_bytes
 from biograd.models.spec import NetworkSpec
+from biograd.rundir import RunDirectory
+from biograd.trainer import Terminated, Trainer, start_run, start_runs
 
 # deterministic input: regular rate code, deterministic error rounding, no sleep (no random numbers)
 SPEC = NetworkSpec(sizes=(64, 20, 12, 10), feedback="fixed_random", params={"error_events": {"dither_error": 0}})
@@ -113,3 +120,83 @@ def test_loihi_weight_grids_use_one_networks_layer_sizes():
             values = [np.unique(np.asarray(getattr(s, name)[:])) for s in synapses]
             assert len(values[1]) == 1
             np.testing.assert_array_equal(values[0], values[1])
+
+
+# ---------------------------------------------------------------------- runs trained in one ensemble build
+DETERMINISTIC_RUN = """\
+name: tiny
+model: {sizes: [64, 16, 10], feedback: fixed_random, params: {error_events: {dither_error: 0}}}
+data: {source: sklearn, n_train: 80, n_test: 60, validation: 40}
+train: {epochs: 1, chunk: 40, backend: numpy, seed: 5}
+record: {probe_samples: 0}
+"""
+
+
+@pytest.fixture
+def tiny_run(tmp_path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(DETERMINISTIC_RUN)
+    return path
+
+
+def single_run(config: Path, overrides: list[str], root: Path) -> RunDirectory:
+    run = start_run(load_config(config, overrides), root=root)
+    Trainer(run, progress=False).train()
+    return run
+
+
+def assert_same_run(packed: RunDirectory, single: RunDirectory, atol: float = 0.0) -> None:
+    """Same weights (to ``atol``), same metrics but the speed rows, same final accuracies."""
+    a, b = packed.load_checkpoint()[0], single.load_checkpoint()[0]
+    for name, values in a.named().items():
+        np.testing.assert_allclose(values, b.named()[name], rtol=0, atol=atol, err_msg=f"{packed.path.name}: {name}")
+    rows = [run.metrics().query("metric not in ['samples_per_s', 'angle_B_WT', 'norm_B', 'norm_W']")
+            .drop(columns=["run"], errors="ignore").reset_index(drop=True) for run in (packed, single)]
+    pd.testing.assert_frame_equal(*rows)
+    assert packed.final_accuracies() == single.final_accuracies()
+
+
+def test_model_replicas_trains_runs_that_equal_single_runs(tiny_run, tmp_path):
+    """model.replicas: 2 makes two ordinary run directories (seeds 5 and 6), trained in one build; each equals
+    the run of its seed trained alone, bit for bit on this deterministic path."""
+    runs = start_runs(load_config(tiny_run, ["model.replicas=2"]), root=tmp_path / "ensemble")
+    assert [run.config.train.seed for run in runs] == [5, 6]
+    assert all("replicas" not in (run.path / "config.yaml").read_text() for run in runs)
+    Trainer(runs, progress=False).train()
+    for run, seed in zip(runs, (5, 6), strict=True):
+        assert run.finished
+        assert_same_run(run, single_run(tiny_run, [f"train.seed={seed}"], tmp_path / "single"))
+    assert "ensemble" in runs[0].read_json("timings.json")["sessions"][-1]
+
+
+def test_runs_with_other_learning_rates_share_a_build_and_one_ahead_waits(tiny_run, tmp_path, monkeypatch):
+    """Runs that differ in eta train in one build (eta per replica); a run stopped after 3 tasks, packed with a
+    fresh one, sits out until the fresh one catches up. Each ends as when trained alone."""
+    fast = start_run(load_config(tiny_run, ["model.params.forward_synapse.eta=0.06"]), root=tmp_path / "ensemble")
+    checkpoint = Trainer._checkpoint
+
+    def stop_after_three_tasks(self, session, index, task, rows):
+        if index == 2:
+            self.stop_requested.append("SIGTERM")
+        checkpoint(self, session, index, task, rows)
+    monkeypatch.setattr(Trainer, "_checkpoint", stop_after_three_tasks)
+    with pytest.raises(Terminated):
+        Trainer(fast, progress=False).train()
+    monkeypatch.undo()
+    fresh = start_run(load_config(tiny_run, ["train.seed=6"]), root=tmp_path / "ensemble")
+    assert Trainer([fast, fresh], progress=False).varied == {"eta"}
+    Trainer([fast, fresh], progress=False).train()
+    assert_same_run(fast, single_run(tiny_run, ["model.params.forward_synapse.eta=0.06"], tmp_path / "single"),
+                    atol=1e-15)
+    assert_same_run(fresh, single_run(tiny_run, ["train.seed=6"], tmp_path / "single"), atol=1e-15)
+
+
+def test_runs_that_need_builds_of_their_own_are_refused(tiny_run, tmp_path):
+    runs = [start_run(load_config(tiny_run, overrides), root=tmp_path)
+            for overrides in ([], ["model.params.feedback_synapse.lambda_sleep=0.3"])]
+    with pytest.raises(ValueError, match="model.params.feedback_synapse.lambda_sleep differs"):
+        Trainer(runs, progress=False)
+    probed = [start_run(load_config(tiny_run, [f"train.seed={s}", "record.probe_samples=2"]), root=tmp_path)
+              for s in (1, 2)]
+    with pytest.raises(ValueError, match="record.probe_samples"):
+        Trainer(probed, progress=False)

@@ -178,3 +178,23 @@ def test_a_failing_trial_is_recorded_and_the_others_finish(sweep_file, tmp_path)
     assert ok == "finished"
     assert failed.startswith("error: ValueError: data.validation = 5000 leaves no training samples")
     assert result.best["values"] == {"data.validation": 40}
+
+
+def test_packed_trials_equal_trials_trained_alone(sweep_file, tmp_path):
+    """pack: 4 trains the four trials (two etas x two seeds) in one ensemble build; without random numbers in the
+    model each ends as when trained alone (weights to rounding: eta is a per-replica constant there)."""
+    deterministic = "model: {sizes: [64, 12, 10], feedback: fixed_random, params: {error_events: {dither_error: 0}}}"
+    (tmp_path / "tiny.yaml").write_text(BASE.replace("model: {sizes: [64, 12, 10], feedback: sleep}", deterministic))
+    alone = run_sweep(load_sweep(sweep_file), tmp_path / "alone", serial=True, progress=False)
+    sweep_file.write_text(SWEEP + "pack: 4\n")
+    packed = run_sweep(load_sweep(sweep_file), tmp_path / "packed", serial=True, progress=False)
+    columns = ["trial", "setting", "seed", "status", "validation accuracy"]
+    pd.testing.assert_frame_equal(alone.trials[columns], packed.trials[columns])
+    assert (packed.trials.status == "finished").all()
+    for trial in alone.trials.trial:
+        a, b = _weights(tmp_path / "alone", trial), _weights(tmp_path / "packed", trial)
+        for name in a:
+            np.testing.assert_allclose(a[name], b[name], rtol=0, atol=1e-12, err_msg=f"{trial}: {name}")
+    sessions = RunDirectory(next((tmp_path / "packed" / "trials" / alone.trials.trial[0]).iterdir())) \
+        .read_json("timings.json")["sessions"]
+    assert len(sessions[-1]["ensemble"]) == 4
