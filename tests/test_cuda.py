@@ -66,7 +66,7 @@ def test_bad_compute_capability_is_named(monkeypatch, tmp_path):
 def test_run_args_names_survive_brian2cudas_lower_casing():
     """brian2cuda looks for static_arrays/init_<name>_... in lower case: capitals lost every chunk's weights."""
     net = BioGradNetwork(tiny_spec((16, 8, 6, 10), "sleep"), slots=2)
-    run_args = net._views(net.initial_state) | {net.slot_kind: np.zeros(2)} | net._parameter_values({"eta": 0.1})
+    run_args = net._views(net.initial_states) | {net.slot_kind: np.zeros(2)} | net._parameter_values([{"eta": 0.1}])
     assert {"forward1", "feedback2", "layer1", "slot_kind"} <= {getattr(k, "group_name", k.name) for k in run_args}
     cuda.check_run_arg_names(run_args)
     renamed = b2.TimedArray(np.zeros(2), dt=b2.ms, name="Slot_kind")
