@@ -111,16 +111,18 @@ def train(
         raise _fail(ValueError(f"--out {out}: a file, not a folder for run directories"))
     runs = []
     try:
-        runs = [RunDirectory(path) for path in resume] if resume else start_runs(load_config(config, set_ or []),
-                                                                                root=out)
-        for run in [run for run in runs if resume and run.finished]:
-            console.print(f"{run.path}: finished ({run.read_json('status.json').get('message')}); nothing to do")
-            runs.remove(run)
+        if resume:
+            runs = [RunDirectory(path) for path in resume]
+            for run in (run for run in runs if run.finished):
+                console.print(f"{run.path}: finished ({run.read_json('status.json').get('message')}); nothing to do")
+            runs = [run for run in runs if not run.finished]
+            for run in runs:
+                run.check_unchanged(accept_changes)
+                run.check_resumable()
+        else:
+            runs = start_runs(load_config(config, set_ or []), root=out)
         if not runs:
             return None
-        for run in runs if resume else []:
-            run.check_unchanged(accept_changes)
-            run.check_resumable()
         for run in runs:
             console.print(f"run directory: {run.path}")
         Trainer(runs, progress=progress).train()

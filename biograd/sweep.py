@@ -163,6 +163,7 @@ class Trial:
     base: Path
     epochs: int
     path: Path  # <sweep>/trials/<id>/: holds the trial's one run directory
+    pack_key: str  # trials with the same key can share an ensemble build (packing key and build shape)
 
     @property
     def id(self) -> str:
@@ -180,8 +181,9 @@ def plan_trials(sweep: SweepFile, out: Path, equations: Path | None = None) -> l
                          f"train.final_test={json.dumps(sweep.final_test)}")
             config = load_config(sweep.base, list(overrides), equations)
             digest = trial_digest(config, equation_digest)
+            pack_key = json.dumps(packing_key(config), sort_keys=True) + build_key(config)
             trials.append(Trial(index, values, seed, overrides, sweep.base, config.train.epochs,
-                                out / "trials" / digest))
+                                out / "trials" / digest, pack_key))
     return trials
 
 
@@ -239,12 +241,11 @@ def run_pack(trials: list[Trial], builds_root: Path | None = None) -> list[dict]
 
 
 def packs(trials: list[Trial], size: int) -> list[list[Trial]]:
-    """The trials in groups of at most ``size`` that can share an ensemble build (same packing key and
-    build shape), in the order of the first trial of each group."""
+    """The trials in groups of at most ``size`` that can share an ensemble build (the same ``pack_key``),
+    in the order of the first trial of each group."""
     groups: dict[str, list[list[Trial]]] = {}
     for trial in trials:
-        config = load_config(trial.base, list(trial.overrides))
-        key = json.dumps(packing_key(config), sort_keys=True) + build_key(config)
+        key = trial.pack_key
         if not groups.get(key) or len(groups[key][-1]) == size:
             groups.setdefault(key, []).append([])
         groups[key][-1].append(trial)

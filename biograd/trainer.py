@@ -295,8 +295,7 @@ class Trainer:
         self.recorder = Recorder(cfg.record, train_cfg)
         use_backend(train_cfg.backend, self.builds / run.build_dir.name)
         seeds = [member.run.config.train.seed for member in members]
-        net = build(spec, train_cfg, seeds=seeds if len(members) > 1 else None, varied=self.varied,
-                    report=train_cfg.report)
+        net = build(spec, train_cfg, seeds=seeds, varied=self.varied, report=train_cfg.report)
         net.states = [net.initial_states[k] if state is None else state for k, state in enumerate(states)]
         for member, state in zip(members, states, strict=True):
             if state is not None:
@@ -304,7 +303,7 @@ class Trainer:
         backend = train_cfg.backend
         evaluated = {name: split for name, split in splits.named().items() if name != "train"}
         evaluator = hosted(backend, self.builds / "build_eval", Evaluator, spec, evaluated, train_cfg.eval_chunk,
-                           seeds if len(members) > 1 else train_cfg.seed, equations)
+                           seeds, equations)
         prober = hosted(backend, self.builds / "build_probe", Prober, cfg, equations, run.path) \
             if cfg.record.probe_samples else None
         timings = {"command": shlex.join(sys.argv), "started": time.strftime("%FT%T"),
