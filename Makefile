@@ -6,6 +6,7 @@
 # GPU backend (brian2cuda): make gpu installs the gpu extra; make test-cuda compiles the model to
 # CUDA (needs nvcc) and, where a GPU is present, checks it against cpp_standalone.
 # Lava cross-check of the netx export: make lava (its own Python 3.10 environment), then make test-lava.
+# Peer baseline of the speed table (snnTorch): make peer (Python 3.11), then runs/benchmark.py --peer.
 
 VENV      ?= .venv
 PY        := $(VENV)/bin/python
@@ -15,8 +16,9 @@ EXTRAS    ?= dev,nmnist,notebooks,loihi
 PYTEST_ARGS ?= -n 2
 
 LAVA_VENV ?= .venv-lava
+PEER_VENV ?= .venv-peer
 
-.PHONY: venv gpu lava demo test test-standalone test-slow test-cuda test-lava lint describe clean
+.PHONY: venv gpu lava peer demo test test-standalone test-slow test-cuda test-lava lint describe clean
 
 venv: $(STAMP)
 
@@ -35,6 +37,11 @@ lava: $(LAVA_VENV)/.installed
 
 $(LAVA_VENV)/.installed:
 	@bash scripts/make_lava_venv.sh "$(LAVA_VENV)"
+
+peer: $(PEER_VENV)/.installed
+
+$(PEER_VENV)/.installed:
+	@bash scripts/make_peer_venv.sh "$(PEER_VENV)"
 
 test-lava: $(STAMP) lava
 	$(PY) -m pytest tests/test_loihi_export.py -m slow $(PYTEST_ARGS)

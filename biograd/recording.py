@@ -160,7 +160,8 @@ def probe_run(run: RunDirectory, n_samples: int, backend: str | None = None, ove
     chosen = sorted(epochs or saved)
     if not chosen:
         raise FileNotFoundError(f"{run.path}: no weights_epoch<k>.npz to probe")
-    use_backend(backend or config.train.backend, run.path / out.name.replace("posthoc", "build_probe", 1))
+    use_backend(backend or config.train.backend, run.path / out.name.replace("posthoc", "build_probe", 1),
+                dense_pathways=config.train.templates == "dense")
     prober = Prober(config, run.build_equations(), out,
                     config.record.model_copy(update={"probe_samples": n_samples, "arrays": False}))
     held_out = run.metrics().query("split in ('validation', 'test') and metric == 'accuracy'")

@@ -141,12 +141,12 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
-def _start_worker(backend: str, directory: Path, factory, args: tuple) -> None:
+def _start_worker(backend: str, directory: Path, dense_pathways: bool, factory, args: tuple) -> None:
     global _hosted
     for stop in STOP_SIGNALS:  # a signal to the process group is the trainer's to handle; the worker ends with it
         signal.signal(stop, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True, name="parent-watch").start()
-    use_backend(backend, directory)
+    use_backend(backend, directory, dense_pathways=dense_pathways)
     _hosted = factory(*args)
 
 
@@ -158,9 +158,9 @@ class Worker:
     """``factory(*args)`` (an Evaluator or a Prober) in a worker process with its own standalone
     ``backend`` device, built in ``directory``; its methods are called through the process pool."""
 
-    def __init__(self, backend: str, directory: Path, factory, *args):
+    def __init__(self, backend: str, directory: Path, dense_pathways: bool, factory, *args):
         self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
-                                        initargs=(backend, directory, factory, args))
+                                        initargs=(backend, directory, dense_pathways, factory, args))
         self.pool.submit(int)  # start the worker now: it compiles while the training build compiles
 
     def __getattr__(self, method: str):
@@ -170,9 +170,12 @@ class Worker:
         self.pool.shutdown()
 
 
-def hosted(backend: str, directory: Path, factory, *args):
-    """``factory(*args)`` in this process (runtime device), or in a :class:`Worker` (standalone)."""
-    return Worker(backend, directory, factory, *args) if backend in STANDALONE else factory(*args)
+def hosted(train_cfg: TrainConfig, directory: Path, factory, *args):
+    """``factory(*args)`` in this process (runtime device), or in a :class:`Worker` on ``train_cfg``'s
+    standalone backend and templates."""
+    if train_cfg.backend not in STANDALONE:
+        return factory(*args)
+    return Worker(train_cfg.backend, directory, train_cfg.templates == "dense", factory, *args)
 
 
 # ---------------------------------------------------------------------- training
@@ -293,18 +296,17 @@ class Trainer:
             states.append(state)
         self.chunks_per_epoch = math.ceil(len(splits.train) / train_cfg.chunk)
         self.recorder = Recorder(cfg.record, train_cfg)
-        use_backend(train_cfg.backend, self.builds / run.build_dir.name)
+        use_backend(train_cfg.backend, self.builds / run.build_dir.name, dense_pathways=train_cfg.templates == "dense")
         seeds = [member.run.config.train.seed for member in members]
         net = build(spec, train_cfg, seeds=seeds, varied=self.varied, report=train_cfg.report)
         net.states = [net.initial_states[k] if state is None else state for k, state in enumerate(states)]
         for member, state in zip(members, states, strict=True):
             if state is not None:
                 member.run.save_checkpoint(state, member.progress)  # tables too, in case a crash came between the two
-        backend = train_cfg.backend
         evaluated = {name: split for name, split in splits.named().items() if name != "train"}
-        evaluator = hosted(backend, self.builds / "build_eval", Evaluator, spec, evaluated, train_cfg.eval_chunk,
+        evaluator = hosted(train_cfg, self.builds / "build_eval", Evaluator, spec, evaluated, train_cfg.eval_chunk,
                            seeds, equations)
-        prober = hosted(backend, self.builds / "build_probe", Prober, cfg, equations, run.path) \
+        prober = hosted(train_cfg, self.builds / "build_probe", Prober, cfg, equations, run.path) \
             if cfg.record.probe_samples else None
         timings = {"command": shlex.join(sys.argv), "started": time.strftime("%FT%T"),
                    "resumed_at_task": min(member.progress.task for member in members), "build_s": 0.0,

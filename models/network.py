@@ -204,6 +204,7 @@ class BioGradNetwork:
         else:
             synapses.connect(j="k for k in range(n_post*(i // n_pre), n_post*(i // n_pre + 1))",
                              namespace={"n_pre": n_pre, "n_post": n_post})
+        self.runner.adopt(synapses)
 
     def _initialise(self, group, values: dict[str, b2.Quantity], per_replica: int) -> None:
         """Initial values of ``group``'s variables (``per_replica`` neurons or synapses per replica); the

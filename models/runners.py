@@ -9,7 +9,9 @@ reach the simulation:
   restores the initial state, swaps the TimedArrays, writes the variables, seeds ``brian2.seed``
   and runs the chunk's slots;
 - :class:`StandaloneRunner` (``cpp_standalone``): builds the project once, then reruns the
-  binary with ``run_args``; the seed reaches the binary in an environment variable;
+  binary with ``run_args``; the seed reaches the binary in an environment variable; all-to-all
+  pathways propagate a row at a time (:mod:`biograd.models.dense_pathways`) unless
+  :func:`use_backend` is told otherwise;
 - :class:`CudaRunner` (``cuda_standalone``, brian2cuda): as cpp_standalone, with brian2cuda's
   random-number reseeding and its run_args naming rule (:mod:`biograd.models.cuda`).
 """
@@ -26,6 +28,7 @@ import numpy as np
 from brian2.devices.device import all_devices
 
 from biograd.models import cuda
+from biograd.models.dense_pathways import use_dense_pathways
 
 SEED_VARIABLE = "BIOGRAD_CHUNK_SEED"
 # Standalone binaries seed their generators from std::random_device unless told otherwise; this
@@ -39,12 +42,16 @@ if (const char* _chunk_seed = std::getenv("{SEED_VARIABLE}")) {{
 RUN_ARGS_FILE = re.compile(r"init_.+_[0-9a-f]{32}\.dat(\.lock)?")  # Brian2's names for run_args values
 STANDALONE = ("cpp_standalone", "cuda_standalone")  # compiled once, rerun with run_args
 BACKENDS = (*STANDALONE, "numpy", "cython")
+_dense_pathways = True  # set by use_backend, read by runner_for_device
 
 
-def use_backend(backend: str, directory: Path | None = None) -> None:
+def use_backend(backend: str, directory: Path | None = None, *, dense_pathways: bool = True) -> None:
     """Make ``backend`` the device of the networks built next: ``cpp_standalone`` or ``cuda_standalone``
     (compiled once into ``directory``, rerun with run_args) or the runtime device with code
-    generation target ``numpy`` or ``cython`` (for debugging)."""
+    generation target ``numpy`` or ``cython`` (for debugging). ``dense_pathways=False`` keeps
+    Brian2's own synapse templates on cpp_standalone (results equal to rounding; slower)."""
+    global _dense_pathways
+    _dense_pathways = dense_pathways
     if backend in STANDALONE:
         if backend == "cuda_standalone":
             cuda.configure(directory)
@@ -68,6 +75,9 @@ class RuntimeRunner:
 
     def __init__(self):
         self._origin: dict[int, b2.TimedArray] = {}  # id of a TimedArray in use -> the build's TimedArray
+
+    def adopt(self, synapses: b2.Synapses) -> None:
+        """Brian2's own templates."""
 
     def prepare(self, network: b2.Network) -> None:
         network.store("initial")
@@ -97,8 +107,14 @@ class StandaloneRunner:
 
     runs_whole_build = True  # the binary always simulates the whole build; extra slots idle
 
-    def __init__(self):
+    def __init__(self, dense_pathways: bool = False):
         self.built = False
+        self.dense_pathways = dense_pathways
+
+    def adopt(self, synapses: b2.Synapses) -> None:
+        """All-to-all ``synapses`` (within each replica's block) propagate a row at a time, if asked."""
+        if self.dense_pathways:
+            use_dense_pathways(synapses)
 
     def prepare(self, network: b2.Network) -> None:
         """Nothing to store: every rerun starts from the values passed in."""
@@ -150,7 +166,7 @@ def runner_for_device() -> RuntimeRunner | StandaloneRunner:
     if device is all_devices.get("cuda_standalone"):
         return CudaRunner()
     if device is all_devices["cpp_standalone"]:
-        return StandaloneRunner()
+        return StandaloneRunner(dense_pathways=_dense_pathways)
     return RuntimeRunner()
 
 

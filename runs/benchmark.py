@@ -3,6 +3,8 @@
     python runs/benchmark.py                       # 784-100-10, 784-500-10, 784-500-500-10
     python runs/benchmark.py --sizes 784-500-10 --samples 5000
     python runs/benchmark.py --sizes 784-500-10 --replicas 1 --replicas 8 --replicas 64   # ensembles
+    python runs/benchmark.py --sizes 784-500-10 --templates dense --templates brian2   # synapse templates
+    python runs/benchmark.py --sizes 784-500-10 --peer   # and snnTorch BPTT in the same run (make peer)
     python runs/benchmark.py --backend cuda_standalone   # on a GPU (make gpu)
     python runs/benchmark.py --backend cuda_standalone --compile-only   # nvcc, no GPU needed
 
@@ -19,7 +21,11 @@ over the replicas) and ``speedup`` is the ratio to the single network (K = 1) of
 backend in the same run. Memory: the peak resident size of the Python process and of the compiled
 binary (measured with /usr/bin/time where present). Every measurement runs in a process of its own
 (one standalone build per process). ``record_activity_share`` is the time ``record.activity`` adds per
-chunk, as a fraction of the training time. Results: runs/out/benchmark/speed.csv.
+chunk, as a fraction of the training time. ``--templates brian2`` propagates spikes with Brian2's own
+synapse templates instead of the dense pathways (the default; :mod:`biograd.models.dense_pathways`).
+``--peer`` measures snnTorch BPTT (minibatch 128, one thread; ``runs/peer_snntorch.py``, in the
+``.venv-peer`` environment of ``make peer``) right after each BioGrad measurement of the same network,
+and ``vs_snntorch`` is BioGrad's training samples/s over snnTorch's. Results: runs/out/benchmark/speed.csv.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ DEFAULT_SIZES = ["784-100-10", "784-500-10", "784-500-500-10"]
 
 
 def measure(sizes: str, samples: int, feedback: str, backend: str, replicas: int = 1, chunk: int = 1000,
-            compile_only: bool = False, inference: bool = True) -> dict:
+            compile_only: bool = False, inference: bool = True, templates: str = "dense") -> dict:
     """Train and infer in this process; returns one row of speeds (compile times only with ``compile_only``)."""
     import numpy as np
 
@@ -62,8 +68,8 @@ def measure(sizes: str, samples: int, feedback: str, backend: str, replicas: int
     per_replica = max(chunk, -(-samples // replicas))
     train = TrainConfig(sleep_every=100, sleep_duration="500 ms", chunk=chunk, epochs=-(-per_replica // len(data)))
     seeds = list(range(replicas))
-    name = f"{sizes}_{feedback}_{backend}" + (f"_x{replicas}" if replicas > 1 else "")
-    use_backend(backend, OUT / f"build_{name}")
+    name = f"{sizes}_{feedback}_{backend}" + (f"_x{replicas}" if replicas > 1 else "") + f"_{templates}"
+    use_backend(backend, OUT / f"build_{name}", dense_pathways=templates == "dense")
     binary_rss = (OUT / f"build_{name}_rss.txt").resolve()
     binary_rss.unlink(missing_ok=True)
     if shutil.which("time", path="/usr/bin"):  # the binary's own peak (a fork of this process would count ours)
@@ -83,7 +89,8 @@ def measure(sizes: str, samples: int, feedback: str, backend: str, replicas: int
                               1000, seeds, None)
         return evaluator, time.perf_counter() - t0
 
-    row = {"sizes": sizes, "feedback": feedback, "backend": backend, "replicas": replicas, "chunk": chunk}
+    row = {"sizes": sizes, "feedback": feedback, "backend": backend, "replicas": replicas, "chunk": chunk,
+           "templates": templates}
     if compile_only:
         return row | {"compile_s": compile_s, "inference_compile_s": compile_evaluator()[1]}
     plans = [[t for t in plan_tasks(spec, train.model_copy(update={"seed": seed}), len(data)) if t.kind == "train"]
@@ -112,6 +119,26 @@ def measure(sizes: str, samples: int, feedback: str, backend: str, replicas: int
                                                                        for p in predicted]))} | _peak_mib(binary_rss)
 
 
+def _run(options: list[str]) -> dict:
+    """One measurement in a process of its own (one standalone build per process)."""
+    child = subprocess.run([sys.executable, __file__, "--one", *options], capture_output=True, text=True)
+    if child.returncode:
+        sys.exit(f"{' '.join(options)} failed (exit {child.returncode}):\n{child.stderr[-4000:]}")
+    return json.loads(child.stdout.strip().splitlines()[-1])
+
+
+def _peer(python: Path, sizes: str) -> float:
+    """snnTorch BPTT training samples/s for ``sizes`` (runs/peer_snntorch.py in the peer environment)."""
+    if not python.exists():
+        sys.exit(f"--peer: {python} not found (make peer creates it)")
+    child = subprocess.run([str(python), str(Path(__file__).with_name("peer_snntorch.py")), "--sizes", sizes],
+                           capture_output=True, text=True, check=True)
+    row = json.loads(child.stdout.strip().splitlines()[-1])
+    print(f"snnTorch {sizes}, batch {row['batch']}, T = {row['steps']}: {row['train_samples_per_s']:.0f} samples/s",
+          flush=True)
+    return row["train_samples_per_s"]
+
+
 def _peak_mib(binary_rss: Path) -> dict:
     """Peak resident memory of this process and of the compiled binary (its runs so far), in MiB."""
     binary_kib = [int(line) for line in binary_rss.read_text().split()] if binary_rss.exists() else [float("nan")]
@@ -128,31 +155,37 @@ def main(
     backend: Annotated[str, typer.Option(help="cpp_standalone | cuda_standalone")] = "cpp_standalone",
     compile_only: Annotated[bool, typer.Option(help="build the projects, measure nothing")] = False,
     inference: Annotated[bool, typer.Option(help="also measure the inference-only build")] = True,
+    templates: Annotated[list[str] | None, typer.Option(help="dense | brian2: synapse templates (repeatable)")] = None,
+    peer: Annotated[bool, typer.Option(help="measure snnTorch BPTT after each measurement (make peer)")] = False,
+    peer_python: Annotated[Path, typer.Option(help="the peer environment's Python")] = Path(".venv-peer/bin/python"),
     one: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> None:
-    replicas = replicas or [1]
+    replicas, templates = replicas or [1], templates or ["dense"]
     if one:
-        print(json.dumps(measure(sizes[0], samples, feedback, backend, replicas[0], chunk, compile_only, inference)))
+        print(json.dumps(measure(sizes[0], samples, feedback, backend, replicas[0], chunk, compile_only, inference,
+                                 templates[0])))
         return
     OUT.mkdir(parents=True, exist_ok=True)
+    machine = f"{platform.node()} ({platform.processor() or 'cpu'})"
     rows = []
     for net in sizes or DEFAULT_SIZES:
         for k in replicas:
-            child = subprocess.run([sys.executable, __file__, "--one", "--sizes", net, "--samples", str(samples),
-                                    "--replicas", str(k), "--chunk", str(chunk), "--feedback", feedback,
-                                    "--backend", backend] + ["--compile-only"] * compile_only +
-                                   ["--no-inference"] * (not inference),
-                                   capture_output=True, text=True)
-            if child.returncode:
-                sys.exit(f"{net} x {k} on {backend} failed (exit {child.returncode}):\n{child.stderr[-4000:]}")
-            rows.append(json.loads(child.stdout.strip().splitlines()[-1]) | {"machine": f"{platform.node()} "
-                                                                              f"({platform.processor() or 'cpu'})"})
-            print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
+            for kind in templates:
+                rows.append(_run(["--sizes", net, "--samples", str(samples), "--replicas", str(k),
+                                  "--chunk", str(chunk), "--feedback", feedback, "--backend", backend,
+                                  "--templates", kind]
+                                 + ["--compile-only"] * compile_only + ["--no-inference"] * (not inference))
+                | {"machine": machine})
+                print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
+                if peer and not compile_only:
+                    rows[-1]["snntorch_samples_per_s"] = _peer(peer_python, net)
+                    rows[-1]["vs_snntorch"] = rows[-1]["train_samples_per_s"] / rows[-1]["snntorch_samples_per_s"]
     if compile_only:
         return
     table = pd.DataFrame(rows)
-    single = table[table.replicas == 1].set_index("sizes").train_samples_per_s
-    table["speedup"] = table.train_samples_per_s / table.sizes.map(single)  # NaN where K = 1 was not measured
+    single = {(n, t): v for n, t, v in table[table.replicas == 1][["sizes", "templates", "train_samples_per_s"]].values}
+    table["speedup"] = table.train_samples_per_s / [single.get(key, float("nan"))  # NaN where K = 1 was not measured
+                                                    for key in zip(table.sizes, table.templates, strict=True)]
     path = OUT / "speed.csv"  # earlier rows kept (columns added later are empty in them)
     (pd.concat([pd.read_csv(path), table]) if path.exists() else table).to_csv(path, index=False)
     print(f"\n{table.to_string(index=False)}\nappended to {path}")

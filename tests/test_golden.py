@@ -2,9 +2,10 @@
 
 ``data/golden_runs.json`` holds what ``biograd train runs/configs/demo.yaml --set ...`` wrote at the
 commit named there (before the layers, the composition file and the runners existed): the sha256
-of every final weight array and every metrics row. The same overrides today must give the same
-bytes and the same values. One tiny run belongs to the fast tier; the rest (numpy and
-cpp_standalone, one and two hidden layers) to the standalone and slow tiers.
+of every final weight array and every metrics row. The same overrides today, with Brian2's own
+synapse templates as then, must give the same bytes and the same values. One tiny run belongs to
+the fast tier; the rest (numpy and cpp_standalone, one and two hidden layers) to the standalone and
+slow tiers.
 """
 
 import hashlib
@@ -34,8 +35,9 @@ def sorted_metrics(rows) -> pd.DataFrame:
 @pytest.mark.parametrize("name", [pytest.param(name, marks=marks) for name, marks in TIERS.items()])
 def test_demo_run_repeats_the_recorded_run(name, tmp_path):
     recorded = GOLDEN["runs"][name]
-    held_out = ["data.validation=0"]  # the recorded runs predate validation splits: their epochs were tested
-    run = start_run(load_config(DEMO, [*recorded["overrides"], *held_out]), root=tmp_path)
+    then = ["data.validation=0",  # the recorded runs predate validation splits: their epochs were tested
+            "train.templates=brian2"]  # and dense pathways (tests/test_dense_pathways.py: equal to rounding)
+    run = start_run(load_config(DEMO, [*recorded["overrides"], *then]), root=tmp_path)
     Trainer(run, progress=False).train()
     with np.load(run.checkpoint_path) as checkpoint:
         arrays = {k: checkpoint[k] for k in checkpoint.files if k != "progress"}

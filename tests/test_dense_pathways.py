@@ -1,0 +1,68 @@
+"""Dense pathways (cpp_standalone's row-at-a-time synapse template) compute what Brian2's templates compute."""
+
+import brian2 as b2
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from support import TRAIN
+
+from biograd.models.dense_pathways import use_dense_pathways
+from biograd.models.network import BioGradNetwork
+from biograd.models.runners import use_backend
+from biograd.models.spec import NetworkSpec
+
+IMAGES, LABELS = load_digits(return_X_y=True)
+
+
+def train_two_chunks(spec: NetworkSpec, seed: int = 5):
+    """Two chunks of four digits on the active device, each followed by a sleep slot for each feedback layer:
+    the results, the final state and the initial state."""
+    composition = spec.composition
+    kinds = np.array([TRAIN] * 4 + [composition.slot_sleep(2), composition.slot_sleep(3)])
+    net = BioGradNetwork(spec, slots=len(kinds), seed=seed)
+    results = []
+    for chunk in range(2):
+        images, targets = np.zeros((len(kinds), 64)), np.zeros((len(kinds), 10))
+        images[:4] = IMAGES[4 * chunk : 4 * chunk + 4] / 16
+        targets[np.arange(4), LABELS[4 * chunk : 4 * chunk + 4]] = 1.0
+        results.append(net.run_chunk(kinds, images, targets, values={"eta": 0.02}))
+    return results, net.state, net.initial_states[0]
+
+
+@pytest.mark.parametrize("precision", ["float", "loihi"])
+def test_dense_pathways_agree_with_brian2_templates(standalone, tmp_path, precision):
+    """Every pathway of the model (spikes, learning, error events, sleep spikes; Loihi's stochastic rounding draws
+    its random numbers in the same order): identical spikes and error events, weights equal to rounding."""
+    spec = NetworkSpec(sizes=(64, 20, 12, 10), feedback="sleep", precision=precision)
+    dense_results, dense_state, initial = train_two_chunks(spec)
+    use_backend("cpp_standalone", tmp_path / "brian2_templates", dense_pathways=False)
+    results, state, _ = train_two_chunks(spec)
+    for dense, brian in zip(dense_results, results, strict=True):
+        for a, b in zip(dense.rates, brian.rates, strict=True):
+            np.testing.assert_array_equal(a, b)
+        for layer in brian.errors:
+            np.testing.assert_array_equal(dense.errors[layer], brian.errors[layer])
+    assert sum(np.abs(e).sum() for e in results[-1].errors.values()) > 0, "error events were sent"
+    for a, b in [*zip(dense_state.W, state.W, strict=True), *((dense_state.B[k], state.B[k]) for k in state.B)]:
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+    assert all(np.any(state.B[k] != initial.B[k]) for k in state.B), "the sleep pathways changed B"
+
+
+def test_synapses_that_are_not_dense_stop_the_binary(standalone, capfd):
+    """The compiled layout check names the pathway."""
+    source = b2.NeuronGroup(4, "v : 1", threshold="True", reset="", name="source")
+    target = b2.NeuronGroup(3, "v : 1", name="target")
+    synapses = b2.Synapses(source, target, "w : 1", on_pre="v_post += w", name="sparse")
+    synapses.connect(condition="i != j")
+    use_dense_pathways(synapses)
+    b2.run(1 * b2.ms, namespace={})
+    with pytest.raises(RuntimeError, match="Project run failed"):
+        b2.device.build(directory=b2.get_device().project_dir, run=True, with_output=False)
+    assert "sparse_pre: the dense pathway template needs all-to-all synapses" in capfd.readouterr().out
+
+
+def test_subgroups_are_refused():
+    group = b2.NeuronGroup(4, "v : 1", threshold="v > 1", reset="")
+    synapses = b2.Synapses(group[:2], group[2:], on_pre="v_post += 1")
+    with pytest.raises(ValueError, match="whole groups"):
+        use_dense_pathways(synapses)
