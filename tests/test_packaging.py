@@ -1,5 +1,5 @@
-"""The project installed as a wheel (not editable) finds its equation files: the model's folders
-are sub-packages of ``biograd`` there (``pyproject.toml``), not folders beside it."""
+"""The project installed as a wheel (not editable) finds its equation files and synapse templates: the
+model's folders are sub-packages of ``biograd`` there (``pyproject.toml``), not folders beside it."""
 
 import os
 import shutil
@@ -30,6 +30,8 @@ def test_installed_wheel_loads_the_model(tmp_path):
              "import biograd.models.elements as e; from biograd.models.spec import NetworkSpec;"
              "from biograd.models.network import BioGradNetwork;"
              "net = BioGradNetwork(NetworkSpec(sizes=(4, 3, 2)), slots=1, seed=0);"
+             "from biograd.models.dense_pathways import DensePathwayCodeObject as D; env = D.templater.env;"
+             "assert 'the dense pathway template' in env.loader.get_source(env, 'synapses.cpp')[0];"
              "print(e.EQUATIONS_DIR)")
     site = {"PYTHONPATH": str(tmp_path / "site")}
     out = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, env=os.environ | site,
