@@ -175,7 +175,7 @@ def evaluate(
         state, _ = run.load_checkpoint(checkpoint)
     except (ModelFileError, FileNotFoundError, ValueError, KeyError) as err:
         raise _fail(err) from err
-    use_backend(cfg.train.backend, run.path / "build_eval", dense_pathways=cfg.train.templates == "dense")
+    use_backend(cfg.train.backend, run.path / "build_eval", dense_pathways=cfg.train.dense_pathways)
     evaluator = Evaluator(cfg.model, {split: data}, cfg.train.eval_chunk, cfg.train.seed, run.equations)
     predicted = evaluator.predict(state, split)
     table = Table("class", "samples", "accuracy", title=f"{run.path.name}: {data.name}")

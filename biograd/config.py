@@ -55,6 +55,10 @@ class TrainConfig(BaseModel):
     templates: Literal["dense", "brian2"] = Field(
         "dense", description="cpp_standalone's synapse templates: dense (all-to-all pathways a row at a time, "
         "biograd.models.dense_pathways) or brian2 (Brian2's own; slower, equal up to rounding)")
+
+    @property
+    def dense_pathways(self) -> bool:
+        return self.templates == "dense"
     max_weight: float = Field(100.0, gt=0, description="stop when any |w| or |b| exceeds this (exploding)")
     eval_chunk: int = Field(1000, ge=1, description="test samples per run of the inference-only build")
     final_test: bool = Field(True, description="with a validation split, evaluate the test split once at the end "

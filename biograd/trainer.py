@@ -175,7 +175,7 @@ def hosted(train_cfg: TrainConfig, directory: Path, factory, *args):
     standalone backend and templates."""
     if train_cfg.backend not in STANDALONE:
         return factory(*args)
-    return Worker(train_cfg.backend, directory, train_cfg.templates == "dense", factory, *args)
+    return Worker(train_cfg.backend, directory, train_cfg.dense_pathways, factory, *args)
 
 
 # ---------------------------------------------------------------------- training
@@ -296,7 +296,7 @@ class Trainer:
             states.append(state)
         self.chunks_per_epoch = math.ceil(len(splits.train) / train_cfg.chunk)
         self.recorder = Recorder(cfg.record, train_cfg)
-        use_backend(train_cfg.backend, self.builds / run.build_dir.name, dense_pathways=train_cfg.templates == "dense")
+        use_backend(train_cfg.backend, self.builds / run.build_dir.name, dense_pathways=train_cfg.dense_pathways)
         seeds = [member.run.config.train.seed for member in members]
         net = build(spec, train_cfg, seeds=seeds, varied=self.varied, report=train_cfg.report)
         net.states = [net.initial_states[k] if state is None else state for k, state in enumerate(states)]

@@ -153,6 +153,9 @@ class StandaloneRunner:
 class CudaRunner(StandaloneRunner):
     """cuda_standalone (brian2cuda): reseeds cuRAND, and refuses run_args names it would not find."""
 
+    def adopt(self, synapses: b2.Synapses) -> None:
+        """brian2cuda's own templates (the dense ones are C++ for one core)."""
+
     def reseed_code(self) -> str:
         return cuda.reseed_code(SEED_VARIABLE)
 

@@ -24,8 +24,9 @@ binary (measured with /usr/bin/time where present). Every measurement runs in a 
 chunk, as a fraction of the training time. ``--templates brian2`` propagates spikes with Brian2's own
 synapse templates instead of the dense pathways (the default; :mod:`biograd.models.dense_pathways`).
 ``--peer`` measures snnTorch BPTT (minibatch 128, one thread; ``runs/peer_snntorch.py``, in the
-``.venv-peer`` environment of ``make peer``) right after each BioGrad measurement of the same network,
-and ``vs_snntorch`` is BioGrad's training samples/s over snnTorch's. Results: runs/out/benchmark/speed.csv.
+``.venv-peer`` environment of ``make peer``) right after each single-network (K = 1) measurement of the
+same network, and ``vs_snntorch`` is BioGrad's training samples/s over snnTorch's.
+Results: runs/out/benchmark/speed.csv.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def measure(sizes: str, samples: int, feedback: str, backend: str, replicas: int
 
     def compile_evaluator() -> tuple[Evaluator, float]:
         """The inference-only build (replaces the training build on this process's device), and its compile time."""
-        use_backend(backend, OUT / f"build_{name}_inference")
+        use_backend(backend, OUT / f"build_{name}_inference", dense_pathways=templates == "dense")
         t0 = time.perf_counter()
         evaluator = Evaluator(spec, {"first 1000": Split(data.inputs[:1000], data.labels[:1000], "first 1000")},
                               1000, seeds, None)
@@ -132,7 +133,9 @@ def _peer(python: Path, sizes: str) -> float:
     if not python.exists():
         sys.exit(f"--peer: {python} not found (make peer creates it)")
     child = subprocess.run([str(python), str(Path(__file__).with_name("peer_snntorch.py")), "--sizes", sizes],
-                           capture_output=True, text=True, check=True)
+                           capture_output=True, text=True)
+    if child.returncode:
+        sys.exit(f"snnTorch {sizes} failed (exit {child.returncode}):\n{child.stderr[-4000:]}")
     row = json.loads(child.stdout.strip().splitlines()[-1])
     print(f"snnTorch {sizes}, batch {row['batch']}, T = {row['steps']}: {row['train_samples_per_s']:.0f} samples/s",
           flush=True)
@@ -161,6 +164,8 @@ def main(
     one: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> None:
     replicas, templates = replicas or [1], templates or ["dense"]
+    if unknown := set(templates) - {"dense", "brian2"}:
+        raise typer.BadParameter(f"--templates: dense or brian2, not {', '.join(sorted(unknown))}")
     if one:
         print(json.dumps(measure(sizes[0], samples, feedback, backend, replicas[0], chunk, compile_only, inference,
                                  templates[0])))
@@ -177,7 +182,7 @@ def main(
                                  + ["--compile-only"] * compile_only + ["--no-inference"] * (not inference))
                 | {"machine": machine})
                 print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
-                if peer and not compile_only:
+                if peer and not compile_only and k == 1:  # one network against one network
                     rows[-1]["snntorch_samples_per_s"] = _peer(peer_python, net)
                     rows[-1]["vs_snntorch"] = rows[-1]["train_samples_per_s"] / rows[-1]["snntorch_samples_per_s"]
     if compile_only:

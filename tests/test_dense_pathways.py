@@ -1,5 +1,7 @@
 """Dense pathways (cpp_standalone's row-at-a-time synapse template) compute what Brian2's templates compute."""
 
+from pathlib import Path
+
 import brian2 as b2
 import numpy as np
 import pytest
@@ -36,6 +38,8 @@ def test_dense_pathways_agree_with_brian2_templates(standalone, tmp_path, feedba
     identical spikes and error events, weights equal to rounding."""
     spec = NetworkSpec(sizes=(64, 20, 12, 10), feedback=feedback, precision=precision)
     dense_results, dense_state, initial = train_two_chunks(spec)
+    generated = (Path(b2.get_device().project_dir) / "code_objects" / "forward1_pre_codeobject.cpp").read_text()
+    assert "size_t _postsynaptic_idx = _post_start + _k;" in generated, "the row's index replaced the gather"
     use_backend("cpp_standalone", tmp_path / "brian2_templates", dense_pathways=False)
     results, state, _ = train_two_chunks(spec)
     for dense, brian in zip(dense_results, results, strict=True):
@@ -49,17 +53,19 @@ def test_dense_pathways_agree_with_brian2_templates(standalone, tmp_path, feedba
     assert all(np.any(state.B[k] != initial.B[k]) for k in state.B) or feedback != "sleep", "sleep changed B"
 
 
-def test_synapses_that_are_not_dense_stop_the_binary(standalone, capfd):
-    """The compiled layout check names the pathway."""
+@pytest.mark.parametrize("case", ["sparse", "delayed"])
+def test_synapses_that_are_not_dense_stop_the_binary(standalone, capfd, case):
+    """The compiled layout check names the pathway: synapses that are not all to all, or a delay."""
     source = b2.NeuronGroup(4, "v : 1", threshold="True", reset="", name="source")
     target = b2.NeuronGroup(3, "v : 1", name="target")
-    synapses = b2.Synapses(source, target, "w : 1", on_pre="v_post += w", name="sparse")
-    synapses.connect(condition="i != j")
+    delay = {"delayed": 1 * b2.ms}.get(case)
+    synapses = b2.Synapses(source, target, "w : 1", on_pre="v_post += w", delay=delay, name=case)
+    synapses.connect(condition="i != j" if case == "sparse" else "True")
     use_dense_pathways(synapses)
     b2.run(1 * b2.ms, namespace={})
     with pytest.raises(RuntimeError, match="Project run failed"):
         b2.device.build(directory=b2.get_device().project_dir, run=True, with_output=False)
-    assert "sparse_pre: the dense pathway template needs all-to-all synapses" in capfd.readouterr().out
+    assert f"{case}_pre: the dense pathway template needs all-to-all synapses" in capfd.readouterr().out
 
 
 def test_subgroups_are_refused():

@@ -9,20 +9,50 @@ every event of the source group visits its row of synapses directly: the postsyn
 loop counter plus an offset, so the compiler vectorises the row. Each target sees the same additions
 in the same order as with Brian2's template (events in ascending index order); the compiler, with
 Brian2's -ffast-math, may regroup the arithmetic of a statement differently in the two loops, so
-results agree to rounding (tests/test_dense_pathways.py). The layout is checked once per process
-(on stdout, which Brian2 shows when the binary fails).
+results agree to rounding (tests/test_dense_pathways.py). The layout is checked before each run
+(a message on stdout, which Brian2 shows when the binary fails). No `#pragma GCC ivdep`: code that
+writes a presynaptic variable has a dependency along the row, which the compiler must keep.
 #}
 {% extends 'common_synapses.cpp' %}
 
+{# USES_VARIABLES { _synaptic_pre, _synaptic_post, delay } #}
+{% set _n_sources = pathway.source.N %}
+{% set _n_targets = pathway.target.N %}
+
+{% block before_code %}
+    // the synapses must be all-to-all blocks in (i, j) order, without delays
+    const size_t _n_synapses = _num_synaptic_pre;
+    const size_t _row = _n_synapses / {{_n_sources}};  // synapses per presynaptic neuron
+    bool _dense = _row > 0 && _row * {{_n_sources}} == _n_synapses && {{_n_targets}} % _row == 0
+                  && {{_n_sources}} % ({{_n_targets}} / _row) == 0;
+    const size_t _pre_per_block = _dense ? {{_n_sources}} / ({{_n_targets}} / _row) : 1;
+    for (size_t _s = 0; _dense && _s < _n_synapses; _s++)
+    {
+        const size_t _i = _s / _row;
+        _dense = (size_t){{get_array_name(variables['_synaptic_pre'])}}[_s] == _i
+                 && (size_t){{get_array_name(variables['_synaptic_post'])}}[_s] == (_i / _pre_per_block) * _row + _s % _row;
+    }
+    {% if variables['delay'].scalar %}
+    _dense = _dense && {{get_array_name(variables['delay'])}}[0] == 0;
+    {% else %}
+    for (size_t _s = 0; _dense && _s < _n_synapses; _s++)
+        _dense = {{get_array_name(variables['delay'])}}[_s] == 0;
+    {% endif %}
+    if (!_dense && _n_synapses > 0)
+    {
+        std::cout << "{{pathway.name}}: the dense pathway template needs all-to-all synapses within blocks, "
+                  << "created in (i, j) order, without delays" << std::endl;
+        std::exit(1);
+    }
+{% endblock %}
+
 {% block maincode %}
-    {# USES_VARIABLES { _synaptic_pre, _synaptic_post, delay } #}
-    {% set _events = get_array_name(pathway.source.variables[pathway.eventspace_name])[4:] %}  {# the global array (brian::_array_...), not a pointer of this code object #}
-    {% set _n_sources = pathway.source.N %}
-    {% set _n_targets = pathway.target.N %}
+    {# the source group's events (the global array brian::_array_..., not a pointer of this code object) #}
+    {% set _events = get_array_name(pathway.source.variables[pathway.eventspace_name])[4:] %}
     {# the generated load of the postsynaptic index, replaced by the row's: an index of size_t, linear
-       in _k, lets the compiler vectorise without gathers. The presynaptic index stays a load: were it
-       known to be constant along the row, -ffast-math could regroup the products of presynaptic
-       factors, and results would differ from Brian2's template in the last bit. #}
+       in _k, lets the compiler vectorise without gathers (tests/test_dense_pathways.py checks that the
+       replacement applies). The presynaptic index stays a load: were it known to be constant along the
+       row, -ffast-math could regroup the products of presynaptic factors. #}
     {% set _post_load = 'int32_t _postsynaptic_idx = ' ~ get_array_name(variables['_synaptic_post']) ~ '[_idx]' %}
 
     // scalar code
@@ -32,41 +62,14 @@ results agree to rounding (tests/test_dense_pathways.py). The layout is checked 
     const size_t _n_synapses = _num_synaptic_pre;
     if (_n_synapses == 0)
         return;
-    const size_t _row = _n_synapses / {{_n_sources}};  // synapses per presynaptic neuron
+    const size_t _row = _n_synapses / {{_n_sources}};  // checked before the run
     const size_t _pre_per_block = {{_n_sources}} / ({{_n_targets}} / _row);
-    static bool _layout_checked = false;  // once per process: the synapses must be the dense blocks
-    if (!_layout_checked)
-    {
-        bool _dense = _row * {{_n_sources}} == _n_synapses && {{_n_targets}} % _row == 0
-                      && _pre_per_block * ({{_n_targets}} / _row) == {{_n_sources}};
-        for (size_t _s = 0; _dense && _s < _n_synapses; _s++)
-        {
-            const size_t _i = _s / _row;
-            _dense = (size_t){{get_array_name(variables['_synaptic_pre'])}}[_s] == _i
-                     && (size_t){{get_array_name(variables['_synaptic_post'])}}[_s] == (_i / _pre_per_block) * _row + _s % _row;
-        }
-        {% if variables['delay'].scalar %}
-        _dense = _dense && {{get_array_name(variables['delay'])}}[0] == 0;
-        {% else %}
-        for (size_t _s = 0; _dense && _s < _n_synapses; _s++)
-            _dense = {{get_array_name(variables['delay'])}}[_s] == 0;
-        {% endif %}
-        if (!_dense)
-        {
-            std::cout << "{{pathway.name}}: the dense pathway template needs all-to-all synapses within blocks, "
-                      << "created in (i, j) order, without delays" << std::endl;
-            std::exit(1);
-        }
-        _layout_checked = true;
-    }
-
     const int32_t _n_events = {{_events}}[{{_n_sources}}];
     for (int32_t _event = 0; _event < _n_events; _event++)
     {
         const int32_t _pre_idx = {{_events}}[_event];
         const size_t _syn_start = (size_t)_pre_idx * _row;
         const size_t _post_start = ((size_t)_pre_idx / _pre_per_block) * _row;
-        #pragma GCC ivdep
         for (size_t _k = 0; _k < _row; _k++)
         {
             const size_t _idx = _syn_start + _k;
