@@ -314,9 +314,11 @@ def _client(scheduler: str | None, workers: int | None):
 
     if scheduler:
         return Client(scheduler)
-    with dask.config.set({"distributed.worker.daemon": False}):
-        return Client(LocalCluster(n_workers=workers or os.cpu_count(), threads_per_worker=1, processes=True,
-                                   host="127.0.0.1", dashboard_address=":0", memory_limit=0))
+    # for this process's lifetime: a nanny reads it whenever it (re)starts a worker, e.g. one whose
+    # heartbeat was lost, and a daemonic worker could not start the evaluation build's process
+    dask.config.set({"distributed.worker.daemon": False})
+    return Client(LocalCluster(n_workers=workers or os.cpu_count(), threads_per_worker=1, processes=True,
+                               host="127.0.0.1", dashboard_address=":0", memory_limit=0))
 
 
 def _on_dask(groups: list[list[Trial]], builds: Path, scheduler: str | None, workers: int | None,

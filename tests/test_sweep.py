@@ -14,7 +14,7 @@ import pytest
 
 from biograd.models.errors import ModelFileError
 from biograd.rundir import RunDirectory
-from biograd.sweep import load_sweep, plan_trials, run_sweep
+from biograd.sweep import _client, load_sweep, plan_trials, run_sweep
 
 BASE = """\
 name: tiny
@@ -198,3 +198,23 @@ def test_packed_trials_equal_trials_trained_alone(sweep_file, tmp_path):
     sessions = RunDirectory(next((tmp_path / "packed" / "trials" / alone.trials.trial[0]).iterdir())) \
         .read_json("timings.json")["sessions"]
     assert len(sessions[-1]["ensemble"]) == 4
+
+
+def _is_daemon() -> bool:
+    import multiprocessing
+
+    return multiprocessing.current_process().daemon
+
+
+@pytest.mark.slow
+def test_workers_restarted_by_the_nanny_may_start_processes():
+    """A LocalCluster's worker restarted after the sweep began (a lost heartbeat, a kill) is not daemonic, so
+    its trials can start their evaluation build's process (a daemonic worker failed every later trial)."""
+    client = _client(None, 1)
+    try:
+        assert not any(client.run(_is_daemon).values())
+        client.restart()
+        assert not any(client.run(_is_daemon).values())
+    finally:
+        client.cluster.close()
+        client.close()
