@@ -5,6 +5,9 @@
 # Set-up is skipped when nothing changed (stamp file depends on pyproject.toml).
 # GPU backend (brian2cuda): make gpu installs the gpu extra; make test-cuda compiles the model to
 # CUDA (needs nvcc) and, where a GPU is present, checks it against cpp_standalone.
+# GeNN backend (train.backend: genn): make genn builds pygenn 5.4.0 from GeNN's source (GENN_ARCHIVE, default the
+# vendored ../shared/vendor/genn-5.4.0.tar.gz; about 10 min on 2 cores) into .venv; make test-genn runs the GeNN
+# equality tests (they skip without pygenn; the golden-text tests of the generated GeNN code run in every tier).
 # Lava cross-check of the netx export: make lava (its own Python 3.10 environment), then make test-lava.
 # Peer baseline of the speed table (snnTorch): make peer (Python 3.11), then runs/benchmark.py --peer.
 
@@ -12,13 +15,15 @@ VENV      ?= .venv
 PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.installed
 GPU_STAMP := $(VENV)/.installed-gpu
+GENN_STAMP := $(VENV)/.installed-genn
+GENN_ARCHIVE ?= ../shared/vendor/genn-5.4.0.tar.gz
 EXTRAS    ?= dev,nmnist,notebooks,loihi
 PYTEST_ARGS ?= -n 2
 
 LAVA_VENV ?= .venv-lava
 PEER_VENV ?= .venv-peer
 
-.PHONY: venv gpu lava peer demo test test-standalone test-slow test-cuda test-lava lint describe clean
+.PHONY: venv gpu genn lava peer demo test test-standalone test-slow test-cuda test-genn test-lava lint describe clean
 
 venv: $(STAMP)
 
@@ -31,6 +36,12 @@ gpu: $(GPU_STAMP)
 $(GPU_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e ".[gpu]"
 	@touch $(GPU_STAMP)
+
+genn: $(GENN_STAMP)
+
+$(GENN_STAMP): $(STAMP)
+	@bash scripts/make_genn.sh "$(VENV)" "$(GENN_ARCHIVE)"
+	@touch $(GENN_STAMP)
 
 # Lava (lava-nc 0.10, lava-dl 0.6) needs Python 3.10: its own environment, for the netx cross-check only.
 lava: $(LAVA_VENV)/.installed
@@ -50,13 +61,16 @@ demo: $(STAMP)
 	$(PY) -m biograd.cli demo
 
 test: $(STAMP)
-	$(PY) -m pytest -m "(not slow and not cuda and not standalone) or smoke" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "(not slow and not cuda and not standalone and not genn) or smoke" $(PYTEST_ARGS)
 
 test-standalone: $(STAMP)
-	$(PY) -m pytest -m "standalone and not smoke and not slow and not cuda" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "standalone and not smoke and not slow and not cuda and not genn" $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -m "slow and not cuda" $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: no slow tests collected
+	$(PY) -m pytest -m "slow and not cuda and not genn" $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: no slow tests collected
+
+test-genn: genn
+	$(PY) -m pytest -m genn $(PYTEST_ARGS)
 
 test-cuda: $(GPU_STAMP)
 	$(PY) -m pytest -m cuda $(PYTEST_ARGS) || [ $$? -eq 5 ]
@@ -69,4 +83,4 @@ describe: $(STAMP)
 	$(PY) -m biograd.cli describe
 
 clean:
-	rm -rf $(VENV) $(LAVA_VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(LAVA_VENV) build *.egg-info .pytest_cache  # (build/genn holds the pygenn wheel)

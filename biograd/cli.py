@@ -191,7 +191,7 @@ def probe(
     run_dir: Annotated[Path, typer.Argument(help="a run directory with weights_epoch<k>.npz")],
     samples: Annotated[int, typer.Option(min=1, help="training samples to probe at every epoch's weights")] = 16,
     backend: Annotated[str | None, typer.Option(
-        help="cpp_standalone | cuda_standalone | numpy | cython (default: the run's)")] = None,
+        help="cpp_standalone | cuda_standalone | genn | numpy | cython (default: the run's)")] = None,
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="probe with another setting, e.g. --set model.params.network.gain_hidden=32 "
                       "(to posthoc_<set>/)")] = None,

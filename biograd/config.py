@@ -51,7 +51,7 @@ class TrainConfig(BaseModel):
         {"eta": 0.7}, description="per-epoch factor of chunk parameters (variables declared (shared, constant) in "
         "the equations, e.g. eta, eta_sleep): in epoch e the value is table value * decay^(e-1)")
     seed: int = 0
-    backend: Literal["cpp_standalone", "cuda_standalone", "numpy", "cython"] = "cpp_standalone"
+    backend: Literal["cpp_standalone", "cuda_standalone", "genn", "numpy", "cython"] = "cpp_standalone"
     templates: Literal["dense", "brian2"] = Field(
         "dense", description="cpp_standalone's synapse templates: dense (all-to-all pathways a row at a time, "
         "biograd.models.dense_pathways) or brian2 (Brian2's own; slower, equal up to rounding)")

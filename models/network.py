@@ -194,7 +194,7 @@ class BioGradNetwork:
         self.initial_states = [self.random_state(np.random.default_rng(s)) for s in self.seeds]
         self.states = list(self.initial_states)
         self._write_state(self.initial_states)
-        self.runner.prepare(self.network)
+        self.runner.prepare(self.network, sources=composition.elements.values())
 
     def _connect(self, synapses: b2.Synapses, n_pre: int, n_post: int) -> None:
         """All to all within each replica: pre neuron i (replica i // n_pre) to that replica's n_post neurons,

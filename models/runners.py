@@ -13,7 +13,10 @@ reach the simulation:
   pathways propagate a row at a time (:mod:`biograd.models.dense_pathways`) unless
   :func:`use_backend` is told otherwise;
 - :class:`CudaRunner` (``cuda_standalone``, brian2cuda): as cpp_standalone, with brian2cuda's
-  random-number reseeding and its run_args naming rule (:mod:`biograd.models.cuda`).
+  random-number reseeding and its run_args naming rule (:mod:`biograd.models.cuda`);
+- :class:`~biograd.models.genn.runner.GennRunner` (``genn``, GeNN 5): the Brian2 objects, built on the
+  runtime device, are translated to a GeNN model (:mod:`biograd.models.genn.translate`), built once;
+  every chunk runs it with new values (GeNN's CPU backend without a GPU, CUDA with one).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import gc
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import brian2 as b2
@@ -29,6 +33,8 @@ from brian2.devices.device import all_devices
 
 from biograd.models import cuda
 from biograd.models.dense_pathways import use_dense_pathways
+from biograd.models.elements import Element
+from biograd.models.genn.runner import GennRunner
 
 SEED_VARIABLE = "BIOGRAD_CHUNK_SEED"
 # Standalone binaries seed their generators from std::random_device unless told otherwise; this
@@ -41,17 +47,22 @@ if (const char* _chunk_seed = std::getenv("{SEED_VARIABLE}")) {{
 """
 RUN_ARGS_FILE = re.compile(r"init_.+_[0-9a-f]{32}\.dat(\.lock)?")  # Brian2's names for run_args values
 STANDALONE = ("cpp_standalone", "cuda_standalone")  # compiled once, rerun with run_args
-BACKENDS = (*STANDALONE, "numpy", "cython")
+BACKENDS = (*STANDALONE, "genn", "numpy", "cython")
 _dense_pathways = True  # set by use_backend, read by runner_for_device
+_genn: dict | None = None  # the genn backend's options while it is the backend in use
 
 
-def use_backend(backend: str, directory: Path | None = None, *, dense_pathways: bool = True) -> None:
+def use_backend(backend: str, directory: Path | None = None, *, dense_pathways: bool = True,
+                genn_backend: str | None = None) -> None:
     """Make ``backend`` the device of the networks built next: ``cpp_standalone`` or ``cuda_standalone``
     (compiled once into ``directory``, rerun with run_args) or the runtime device with code
-    generation target ``numpy`` or ``cython`` (for debugging). ``dense_pathways=False`` keeps
-    Brian2's own synapse templates on cpp_standalone (results equal to rounding; slower)."""
-    global _dense_pathways
+    generation target ``numpy`` or ``cython`` (for debugging), or ``genn`` (GeNN 5, built into
+    ``directory``; ``genn_backend`` 'single_threaded_cpu' or 'cuda', default: CUDA where pygenn has it).
+    ``dense_pathways=False`` keeps Brian2's own synapse templates on cpp_standalone (results equal to
+    rounding; slower)."""
+    global _dense_pathways, _genn
     _dense_pathways = dense_pathways
+    _genn = None
     if backend in STANDALONE:
         if backend == "cuda_standalone":
             cuda.configure(directory)
@@ -64,6 +75,10 @@ def use_backend(backend: str, directory: Path | None = None, *, dense_pathways: 
     elif backend in ("numpy", "cython"):
         b2.set_device("runtime")
         b2.prefs.codegen.target = backend
+    elif backend == "genn":  # Brian2 builds the objects (runtime device), GeNN runs them
+        b2.set_device("runtime")
+        b2.prefs.codegen.target = "numpy"
+        _genn = {"directory": Path(directory or "genn_build"), "backend": genn_backend}
     else:
         raise ValueError(f"unknown backend {backend!r} ({', '.join(BACKENDS)})")
 
@@ -79,7 +94,7 @@ class RuntimeRunner:
     def adopt(self, synapses: b2.Synapses) -> None:
         """Brian2's own templates."""
 
-    def prepare(self, network: b2.Network) -> None:
+    def prepare(self, network: b2.Network, sources: Iterable[Element] = ()) -> None:
         network.store("initial")
 
     def compile(self, network: b2.Network, duration: b2.Quantity, report: str | None) -> None:
@@ -116,7 +131,7 @@ class StandaloneRunner:
         if self.dense_pathways:
             use_dense_pathways(synapses)
 
-    def prepare(self, network: b2.Network) -> None:
+    def prepare(self, network: b2.Network, sources: Iterable[Element] = ()) -> None:
         """Nothing to store: every rerun starts from the values passed in."""
 
     def reseed_code(self) -> str:
@@ -163,9 +178,11 @@ class CudaRunner(StandaloneRunner):
         cuda.check_run_arg_names(run_args)
 
 
-def runner_for_device() -> RuntimeRunner | StandaloneRunner:
+def runner_for_device() -> RuntimeRunner | StandaloneRunner | GennRunner:
     """The runner of the active Brian2 device (set with :func:`use_backend`)."""
     device = b2.get_device()
+    if _genn is not None and device is all_devices["runtime"]:
+        return GennRunner(**_genn)
     if device is all_devices.get("cuda_standalone"):
         return CudaRunner()
     if device is all_devices["cpp_standalone"]:

@@ -20,11 +20,11 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(autouse=True)
 def _brian_runtime():
-    b2.prefs.codegen.target = "numpy"
-    b2.set_device("runtime")
+    use_backend("numpy")  # also forgets the genn backend of an earlier test
     b2.device.reinit()
     b2.device.activate()
     yield
+    use_backend("numpy")
     b2.set_device("runtime")
     b2.device.reinit()
     b2.device.activate()

@@ -1,0 +1,122 @@
+"""The GeNN backend: the GeNN code generated from the equation files (golden text, every tier), and GeNN runs
+checked against cpp_standalone (``make test-genn``; skipped where pygenn is not installed).
+
+Golden texts live in ``data/genn/``; after an intended change of the equations or the translator, rewrite
+them with ``BIOGRAD_UPDATE_GOLDEN=1 pytest tests/test_genn.py -k golden`` and read the diff.
+"""
+
+import difflib
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from support import TRAIN
+
+from biograd.models.elements import equations_dir
+from biograd.models.errors import ModelFileError
+from biograd.models.genn.runner import PYGENN_MISSING, pygenn_available
+from biograd.models.genn.translate import translate
+from biograd.models.network import BioGradNetwork
+from biograd.models.runners import use_backend
+from biograd.models.spec import NetworkSpec
+
+GOLDEN = Path(__file__).parent / "data" / "genn"
+DETERMINISTIC = {"error_events": {"dither_error": 0}}  # regular input, no dither, no sleep: no random numbers
+CASES = {
+    "fixed_random": NetworkSpec(sizes=(64, 20, 12, 10), feedback="fixed_random", params=DETERMINISTIC),
+    "transpose": NetworkSpec(sizes=(64, 20, 12, 10), feedback="transpose", params=DETERMINISTIC),
+    "sleep": NetworkSpec(sizes=(64, 20, 12, 10), feedback="sleep"),
+}
+IMAGES, LABELS = load_digits(return_X_y=True)
+genn = pytest.mark.genn
+requires_pygenn = pytest.mark.skipif(not pygenn_available(), reason=PYGENN_MISSING)
+
+
+def samples(start: int, n: int):
+    targets = np.zeros((n, 10))
+    targets[np.arange(n), LABELS[start : start + n]] = 1.0
+    return np.full(n, TRAIN), IMAGES[start : start + n] / 16, targets
+
+
+def generated_text(spec: NetworkSpec, inference: bool = False) -> str:
+    net = BioGradNetwork(spec, slots=3, seed=1, inference=inference)
+    return translate(net.network, net.composition.elements.values()).text()
+
+
+@pytest.mark.parametrize(("case", "inference"), [(case, False) for case in CASES] + [("fixed_random", True)])
+def test_generated_genn_code_matches_the_golden_text(case, inference):
+    """Every code string, variable, parameter and array GeNN gets, as text: a change of the equations or of the
+    translator shows as a diff here, in every tier (no pygenn needed)."""
+    text = generated_text(CASES[case], inference)
+    path = GOLDEN / f"{case}{'_inference' if inference else ''}.txt"
+    if os.environ.get("BIOGRAD_UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+    expected = path.read_text()
+    diff = "".join(difflib.unified_diff(expected.splitlines(True), text.splitlines(True), str(path), "generated", n=1))
+    assert text == expected, f"generated GeNN code differs from the golden text:\n{diff[:4000]}"
+
+
+def test_untranslatable_construct_names_the_file_and_line(tmp_path):
+    """A function GeNN's language lacks, in an equation file: the error names the function, the file and the line."""
+    equations = tmp_path / "equations"
+    shutil.copytree(equations_dir(), equations)
+    teacher = equations / "teacher.eqs"
+    text = teacher.read_text()
+    teacher.write_text(text.replace("y_teacher = y_high*target(t, i) : 1", "y_teacher = y_high*exprel(target(t, i)) : 1"))
+    line = next(n for n, code in enumerate(teacher.read_text().splitlines(), 1) if "exprel" in code)
+    spec = CASES["fixed_random"].using(equations)
+    with pytest.raises(ModelFileError, match=rf"teacher\.eqs:{line}: GeNN backend: cannot translate 'exprel'"):
+        generated_text(spec)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# GeNN runs (GeNN's single-threaded CPU backend) against cpp_standalone
+# ---------------------------------------------------------------------------------------------------------------
+
+def two_chunks(spec: NetworkSpec, backend: str, directory: Path, inference: bool = False):
+    use_backend(backend, directory, genn_backend="single_threaded_cpu")
+    net = BioGradNetwork(spec, slots=3, seed=1, inference=inference)
+    first = net.run_chunk(*samples(0, 3))
+    after_first = net.state
+    second = net.run_chunk(*samples(3, 3), values={"eta": 0.03} if not inference else None)
+    return [first, second], [after_first, net.state]
+
+
+def assert_equal_runs(a, b):
+    for result_a, result_b in zip(a[0], b[0], strict=True):
+        for rates_a, rates_b in zip(result_a.rates, result_b.rates, strict=True):
+            np.testing.assert_array_equal(rates_a, rates_b)
+        for layer in result_b.errors:
+            np.testing.assert_array_equal(result_a.errors[layer], result_b.errors[layer])
+        for layer in result_b.spikes:
+            np.testing.assert_array_equal(result_a.spikes[layer], result_b.spikes[layer])
+    for state_a, state_b in zip(a[1], b[1], strict=True):
+        for wa, wb in [*zip(state_a.W, state_b.W, strict=True), *((state_a.B[k], state_b.B[k]) for k in state_b.B),
+                       *((state_a.bias[k], state_b.bias[k]) for k in state_b.bias)]:
+            np.testing.assert_allclose(wa, wb, rtol=0, atol=1e-12)
+
+
+@genn
+@requires_pygenn
+@pytest.mark.parametrize("case", ["fixed_random", "transpose"])
+def test_genn_equals_cpp_standalone(case, standalone, tmp_path):
+    """Deterministic training (two chunks, new eta in the second): identical rates, spike and error-event counts;
+    weights, feedback weights and biases within 1e-12 (GeNN sums a step's synaptic inputs in another order)."""
+    brian = two_chunks(CASES[case], "cpp_standalone", tmp_path / "standalone")
+    gen = two_chunks(CASES[case], "genn", tmp_path / "genn")
+    assert_equal_runs(gen, brian)
+    assert sum(np.abs(e).sum() for e in brian[0][1].errors.values()) > 0, "error events were sent"
+    assert any(np.abs(w1 - w0).max() > 1e-4 for w1, w0 in zip(brian[1][1].W, brian[1][0].W, strict=True)), "learned"
+
+
+@genn
+@requires_pygenn
+def test_genn_inference_build_equals_cpp_standalone(standalone, tmp_path):
+    """The evaluation build (forward pass only): identical rates."""
+    brian = two_chunks(CASES["fixed_random"], "cpp_standalone", tmp_path / "standalone", inference=True)
+    gen = two_chunks(CASES["fixed_random"], "genn", tmp_path / "genn", inference=True)
+    assert_equal_runs(gen, brian)
