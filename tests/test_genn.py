@@ -65,8 +65,7 @@ def test_untranslatable_construct_names_the_file_and_line(tmp_path):
     equations = tmp_path / "equations"
     shutil.copytree(equations_dir(), equations)
     teacher = equations / "teacher.eqs"
-    text = teacher.read_text()
-    teacher.write_text(text.replace("y_teacher = y_high*target(t, i) : 1", "y_teacher = y_high*exprel(target(t, i)) : 1"))
+    teacher.write_text(teacher.read_text().replace("y_high*target(t, i) : 1", "y_high*exprel(target(t, i)) : 1"))
     line = next(n for n, code in enumerate(teacher.read_text().splitlines(), 1) if "exprel" in code)
     spec = CASES["fixed_random"].using(equations)
     with pytest.raises(ModelFileError, match=rf"teacher\.eqs:{line}: GeNN backend: cannot translate 'exprel'"):
