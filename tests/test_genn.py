@@ -119,3 +119,58 @@ def test_genn_inference_build_equals_cpp_standalone(standalone, tmp_path):
     brian = two_chunks(CASES["fixed_random"], "cpp_standalone", tmp_path / "standalone", inference=True)
     gen = two_chunks(CASES["fixed_random"], "genn", tmp_path / "genn", inference=True)
     assert_equal_runs(gen, brian)
+
+
+@genn
+@requires_pygenn
+def test_genn_event_encoder_equals_cpp_standalone(standalone, tmp_path):
+    """The events encoder (an event-count TimedArray per time step) is deterministic too: identical runs."""
+    spec = NetworkSpec(sizes=(64, 20, 10), feedback="fixed_random", encoder="events", params=DETERMINISTIC)
+    kinds, images, targets = samples(0, 3)
+    steps = np.repeat(images, spec.n_slot, axis=0)
+    events = (np.random.default_rng(0).random(steps.shape) < 0.5 * steps).astype(float)
+    runs = []
+    for backend in ("cpp_standalone", "genn"):
+        use_backend(backend, tmp_path / backend, genn_backend="single_threaded_cpu")
+        net = BioGradNetwork(spec, slots=3, seed=1)
+        runs.append(([net.run_chunk(kinds, events, targets)], [net.state]))
+    assert_equal_runs(runs[1], runs[0])
+    assert runs[0][0][0].spikes[0].sum() == events.reshape(3, spec.n_slot, 64)[:, : spec.n_f].sum(), "inputs spiked"
+
+
+@genn
+@requires_pygenn
+def test_genn_sleep_aligns_feedback_like_cpp_standalone(standalone, tmp_path):
+    """Sleep draws random numbers (GeNN's generators, not Brian2's): the alignment curve angle(B, W^T), from the
+    same start, stays within 5 degrees of cpp_standalone's at every point (they differ by about 1) and falls
+    from about 88 to below 30 degrees on both."""
+    from test_sleep import SPEC
+
+    from biograd.chunks import sleep_alignment_curve
+
+    curves = []
+    for backend in ("cpp_standalone", "genn"):
+        use_backend(backend, tmp_path / backend, genn_backend="single_threaded_cpu")
+        curves.append(sleep_alignment_curve(BioGradNetwork(SPEC, slots=50, seed=2), n_chunks=4)["angle_deg"].to_numpy())
+    brian, gen = curves
+    assert brian[0] == gen[0] and brian[0] > 80, "the same random start"
+    np.testing.assert_allclose(gen, brian, atol=5)
+    assert gen[-1] < 30 and brian[-1] < 30
+
+
+@genn
+@requires_pygenn
+def test_genn_poisson_encoder_rates_match_cpp_standalone(standalone, tmp_path):
+    """Poisson input (rand() < p*r_max*dt each forward step): the input spike counts of 20 samples agree with
+    cpp_standalone's within 5 standard deviations of their difference, and with their expectation."""
+    spec = NetworkSpec(sizes=(64, 20, 10), feedback="fixed_random", encoder="poisson", params=DETERMINISTIC)
+    kinds, images, targets = samples(0, 20)
+    counts = []
+    for backend in ("cpp_standalone", "genn"):
+        use_backend(backend, tmp_path / backend, genn_backend="single_threaded_cpu")
+        net = BioGradNetwork(spec, slots=20, seed=1)
+        counts.append(net.run_chunk(kinds, images, targets).spikes[0].sum())
+    p = np.clip(images, 0, 1)  # r_max*dt = 1 (input_poisson.yaml: 1 kHz, dt 1 ms)
+    expected, variance = spec.n_f * p.sum(), spec.n_f * (p * (1 - p)).sum()
+    assert abs(counts[1] - counts[0]) < 5 * np.sqrt(2 * variance)
+    assert abs(counts[1] - expected) < 5 * np.sqrt(variance)
