@@ -43,7 +43,7 @@ class GennRunner:
         self.model = None
 
     def adopt(self, synapses: b2.Synapses) -> None:
-        """GeNN's own synapse code (dense connectivity)."""
+        """GeNN's own synapse code (dense connectivity; sparse for an ensemble's blocks)."""
 
     def prepare(self, network: b2.Network, sources: Iterable[Element] = ()) -> None:
         self.spec = translate(network, sources)
@@ -94,8 +94,10 @@ class GennRunner:
                 update, proj.params | {k: 0.0 for k in proj.shared}, {var: 0 for var in proj.variables},
                 pre_var_refs={r: pygenn.create_var_ref(pops[proj.source], v) for r, v in proj.pre_refs.items()},
                 post_var_refs={r: pygenn.create_var_ref(pops[proj.target], v) for r, v in proj.post_refs.items()})
-            syn = model.add_synapse_population(proj.name, "DENSE", pops[proj.source], pops[proj.target], init,
-                                               pygenn.init_postsynaptic(delta))
+            syn = model.add_synapse_population(proj.name, proj.connectivity, pops[proj.source], pops[proj.target],
+                                               init, pygenn.init_postsynaptic(delta))
+            if proj.connectivity == "SPARSE":  # an ensemble's blocks
+                syn.set_sparse_connections(proj.pre_indices, proj.post_indices)
             if proj.post_target:
                 syn.post_target_var = proj.post_target
             if proj.pre_target:
@@ -151,7 +153,7 @@ class GennRunner:
             self.syns[owner].set_dynamic_param_value(var, float(np.ravel(value)[0]))
             return
         target = (self.pops.get(owner) or self.syns[owner]).vars[var]
-        target.view[:] = value
+        target.values = value
         target.push_to_device()
 
     def _read_back(self) -> None:
@@ -167,7 +169,7 @@ class GennRunner:
         for proj in self.spec.projections:
             for var in proj.variables:
                 self.syns[proj.name].vars[var].pull_from_device()
-                self._brian[proj.name].variables[var].set_value(self.syns[proj.name].vars[var].view)
+                self._brian[proj.name].variables[var].set_value(self.syns[proj.name].vars[var].values)
         for rec in self.spec.recordings:
             monitor, pop = self._brian[rec.monitor], self.pops[rec.population]
             size = pop.num_neurons

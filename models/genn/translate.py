@@ -97,6 +97,9 @@ class Projection:
     post_code: str | None = None
     post_target: str | None = None  # the target's input variable that addToPost adds to
     pre_target: str | None = None
+    connectivity: str = "DENSE"  # or SPARSE: an ensemble's block-diagonal synapses, (pre, post) in Brian2's order
+    pre_indices: np.ndarray | None = field(default=None, repr=False)
+    post_indices: np.ndarray | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -125,7 +128,9 @@ class GennModel:
                     f"params: {_items(pop.params)}", f"variables: {_items(pop.variables)}",
                     f"inputs: {', '.join(pop.inputs)}", f"arrays: {_items(pop.arrays)}", "sim_code:", pop.sim_code]
         for proj in self.projections:
-            out += [f"\n## projection {proj.name}: {proj.source} -> {proj.target} (dense)",
+            synapses = "" if proj.pre_indices is None else f", {len(proj.pre_indices)} synapses"
+            out += [f"\n## projection {proj.name}: {proj.source} -> {proj.target} ({proj.connectivity.lower()}"
+                    f"{synapses})",
                     f"params: {_items(proj.params)}", f"variables: {_items(proj.variables)}",
                     f"shared (dynamic params): {_items(proj.shared)}",
                     f"pre_refs: {_items(proj.pre_refs)}", f"post_refs: {_items(proj.post_refs)}",
@@ -258,11 +263,14 @@ class _Translator:
             raise Untranslatable(syn.name, "synapses between subgroups are not translated")
         n_pre, n_post = len(source), len(target)
         i, j = np.asarray(syn.i[:]), np.asarray(syn.j[:])
+        proj = Projection(syn.name, source.name, target.name, {}, {}, {})
         if len(i) != n_pre * n_post or np.any(i != np.repeat(np.arange(n_pre), n_post)) \
                 or np.any(j != np.tile(np.arange(n_post), n_pre)):
-            raise Untranslatable(syn.name, "only all-to-all synapses (one network, created by connect()) are "
-                                 "translated to GeNN")
-        proj = Projection(syn.name, source.name, target.name, {}, {}, {})
+            key = i.astype(np.int64) * n_post + j
+            if np.any(np.diff(key) <= 0):
+                raise Untranslatable(syn.name, "synapses must be created row by row (pre, then post index, each pair "
+                                     "once) to be translated to GeNN's sparse connectivity")
+            proj.connectivity, proj.pre_indices, proj.post_indices = "SPARSE", i, j
         own = {name: var for name, var in syn.variables.items()
                if isinstance(var, ArrayVariable) and _name(var.owner) == syn.name and name in syn.equations.names}
         for name, var in own.items():
