@@ -7,7 +7,11 @@ expression as Brian2's C++ renderer does (``1.0f*a/b`` divisions, Python's ``%``
 that deterministic models compute the same numbers on both. What GeNN's language lacks is rewritten:
 
 - functions: ``int(x)`` -> ``(int)(x)``, ``abs`` -> ``fabs``, ``sign(x)`` -> ``(x > 0 ? 1 : (x < 0 ? -1 : 0))``,
-  ``clip(x, a, b)`` -> ``fmin(fmax(x, a), b)``, ``rand()`` -> ``gennrand_uniform()``;
+  ``clip(x, a, b)`` -> ``fmin(fmax(x, a), b)``;
+- ``rand()`` -> a counter-based uniform number: a 32-bit integer hash (Wellons' lowbias32) of the chunk's seed
+  (parameter ``b2_seed``), the call site, the time step and the neuron (synapse) index, times 2^-32. It needs
+  no generator state, works in synaptic code (where GeNN offers none) and makes every chunk reproducible
+  from its seed, as Brian2's chunks are; its numbers are not Brian2's (compare statistically);
 - a TimedArray call becomes a read of an extra global array, indexed as Brian2's C++ implementation
   indexes it: ``values[clamp((int)((t/eps + 0.5)/K), 0, rows-1)*cols + i]`` with ``eps = dt_array/K``;
 - ``i`` is GeNN's ``id`` (``id_pre`` and ``j`` -> ``id_post`` in synapses).
@@ -76,13 +80,37 @@ def timed_array_read(array: TimedArray, egp: str, clock_dt: float, args: list[st
     raise Untranslatable(array.name, "TimedArrays of more than two dimensions")
 
 
+SEED = "b2_seed"  # the chunk's seed, a GeNN dynamic parameter of every population and projection that draws
+# lowbias32; x >> k written x / 2^k (unsigned: the same), as GeNN 5.4.0's scanner reads '>>' as two '>'
+_MIX = ("{v} ^= {v} / 65536U;", "{v} *= 0x7feb352dU;", "{v} ^= {v} / 32768U;", "{v} *= 0x846ca68bU;",
+        "{v} ^= {v} / 65536U;")
+
+
+def hashed_uniform(name: str, site: int, index: str) -> list[str]:
+    """Statements that leave a uniform number in [0, 1) in ``name`` (see the module docstring): the seed, the
+    call ``site``, the time step and ``index`` (the neuron or synapse) hashed in turn."""
+    lines = [f"uint32_t {name} = {SEED} ^ {(site + 1) * 0x9E3779B9 % 2**32:#x}U;"]
+    for part in ("(uint32_t)((int32_t)(t/dt + 0.5))", f"(uint32_t)({index})"):
+        lines += [line.format(v=name) for line in _MIX] + [f"{name} ^= {part};"]
+    return lines + [line.format(v=name) for line in _MIX]
+
+
 class GennRenderer(CPPNodeRenderer):
-    """Brian2's C++ expression renderer with GeNN's names for functions, indices and extra global arrays."""
+    """Brian2's C++ expression renderer with GeNN's names for functions, indices and extra global arrays.
+    Statements that an expression needs first (random numbers) collect in ``preamble``."""
 
     def __init__(self, variables: Mapping, names: Mapping[str, str], arrays: Callable[[TimedArray], str],
-                 clock_dt: float):
+                 clock_dt: float, index: str = "id", sites: list | None = None):
         super().__init__()
         self.variables, self.names, self.arrays, self.clock_dt = variables, names, arrays, clock_dt
+        self.index, self.preamble = index, []
+        self.sites = sites if sites is not None else []  # random-number call sites of one population's code
+
+    def uniform(self) -> str:
+        name = f"b2_rand_{len(self.sites)}"
+        self.preamble += hashed_uniform(name, len(self.sites), self.index)
+        self.sites.append(name)
+        return f"({name}*2.3283064365386963e-10)"
 
     def render_expr(self, expr: str, strip: bool = True) -> str:
         return self.render_node(brian_ast(expr.strip(), self.variables))
@@ -118,9 +146,9 @@ class GennRenderer(CPPNodeRenderer):
         if name == "clip":
             return f"fmin(fmax({args[0]}, {args[1]}), {args[2]})"
         if name == "rand" and not args:
-            return "gennrand_uniform()"
-        if name == "randn" and not args:
-            return "gennrand_normal()"
+            return self.uniform()
+        if name == "randn" and not args:  # Box-Muller
+            return f"(sqrt(-2.0*log(1.0 - {self.uniform()}))*cos(6.283185307179586*{self.uniform()}))"
         if name in ELEMENTWISE:
             return f"{RENAMED.get(name, name)}({', '.join(args)})"
         raise Untranslatable(name, "this function has no GeNN translation")
@@ -144,6 +172,8 @@ def render_block(code: str, variables: Mapping, renderer: GennRenderer, blocknam
     renderer.variables = dict(variables)  # and the block's local names, as they are declared (for their types)
     for statement in [*scalar, *vector]:
         expr = renderer.render_expr(statement.expr)
+        lines += renderer.preamble
+        renderer.preamble = []
         if statement.op == ":=":
             renderer.variables[statement.var] = AuxiliaryVariable(statement.var, dtype=statement.dtype,
                                                                   scalar=statement.scalar)

@@ -10,6 +10,7 @@ pygenn is imported when a model is built; it is not on PyPI (``make genn`` build
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,10 +19,14 @@ import brian2 as b2
 import numpy as np
 
 from biograd.models.elements import Element
+from biograd.models.genn.code import SEED
 from biograd.models.genn.translate import EVENTS, T_END, GennModel, translate
 
 PYGENN_MISSING = ("pygenn (GeNN 5.4.0) is not installed: run 'make genn' (it builds pygenn from GeNN's source; "
                   "pygenn is not on PyPI)")
+
+
+_models_built = itertools.count()  # in this process: each model needs its own name (its own shared library)
 
 
 def pygenn_available() -> bool:
@@ -63,18 +68,21 @@ class GennRunner:
         except ImportError as err:
             raise RuntimeError(PYGENN_MISSING) from err
         self.steps = round(float(duration) / self.spec.dt)
-        model = pygenn.GeNNModel("double", "biograd", backend=self.backend)
+        number = next(_models_built)
+        model = pygenn.GeNNModel("double", f"biograd_{number}" if number else "biograd", backend=self.backend)
         model.dt = self.spec.dt
         pops = {}
         for pop in self.spec.populations:
             neuron = pygenn.create_neuron_model(
-                f"{pop.name}_model", params=[(k, _type(v)) for k, v in pop.params.items()],
+                f"{pop.name}_model", params=[(k, _param_type(k, v)) for k, v in pop.params.items()],
                 vars=list(pop.variables.items()), sim_code=pop.sim_code,
                 extra_global_params=list(pop.arrays.items()),
                 additional_input_vars=[(name, "double", 0.0) for name in pop.inputs])
             pops[pop.name] = model.add_neuron_population(pop.name, pop.size, neuron, pop.params,
                                                          {var: 0 for var in pop.variables})
-            pops[pop.name].set_param_dynamic(T_END)
+            for name in (T_END, SEED):
+                if name in pop.params:
+                    pops[pop.name].set_param_dynamic(name)
             for name in pop.arrays:
                 pops[pop.name].extra_global_params[name].set_init_values(np.zeros(self._array_size(pop, name)))
         delta = pygenn.create_postsynaptic_model("b2_delta", sim_code="injectCurrent(inSyn);\ninSyn = 0;")
@@ -82,7 +90,7 @@ class GennRunner:
         for proj in self.spec.projections:
             read_only = pygenn.VarAccessMode.READ_ONLY
             update = pygenn.create_weight_update_model(
-                f"{proj.name}_model", params=[(k, _type(v)) for k, v in proj.params.items()]
+                f"{proj.name}_model", params=[(k, _param_type(k, v)) for k, v in proj.params.items()]
                 + [(k, t) for k, t in proj.shared.items()], vars=list(proj.variables.items()),
                 pre_neuron_var_refs=[(r, pop_type(self.spec, proj.source, v), read_only)
                                      for r, v in proj.pre_refs.items()],
@@ -102,7 +110,7 @@ class GennRunner:
                 syn.post_target_var = proj.post_target
             if proj.pre_target:
                 syn.pre_target_var = proj.pre_target
-            for name in proj.shared:
+            for name in [*proj.shared, *([SEED] if SEED in proj.params else [])]:
                 syn.set_wu_param_dynamic(name)
             syns[proj.name] = syn
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -138,6 +146,10 @@ class GennRunner:
             group.vars[EVENTS].view[:] = 0
             group.vars[EVENTS].push_to_device()
             group.set_dynamic_param_value(T_END, (self.steps - 0.5) * self.spec.dt)
+        for owner, spec in [*((self.pops[p.name], p) for p in self.spec.populations),
+                            *((self.syns[p.name], p) for p in self.spec.projections)]:
+            if SEED in spec.params:  # every chunk's random numbers follow from its seed
+                owner.set_dynamic_param_value(SEED, int(seed) % 2**32)
         for array, value in arrays.items():
             for pop, egp in self.spec.timed_arrays.get(array.name, []):
                 target = self.pops[pop].extra_global_params[egp]
@@ -184,6 +196,10 @@ class GennRunner:
 
 def _type(value) -> str:
     return "int" if isinstance(value, int | np.integer) else "double"
+
+
+def _param_type(name: str, value) -> str:
+    return "uint32_t" if name == SEED else _type(value)
 
 
 def pop_type(spec: GennModel, population: str, variable: str) -> str:

@@ -44,7 +44,7 @@ from brian2.synapses.synapses import SynapticPathway
 
 from biograd.models.elements import Element
 from biograd.models.errors import ModelFileError
-from biograd.models.genn.code import GennRenderer, Untranslatable, c_type, constants, genn_names, render_block
+from biograd.models.genn.code import SEED, GennRenderer, Untranslatable, c_type, constants, genn_names, render_block
 
 PHASES = {"start": ("before_start", "start", "after_start"), "groups": ("before_groups", "groups", "after_groups"),
           "thresholds": ("before_thresholds", "thresholds", "after_thresholds"),
@@ -163,6 +163,7 @@ class _Translator:
         self.dt = float(b2.defaultclock.dt)
         self.objects = network.sorted_objects
         self.timed_arrays: dict[str, list[tuple[str, str]]] = {}
+        self.sites: dict[str, list[str]] = {}  # per population or projection: its random-number call sites
 
     # ------------------------------------------------------------------ shared pieces
     def variables(self, owner, code: str, extra: dict | None = None) -> dict:
@@ -178,7 +179,8 @@ class _Translator:
             if (owner.name, timed.name) not in where:
                 where.append((owner.name, timed.name))
             return timed.name
-        return GennRenderer(variables, names, array, self.dt)
+        index = "id_pre*num_post + id_post" if isinstance(owner, b2.Synapses) else "id"
+        return GennRenderer(variables, names, array, self.dt, index, self.sites.setdefault(owner.name, []))
 
     def every(self, obj) -> int:
         steps = float(obj.clock.dt) / self.dt
@@ -248,8 +250,8 @@ class _Translator:
                *_indent(["// 'start': recording, slot-start code", *start,
                          "// 'groups': the Euler step", *groups,
                          "// 'thresholds': every event's condition, before any reset", *thresholds]), "}"]
-        return Population(group.name, len(group), "\n".join(sim), params | {T_END: 0.0}, variables, arrays,
-                          bits), recordings
+        params |= {T_END: 0.0} | ({SEED: 0} if self.sites.get(group.name) else {})
+        return Population(group.name, len(group), "\n".join(sim), params, variables, arrays, bits), recordings
 
     def _phase(self, obj, phase: str) -> None:
         if obj.when not in PHASES[phase]:
@@ -327,6 +329,8 @@ class _Translator:
                 setattr(proj, f"{side}_code", "\n".join(sides[side]))
                 refs = proj.pre_refs if side == "pre" else proj.post_refs
                 refs[f"b2_events_{side}"] = EVENTS
+        if self.sites.get(syn.name):
+            proj.params[SEED] = 0
         return proj
 
 
