@@ -175,7 +175,7 @@ def evaluate(
         state, _ = run.load_checkpoint(checkpoint)
     except (ModelFileError, FileNotFoundError, ValueError, KeyError) as err:
         raise _fail(err) from err
-    use_backend(cfg.train.backend, run.path / "build_eval", dense_pathways=cfg.train.dense_pathways)
+    use_backend(cfg.train.backend, run.path / "build_eval", **cfg.train.backend_options())
     evaluator = Evaluator(cfg.model, {split: data}, cfg.train.eval_chunk, cfg.train.seed, run.equations)
     predicted = evaluator.predict(state, split)
     table = Table("class", "samples", "accuracy", title=f"{run.path.name}: {data.name}")
@@ -281,7 +281,10 @@ def sweep(
     for row in summary.itertuples(index=False):
         table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
     console.print(table)
-    chosen = " ".join(f"--set {item}" for item in result.best.get("overrides", [])) or "none (no setting finished)"
+    if not result.best:
+        chosen = "none (no setting finished)"
+    else:
+        chosen = " ".join(f"--set {item}" for item in result.best["overrides"]) or "the base config (nothing swept)"
     console.print(f"[bold]chosen on validation:[/bold] {chosen}; tables: {folder / 'trials.csv'}, "
                   f"{folder / 'summary.csv'}, {folder / 'best.json'}")
 

@@ -56,9 +56,12 @@ class TrainConfig(BaseModel):
         "dense", description="cpp_standalone's synapse templates: dense (all-to-all pathways a row at a time, "
         "biograd.models.dense_pathways) or brian2 (Brian2's own; slower, equal up to rounding)")
 
-    @property
-    def dense_pathways(self) -> bool:
-        return self.templates == "dense"
+    genn_backend: Literal["cuda", "single_threaded_cpu"] | None = Field(
+        None, description="GeNN's code generator with backend genn (default: cuda where pygenn was built with it)")
+
+    def backend_options(self) -> dict:
+        """Keyword options of :func:`biograd.models.runners.use_backend` for this training's backend."""
+        return {"dense_pathways": self.templates == "dense", "genn_backend": self.genn_backend}
     max_weight: float = Field(100.0, gt=0, description="stop when any |w| or |b| exceeds this (exploding)")
     eval_chunk: int = Field(1000, ge=1, description="test samples per run of the inference-only build")
     final_test: bool = Field(True, description="with a validation split, evaluate the test split once at the end "

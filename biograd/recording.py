@@ -161,7 +161,7 @@ def probe_run(run: RunDirectory, n_samples: int, backend: str | None = None, ove
     if not chosen:
         raise FileNotFoundError(f"{run.path}: no weights_epoch<k>.npz to probe")
     use_backend(backend or config.train.backend, run.path / out.name.replace("posthoc", "build_probe", 1),
-                dense_pathways=config.train.dense_pathways)
+                **config.train.backend_options())
     prober = Prober(config, run.build_equations(), out,
                     config.record.model_copy(update={"probe_samples": n_samples, "arrays": False}))
     held_out = run.metrics().query("split in ('validation', 'test') and metric == 'accuracy'")

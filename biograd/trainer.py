@@ -37,7 +37,7 @@ from biograd.config import RunConfig, TrainConfig
 from biograd.data.splits import Split, Splits, load_splits
 from biograd.models.composition import check_composition_units
 from biograd.models.network import BioGradNetwork, PlasticState, estimated_bytes, synapse_count
-from biograd.models.runners import STANDALONE, use_backend
+from biograd.models.runners import COMPILED, use_backend
 from biograd.models.spec import NetworkSpec
 from biograd.packing import varied_parameters
 from biograd.plan import Task, build, plan_tasks, slots_per_chunk
@@ -141,12 +141,12 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
-def _start_worker(backend: str, directory: Path, dense_pathways: bool, factory, args: tuple) -> None:
+def _start_worker(backend: str, directory: Path, options: dict, factory, args: tuple) -> None:
     global _hosted
     for stop in STOP_SIGNALS:  # a signal to the process group is the trainer's to handle; the worker ends with it
         signal.signal(stop, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True, name="parent-watch").start()
-    use_backend(backend, directory, dense_pathways=dense_pathways)
+    use_backend(backend, directory, **options)
     _hosted = factory(*args)
 
 
@@ -155,12 +155,12 @@ def _call(method: str, *args):
 
 
 class Worker:
-    """``factory(*args)`` (an Evaluator or a Prober) in a worker process with its own standalone
-    ``backend`` device, built in ``directory``; its methods are called through the process pool."""
+    """``factory(*args)`` (an Evaluator or a Prober) in a worker process with its own ``backend`` (a
+    standalone device or GeNN), built in ``directory``; its methods are called through the process pool."""
 
-    def __init__(self, backend: str, directory: Path, dense_pathways: bool, factory, *args):
+    def __init__(self, backend: str, directory: Path, options: dict, factory, *args):
         self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
-                                        initargs=(backend, directory, dense_pathways, factory, args))
+                                        initargs=(backend, directory, options, factory, args))
         self.pool.submit(int)  # start the worker now: it compiles while the training build compiles
 
     def __getattr__(self, method: str):
@@ -172,10 +172,10 @@ class Worker:
 
 def hosted(train_cfg: TrainConfig, directory: Path, factory, *args):
     """``factory(*args)`` in this process (runtime device), or in a :class:`Worker` on ``train_cfg``'s
-    standalone backend and templates."""
-    if train_cfg.backend not in STANDALONE:
+    compiled backend (standalone or GeNN: a build of its own, compiled while the training build compiles)."""
+    if train_cfg.backend not in COMPILED:
         return factory(*args)
-    return Worker(train_cfg.backend, directory, train_cfg.dense_pathways, factory, *args)
+    return Worker(train_cfg.backend, directory, train_cfg.backend_options(), factory, *args)
 
 
 # ---------------------------------------------------------------------- training
@@ -296,7 +296,7 @@ class Trainer:
             states.append(state)
         self.chunks_per_epoch = math.ceil(len(splits.train) / train_cfg.chunk)
         self.recorder = Recorder(cfg.record, train_cfg)
-        use_backend(train_cfg.backend, self.builds / run.build_dir.name, dense_pathways=train_cfg.dense_pathways)
+        use_backend(train_cfg.backend, self.builds / run.build_dir.name, **train_cfg.backend_options())
         seeds = [member.run.config.train.seed for member in members]
         net = build(spec, train_cfg, seeds=seeds, varied=self.varied, report=train_cfg.report)
         net.states = [net.initial_states[k] if state is None else state for k, state in enumerate(states)]

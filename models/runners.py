@@ -47,7 +47,8 @@ if (const char* _chunk_seed = std::getenv("{SEED_VARIABLE}")) {{
 """
 RUN_ARGS_FILE = re.compile(r"init_.+_[0-9a-f]{32}\.dat(\.lock)?")  # Brian2's names for run_args values
 STANDALONE = ("cpp_standalone", "cuda_standalone")  # compiled once, rerun with run_args
-BACKENDS = (*STANDALONE, "genn", "numpy", "cython")
+COMPILED = (*STANDALONE, "genn")  # built once per process and directory
+BACKENDS = (*COMPILED, "numpy", "cython")
 _dense_pathways = True  # set by use_backend, read by runner_for_device
 _genn: dict | None = None  # the genn backend's options while it is the backend in use
 

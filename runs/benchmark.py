@@ -7,6 +7,7 @@
     python runs/benchmark.py --sizes 784-500-10 --peer   # and snnTorch BPTT in the same run (make peer)
     python runs/benchmark.py --backend cuda_standalone   # on a GPU (make gpu)
     python runs/benchmark.py --backend cuda_standalone --compile-only   # nvcc, no GPU needed
+    python runs/benchmark.py --backend genn --genn-backend single_threaded_cpu   # GeNN 5 (make genn); cuda on a GPU
 
 ``--compile-only`` builds the training and inference projects and stops (no speeds): a later run
 in the same folder reuses every object file whose generated source is unchanged (Brian2 rewrites
@@ -25,7 +26,9 @@ chunk, as a fraction of the training time. ``--templates brian2`` propagates spi
 synapse templates instead of the dense pathways (the default; :mod:`biograd.models.dense_pathways`).
 ``--peer`` measures snnTorch BPTT (minibatch 128, one thread; ``runs/peer_snntorch.py``, in the
 ``.venv-peer`` environment of ``make peer``) right after each single-network (K = 1) measurement of the
-same network, and ``vs_snntorch`` is BioGrad's training samples/s over snnTorch's.
+same network, and ``vs_snntorch`` is BioGrad's training samples/s over snnTorch's. ``--backend genn``
+translates the same Brian2 network to GeNN 5 (``--genn-backend``: single_threaded_cpu or cuda); its rows
+name the backend ``genn_<genn backend>`` and leave the binary's memory empty (GeNN runs in the process).
 Results: runs/out/benchmark/speed.csv.
 """
 
@@ -49,7 +52,8 @@ DEFAULT_SIZES = ["784-100-10", "784-500-10", "784-500-500-10"]
 
 
 def measure(sizes: str, samples: int, feedback: str, backend: str, replicas: int = 1, chunk: int = 1000,
-            compile_only: bool = False, inference: bool = True, templates: str = "dense") -> dict:
+            compile_only: bool = False, inference: bool = True, templates: str = "dense",
+            genn_backend: str = "single_threaded_cpu") -> dict:
     """Train and infer in this process; returns one row of speeds (compile times only with ``compile_only``)."""
     import numpy as np
 
@@ -67,10 +71,13 @@ def measure(sizes: str, samples: int, feedback: str, backend: str, replicas: int
     data = Split(digits.images, digits.labels, "embedded")
     spec = NetworkSpec(sizes=tuple(int(n) for n in sizes.split("-")), feedback=feedback)
     per_replica = max(chunk, -(-samples // replicas))
-    train = TrainConfig(sleep_every=100, sleep_duration="500 ms", chunk=chunk, epochs=-(-per_replica // len(data)))
+    train = TrainConfig(sleep_every=100, sleep_duration="500 ms", chunk=chunk, epochs=-(-per_replica // len(data)),
+                        templates=templates, genn_backend=genn_backend if backend == "genn" else None)
     seeds = list(range(replicas))
-    name = f"{sizes}_{feedback}_{backend}" + (f"_x{replicas}" if replicas > 1 else "") + f"_{templates}"
-    use_backend(backend, OUT / f"build_{name}", dense_pathways=templates == "dense")
+    options = train.backend_options()
+    label = f"genn_{genn_backend}" if backend == "genn" else backend
+    name = f"{sizes}_{feedback}_{label}" + (f"_x{replicas}" if replicas > 1 else "") + f"_{templates}"
+    use_backend(backend, OUT / f"build_{name}", **options)
     binary_rss = (OUT / f"build_{name}_rss.txt").resolve()
     binary_rss.unlink(missing_ok=True)
     if shutil.which("time", path="/usr/bin"):  # the binary's own peak (a fork of this process would count ours)
@@ -84,13 +91,13 @@ def measure(sizes: str, samples: int, feedback: str, backend: str, replicas: int
 
     def compile_evaluator() -> tuple[Evaluator, float]:
         """The inference-only build (replaces the training build on this process's device), and its compile time."""
-        use_backend(backend, OUT / f"build_{name}_inference", dense_pathways=templates == "dense")
+        use_backend(backend, OUT / f"build_{name}_inference", **options)
         t0 = time.perf_counter()
         evaluator = Evaluator(spec, {"first 1000": Split(data.inputs[:1000], data.labels[:1000], "first 1000")},
                               1000, seeds, None)
         return evaluator, time.perf_counter() - t0
 
-    row = {"sizes": sizes, "feedback": feedback, "backend": backend, "replicas": replicas, "chunk": chunk,
+    row = {"sizes": sizes, "feedback": feedback, "backend": label, "replicas": replicas, "chunk": chunk,
            "templates": templates}
     if compile_only:
         return row | {"compile_s": compile_s, "inference_compile_s": compile_evaluator()[1]}
@@ -155,7 +162,8 @@ def main(
     replicas: Annotated[list[int] | None, typer.Option(help="networks per build, K (repeatable; default 1)")] = None,
     chunk: Annotated[int, typer.Option(help="training samples per run of the compiled network")] = 1000,
     feedback: Annotated[str, typer.Option(help="transpose | fixed_random | sleep")] = "sleep",
-    backend: Annotated[str, typer.Option(help="cpp_standalone | cuda_standalone")] = "cpp_standalone",
+    backend: Annotated[str, typer.Option(help="cpp_standalone | cuda_standalone | genn")] = "cpp_standalone",
+    genn_backend: Annotated[str, typer.Option(help="GeNN backend: single_threaded_cpu | cuda")] = "single_threaded_cpu",
     compile_only: Annotated[bool, typer.Option(help="build the projects, measure nothing")] = False,
     inference: Annotated[bool, typer.Option(help="also measure the inference-only build")] = True,
     templates: Annotated[list[str] | None, typer.Option(help="dense | brian2: synapse templates (repeatable)")] = None,
@@ -168,7 +176,7 @@ def main(
         raise typer.BadParameter(f"--templates: dense or brian2, not {', '.join(sorted(unknown))}")
     if one:
         print(json.dumps(measure(sizes[0], samples, feedback, backend, replicas[0], chunk, compile_only, inference,
-                                 templates[0])))
+                                 templates[0], genn_backend)))
         return
     OUT.mkdir(parents=True, exist_ok=True)
     machine = f"{platform.node()} ({platform.processor() or 'cpu'})"
@@ -178,7 +186,7 @@ def main(
             for kind in templates:
                 rows.append(_run(["--sizes", net, "--samples", str(samples), "--replicas", str(k),
                                   "--chunk", str(chunk), "--feedback", feedback, "--backend", backend,
-                                  "--templates", kind]
+                                  "--templates", kind, "--genn-backend", genn_backend]
                                  + ["--compile-only"] * compile_only + ["--no-inference"] * (not inference))
                 | {"machine": machine})
                 print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
@@ -188,9 +196,10 @@ def main(
     if compile_only:
         return
     table = pd.DataFrame(rows)
-    single = {(n, t): v for n, t, v in table[table.replicas == 1][["sizes", "templates", "train_samples_per_s"]].values}
-    table["speedup"] = table.train_samples_per_s / [single.get(key, float("nan"))  # NaN where K = 1 was not measured
-                                                    for key in zip(table.sizes, table.templates, strict=True)]
+    keys = ["sizes", "templates", "backend"]
+    single = {tuple(k): v for *k, v in table[table.replicas == 1][[*keys, "train_samples_per_s"]].values}
+    table["speedup"] = table.train_samples_per_s / [single.get(tuple(key), float("nan"))  # NaN where K = 1 not measured
+                                                    for key in table[keys].values]
     path = OUT / "speed.csv"  # earlier rows kept (columns added later are empty in them)
     (pd.concat([pd.read_csv(path), table]) if path.exists() else table).to_csv(path, index=False)
     print(f"\n{table.to_string(index=False)}\nappended to {path}")

@@ -8,6 +8,9 @@
 #      within 2 points of cpp_standalone's (REF_DEMO_EPOCH1, measured on the VM, runs/RESULTS.md)
 #   3. ensemble throughput: 784-500-10 at K = 1, 64 and 256 replicas in one build, training samples/s
 #      in aggregate (runs/benchmark.py; the single-network single-core cpp_standalone figure is in RESULTS)
+#   4. GeNN on CUDA: pygenn built with its CUDA backend (make genn with CUDA_PATH; several minutes), the
+#      GeNN equality tests on CUDA (BIOGRAD_GENN_BACKEND=cuda), and the same throughput rows on GeNN CUDA
+#   (GENN=0 skips step 4; GENN_ONLY=1 runs step 4 alone)
 #
 # Compile ahead where nvcc but no GPU is present (the VM):  make gpu && .venv/bin/python runs/benchmark.py
 #   --backend cuda_standalone --sizes 784-500-10 --replicas 64 --no-inference --compile-only
@@ -27,6 +30,8 @@ step() { echo "[$(($(date +%s) - start)) s] $*"; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
 "$py" -c "import brian2, brian2cuda; print('brian2', brian2.__version__, 'brian2cuda', brian2cuda.__version__)" || exit 1
 
+genn_only=${GENN_ONLY:-0}
+if [ "$genn_only" != 1 ]; then
 step "1. cuda equality tests"
 timeout 240 "$py" -m pytest -m cuda tests/test_cuda.py -k "gpu_trains or dither" -p no:cacheprovider -q -rA \
     > "$out/pytest_cuda.log" 2>&1
@@ -47,4 +52,20 @@ timeout 300 "$py" runs/benchmark.py --backend cuda_standalone --sizes 784-500-10
     --replicas 256 --samples 25600 --chunk 100 --no-inference > "$out/benchmark.log" 2>&1
 step "benchmark: exit $? (log: $out/benchmark.log)"
 cp runs/out/benchmark/speed.csv "$out/" 2>/dev/null
+fi
+
+if [ "${GENN:-1}" = 1 ]; then
+  step "4. GeNN CUDA: build pygenn with CUDA (CUDA_PATH=${CUDA_PATH:=/usr/local/cuda})"
+  rm -rf build/genn  # the VM's wheel has the CPU backend only
+  CUDA_PATH=$CUDA_PATH timeout 480 make genn > "$out/genn_build.log" 2>&1
+  step "pygenn build: exit $? (log: $out/genn_build.log)"
+  BIOGRAD_GENN_BACKEND=cuda timeout 300 "$py" -m pytest -m genn tests/test_genn.py -k "equals_cpp_standalone" \
+      -p no:cacheprovider -q -rA > "$out/pytest_genn.log" 2>&1
+  step "GeNN CUDA equality tests: exit $? (log: $out/pytest_genn.log)"
+  tail -n 3 "$out/pytest_genn.log"
+  timeout 300 "$py" runs/benchmark.py --backend genn --genn-backend cuda --sizes 784-500-10 --replicas 1 \
+      --replicas 64 --replicas 256 --samples 25600 --chunk 100 --no-inference > "$out/benchmark_genn.log" 2>&1
+  step "GeNN CUDA benchmark: exit $? (log: $out/benchmark_genn.log)"
+  cp runs/out/benchmark/speed.csv "$out/" 2>/dev/null
+fi
 step "done"

@@ -1,5 +1,6 @@
 """The GeNN backend: the GeNN code generated from the equation files (golden text, every tier), and GeNN runs
-checked against cpp_standalone (``make test-genn``; skipped where pygenn is not installed).
+checked against cpp_standalone (``make test-genn``; skipped where pygenn is not installed) on GeNN's CPU
+backend, or on CUDA with ``BIOGRAD_GENN_BACKEND=cuda``.
 
 Golden texts live in ``data/genn/``; after an intended change of the equations or the translator, rewrite
 them with ``BIOGRAD_UPDATE_GOLDEN=1 pytest tests/test_genn.py -k golden`` and read the diff.
@@ -32,6 +33,7 @@ CASES = {
 }
 IMAGES, LABELS = load_digits(return_X_y=True)
 genn = pytest.mark.genn
+GENN_BACKEND = os.environ.get("BIOGRAD_GENN_BACKEND", "single_threaded_cpu")  # cuda: scripts/gpu_check.sh
 requires_pygenn = pytest.mark.skipif(not pygenn_available(), reason=PYGENN_MISSING)
 
 
@@ -77,7 +79,7 @@ def test_untranslatable_construct_names_the_file_and_line(tmp_path):
 # ---------------------------------------------------------------------------------------------------------------
 
 def two_chunks(spec: NetworkSpec, backend: str, directory: Path, inference: bool = False):
-    use_backend(backend, directory, genn_backend="single_threaded_cpu")
+    use_backend(backend, directory, genn_backend=GENN_BACKEND)
     net = BioGradNetwork(spec, slots=3, seed=1, inference=inference)
     first = net.run_chunk(*samples(0, 3))
     after_first = net.state
@@ -131,7 +133,7 @@ def test_genn_event_encoder_equals_cpp_standalone(standalone, tmp_path):
     events = (np.random.default_rng(0).random(steps.shape) < 0.5 * steps).astype(float)
     runs = []
     for backend in ("cpp_standalone", "genn"):
-        use_backend(backend, tmp_path / backend, genn_backend="single_threaded_cpu")
+        use_backend(backend, tmp_path / backend, genn_backend=GENN_BACKEND)
         net = BioGradNetwork(spec, slots=3, seed=1)
         runs.append(([net.run_chunk(kinds, events, targets)], [net.state]))
     assert_equal_runs(runs[1], runs[0])
@@ -150,7 +152,7 @@ def test_genn_sleep_aligns_feedback_like_cpp_standalone(standalone, tmp_path):
 
     curves = []
     for backend in ("cpp_standalone", "genn"):
-        use_backend(backend, tmp_path / backend, genn_backend="single_threaded_cpu")
+        use_backend(backend, tmp_path / backend, genn_backend=GENN_BACKEND)
         curves.append(sleep_alignment_curve(BioGradNetwork(SPEC, slots=50, seed=2), n_chunks=4)["angle_deg"].to_numpy())
     brian, gen = curves
     assert brian[0] == gen[0] and brian[0] > 80, "the same random start"
@@ -167,7 +169,7 @@ def test_genn_poisson_encoder_rates_match_cpp_standalone(standalone, tmp_path):
     kinds, images, targets = samples(0, 20)
     counts = []
     for backend in ("cpp_standalone", "genn"):
-        use_backend(backend, tmp_path / backend, genn_backend="single_threaded_cpu")
+        use_backend(backend, tmp_path / backend, genn_backend=GENN_BACKEND)
         net = BioGradNetwork(spec, slots=20, seed=1)
         counts.append(net.run_chunk(kinds, images, targets).spikes[0].sum())
     p = np.clip(images, 0, 1)  # r_max*dt = 1 (input_poisson.yaml: 1 kHz, dt 1 ms)
@@ -186,7 +188,7 @@ def test_genn_ensemble_equals_cpp_standalone_ensemble(standalone, tmp_path):
     values = [{"eta": 0.01}, {"eta": 0.03}, {"eta": 0.002}]
     runs = []
     for backend in ("cpp_standalone", "genn"):
-        use_backend(backend, tmp_path / backend, genn_backend="single_threaded_cpu")
+        use_backend(backend, tmp_path / backend, genn_backend=GENN_BACKEND)
         ensemble = BioGradNetwork(CASES["fixed_random"], slots=3, seed=SEEDS, varied={"eta"})
         results = []
         for chunk in range(2):
@@ -206,7 +208,7 @@ def test_genn_chunks_are_reproducible_from_their_seed(tmp_path):
     """Random numbers are hashes of (chunk seed, call site, step, neuron or synapse): a chunk run again with its
     seed repeats exactly; another seed gives other spikes."""
     spec = NetworkSpec(sizes=(64, 20, 10), feedback="sleep", encoder="poisson")
-    use_backend("genn", tmp_path / "genn", genn_backend="single_threaded_cpu")
+    use_backend("genn", tmp_path / "genn", genn_backend=GENN_BACKEND)
     net = BioGradNetwork(spec, slots=3, seed=1)
     start = net.state
     runs = [net.run_chunk(*samples(0, 3), start, seed=seed) for seed in (7, 7, 8)]
@@ -225,7 +227,7 @@ def test_genn_loihi_precision_keeps_the_weight_grid_and_learns_like_cpp_standalo
     spec = NetworkSpec(sizes=(64, 20, 12, 10), feedback="sleep", precision="loihi")
     moved = []
     for backend in ("cpp_standalone", "genn"):
-        use_backend(backend, tmp_path / backend, genn_backend="single_threaded_cpu")
+        use_backend(backend, tmp_path / backend, genn_backend=GENN_BACKEND)
         net = BioGradNetwork(spec, slots=3, seed=1)
         for chunk in range(2):
             net.run_chunk(*samples(3 * chunk, 3))

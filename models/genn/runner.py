@@ -53,6 +53,8 @@ class GennRunner:
     def prepare(self, network: b2.Network, sources: Iterable[Element] = ()) -> None:
         self.spec = translate(network, sources)
         self._brian = {obj.name: obj for obj in network.objects}
+        for obj in network.objects:  # run, by GeNN, as part of this network (Brian2 marks them so when it runs
+            obj._network = obj._network or network.id  # them; unmarked, it warns of unused objects when they go)
         self._initial = {(name, var): np.array(self._brian[name].variables[var].get_value(), copy=True)
                          for pop in self.spec.populations for name, var in [(pop.name, v) for v in pop.variables]
                          if var != EVENTS}
