@@ -279,22 +279,36 @@ def _trial_run(trial: Trial) -> RunDirectory | None:
     return RunDirectory(runs[0]) if runs else None
 
 
+def _ended_rows(out: Path) -> dict[str, dict]:
+    """The rows of an earlier trials.csv whose trial ended (finished or diverged), by trial. A trial whose run
+    directory is gone (deleted for space, or not copied with the tables) keeps its row and is not trained again."""
+    path = out / "trials.csv"
+    if not path.is_file():
+        return {}
+    table = pd.read_csv(path, dtype={"trial": str, "run": str})
+    return {row["trial"]: row for row in table.to_dict("records") if row["status"] in ("finished", "diverged")}
+
+
 def run_sweep(sweep: SweepFile, out: Path, *, trials: list[Trial] | None = None, scheduler: str | None = None,
               workers: int | None = None, serial: bool = False, progress: bool = True) -> SweepResult:
     """Run every trial not yet finished (``trials``: those :func:`plan_trials` gave, default planned here), in
     this process with ``serial``, else on the Dask cluster at ``scheduler`` or on a new LocalCluster of
-    ``workers`` processes; then write the tables."""
+    ``workers`` processes; then write the tables. A trial that trials.csv records as ended and whose run
+    directory is gone keeps its recorded row."""
     out.mkdir(parents=True, exist_ok=True)
     trials = trials or plan_trials(sweep, out)
     resolved = sweep.model_dump(mode="json", exclude_none=True) | {"base": os.path.relpath(sweep.base, out.resolve())}
     (out / "sweep.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
     builds = out / "builds"
-    groups = packs(trials, sweep.pack)
+    recorded = _ended_rows(out)
+    kept = [trial for trial in trials if trial.id in recorded and _trial_run(trial) is None]
+    groups = packs([trial for trial in trials if trial not in kept], sweep.pack)
     if serial:
         rows = [row for group in _bar(groups, progress, len(groups))
                 for row in _outcomes(group, lambda g=group: run_pack(g, builds))]
     else:
-        rows = _on_dask(groups, builds, scheduler, workers, progress)
+        rows = _on_dask(groups, builds, scheduler, workers, progress) if groups else []
+    rows += [recorded[trial.id] for trial in kept]
     order = {trial.id: i for i, trial in enumerate(trials)}
     return summarise(sweep, pd.DataFrame(sorted(rows, key=lambda row: order[row["trial"]])), out)
 

@@ -3,6 +3,7 @@ results, resumed, summarised and chosen on validation; a worker killed mid-sweep
 
 import json
 import os
+import shutil
 import signal
 import threading
 import time
@@ -103,6 +104,10 @@ def test_dask_sweep_equals_serial_sweep_and_resumes(sweep_file, tmp_path):
     again = run_sweep(sweep, tmp_path / "serial", serial=True, progress=False)  # finished trials are read
     assert {p: p.stat().st_mtime_ns for p in modified} == modified
     pd.testing.assert_frame_equal(again.trials.drop(columns="minutes"), serial.trials.drop(columns="minutes"))
+    shutil.rmtree(tmp_path / "serial" / "trials")  # run directories deleted: trials.csv keeps their results
+    kept = run_sweep(sweep, tmp_path / "serial", serial=True, progress=False)
+    assert not (tmp_path / "serial" / "trials").exists(), "no trial trained again"
+    assert kept.trials.to_csv(index=False) == again.trials.to_csv(index=False)  # the table, as written
 
 
 @pytest.mark.slow
