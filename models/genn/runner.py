@@ -71,7 +71,8 @@ class GennRunner:
             raise RuntimeError(PYGENN_MISSING) from err
         self.steps = round(float(duration) / self.spec.dt)
         number = next(_models_built)
-        model = pygenn.GeNNModel("double", f"biograd_{number}" if number else "biograd", backend=self.backend)
+        model = pygenn.GeNNModel("double", f"biograd_{number}" if number else "biograd", backend=self.backend,
+                                 optimize_code=True)  # -O3 -ffast-math, as Brian2's C++ (GeNN's default: -O0)
         model.dt = self.spec.dt
         pops = {}
         for pop in self.spec.populations:
