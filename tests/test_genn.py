@@ -143,7 +143,7 @@ def test_genn_event_encoder_equals_cpp_standalone(standalone, tmp_path):
 @genn
 @requires_pygenn
 def test_genn_sleep_aligns_feedback_like_cpp_standalone(standalone, tmp_path):
-    """Sleep draws random numbers (GeNN's generators, not Brian2's): the alignment curve angle(B, W^T), from the
+    """Sleep draws random numbers (hashed, not Brian2's): the alignment curve angle(B, W^T), from the
     same start, stays within 5 degrees of cpp_standalone's at every point (they differ by about 1) and falls
     from about 88 to below 30 degrees on both."""
     from test_sleep import SPEC

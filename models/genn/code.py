@@ -25,7 +25,6 @@ import re
 from collections.abc import Callable, Mapping
 
 import numpy as np
-from brian2 import Function
 from brian2.codegen.translation import make_statements
 from brian2.core.preferences import prefs
 from brian2.core.variables import AuxiliaryVariable, Constant
@@ -183,7 +182,3 @@ def render_block(code: str, variables: Mapping, renderer: GennRenderer, blocknam
             lines.append(writes(statement.var, statement.op, expr)
                          or f"{renderer.names.get(statement.var, statement.var)} {statement.op} {expr};")
     return [genn_names(line) for line in lines]
-
-
-def functions_used(variables: Mapping) -> list[str]:
-    return sorted(name for name, var in variables.items() if isinstance(var, Function))

@@ -197,12 +197,10 @@ class GennRunner:
                 monitor.variables[var].get_value()[:] = np.asarray(array.view)[: n * size].reshape(n, size)
 
 
-def _type(value) -> str:
-    return "int" if isinstance(value, int | np.integer) else "double"
-
-
 def _param_type(name: str, value) -> str:
-    return "uint32_t" if name == SEED else _type(value)
+    if name == SEED:
+        return "uint32_t"
+    return "int" if isinstance(value, int | np.integer) else "double"
 
 
 def pop_type(spec: GennModel, population: str, variable: str) -> str:

@@ -322,7 +322,7 @@ class _Translator:
                     raise Untranslatable(var, f"{syn.name} reads a neuron variable that a pathway writes in the "
                                          "same step (GeNN applies the writes one step later)")
                 populations[group.name].add_input(neuron_var)
-                setattr(proj, f"{'post' if side == 'post' else 'pre'}_target", f"b2_in_{neuron_var}")
+                setattr(proj, f"{side}_target", f"b2_in_{neuron_var}")
             if sides[side]:
                 masks = [populations[group.name].bits[p.event] for p in pathways if p.prepost == side]
                 setattr(proj, f"{side}_condition", f"(b2_events_{side} & {sum(set(masks))}u) != 0")
