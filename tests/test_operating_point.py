@@ -8,8 +8,9 @@ draws (chunk seeds). Against the backprop update ``ref`` of the same rates and g
 
 Unbiased means bias ~ noise (their ratio is about 1 whatever the number of draws). Below saturation
 (every |gain * delta| <= 1, here at gain_hidden 0.5) the ratio stays under 3 in every layer. At
-gain_hidden 16 (the transpose baselines' chosen gain), where hidden neurons saturate (at most one error event per step), the ratio
-in the hidden layers is far above 3 and the update is shorter than backprop's: the test measures it.
+gain_hidden 16 (the transpose baselines' chosen gain), where hidden neurons saturate (at most one
+error event per step), the ratio in the hidden layers is far above 3 and the update is shorter than
+backprop's: the test measures it.
 """
 
 import numpy as np
