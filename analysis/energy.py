@@ -24,6 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import brian2 as b2
+import numpy as np
 import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
@@ -127,3 +128,16 @@ def totals(estimate: pd.DataFrame) -> pd.DataFrame:
     by_op = estimate.groupby(["phase", "operation"], as_index=False)[["count", "energy_uJ"]].agg(exact)
     total = by_op.groupby("phase", as_index=False)[["energy_uJ"]].agg(exact).assign(operation="total")
     return pd.concat([by_op, total], ignore_index=True).sort_values(["phase", "operation"], ignore_index=True)
+
+
+def measured_joules(power: pd.DataFrame, start: float, end: float) -> float:
+    """Energy drawn in [start, end] from a power log (columns ``unix_s``, ``watts``, e.g. nvidia-smi's
+    power.draw sampled with timestamps): the trapezoid integral of the log, linearly interpolated at both
+    ends, ``E = integral_start^end P(t) dt``. The log must cover the window."""
+    log = power.sort_values("unix_s")
+    t, watts = log.unix_s.to_numpy(float), log.watts.to_numpy(float)
+    if len(t) < 2 or t[0] > start or t[-1] < end:
+        raise ValueError(f"the power log ({len(t)} samples) does not cover the window [{start:.1f}, {end:.1f}] s")
+    inside = (t > start) & (t < end)
+    grid = np.concatenate([[start], t[inside], [end]])
+    return float(np.trapezoid(np.interp(grid, t, watts), grid))

@@ -103,7 +103,7 @@ def measure(sizes: str, samples: int, feedback: str, backend: str, replicas: int
         return row | {"compile_s": compile_s, "inference_compile_s": compile_evaluator()[1]}
     plans = [[t for t in plan_tasks(spec, train.model_copy(update={"seed": seed}), len(data)) if t.kind == "train"]
              for seed in seeds]
-    done, record_s, t0 = 0, 0.0, time.perf_counter()
+    done, record_s, t0, started = 0, 0.0, time.perf_counter(), time.time()
     for tasks in zip(*plans, strict=True):
         runs = run_tasks(net, list(tasks), data, train)
         t1 = time.perf_counter()
@@ -115,7 +115,8 @@ def measure(sizes: str, samples: int, feedback: str, backend: str, replicas: int
             break
     train_s = time.perf_counter() - t0 - record_s
     trained = row | {"train_samples": done, "train_samples_per_s": done / train_s, "compile_s": compile_s,
-                     "record_activity_share": record_s / train_s}
+                     "record_activity_share": record_s / train_s,
+                     "train_start_unix": started, "train_end_unix": time.time()}  # for a power log (runs/gpu_energy.py)
     if not inference:
         return trained | _peak_mib(binary_rss)
     evaluator, inference_compile_s = compile_evaluator()

@@ -10,6 +10,8 @@
 #      in aggregate (runs/benchmark.py; the single-network single-core cpp_standalone figure is in RESULTS)
 #   4. GeNN on CUDA: pygenn built with its CUDA backend (make genn with CUDA_PATH; several minutes), the
 #      GeNN equality tests on CUDA (BIOGRAD_GENN_BACKEND=cuda), and the same throughput rows on GeNN CUDA
+#   Steps 3 and 4 log the board's power (nvidia-smi, every 0.2 s) while they train; runs/gpu_energy.py then
+#   gives measured mJ per training sample against the Loihi estimate (LOIHI_UJ, runs/RESULTS.md: "Energy")
 #   (GENN=0 skips step 4; GENN_ONLY=1 runs step 4 alone)
 #
 # Compile ahead where nvcc but no GPU is present (the VM):  make gpu && .venv/bin/python runs/benchmark.py
@@ -26,6 +28,13 @@ mkdir -p "$out"
 exec > >(tee "$out/gpu_check.log") 2>&1  # no `wait` below: it would wait for tee as well
 start=$(date +%s)
 step() { echo "[$(($(date +%s) - start)) s] $*"; }
+loihi_uj=${LOIHI_UJ:-37.5}  # Loihi estimate per training sample, 784-500-10 (runs/RESULTS.md, "Energy")
+log_power() {  # unix seconds, board watts; every 0.2 s until killed
+  while true; do
+    echo "$(date +%s.%N),$(nvidia-smi --query-gpu=power.draw --format=csv,noheader,nounits | head -n 1)"
+    sleep 0.2
+  done
+}
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
 "$py" -c "import brian2, brian2cuda; print('brian2', brian2.__version__, 'brian2cuda', brian2cuda.__version__)" || exit 1
@@ -48,10 +57,13 @@ print(f'demo epoch 1 validation accuracy {a:.4f} vs $ref on cpp_standalone:',
       'within 2 points' if abs(a - $ref) <= 0.02 else 'NOT within 2 points')"
 
 step "3. ensemble throughput, 784-500-10, K = 1, 64, 256"
+log_power >> "$out/power.csv" & power_pid=$!
 timeout 300 "$py" runs/benchmark.py --backend cuda_standalone --sizes 784-500-10 --replicas 1 --replicas 64 \
     --replicas 256 --samples 25600 --chunk 100 --no-inference > "$out/benchmark.log" 2>&1
 step "benchmark: exit $? (log: $out/benchmark.log)"
+kill $power_pid
 cp runs/out/benchmark/speed.csv "$out/" 2>/dev/null
+"$py" runs/gpu_energy.py "$out/speed.csv" "$out/power.csv" --loihi-uj "$loihi_uj"
 fi
 
 if [ "${GENN:-1}" = 1 ]; then
@@ -63,9 +75,12 @@ if [ "${GENN:-1}" = 1 ]; then
       -p no:cacheprovider -q -rA > "$out/pytest_genn.log" 2>&1
   step "GeNN CUDA equality tests: exit $? (log: $out/pytest_genn.log)"
   tail -n 3 "$out/pytest_genn.log"
+  log_power >> "$out/power.csv" & power_pid=$!
   timeout 300 "$py" runs/benchmark.py --backend genn --genn-backend cuda --sizes 784-500-10 --replicas 1 \
       --replicas 64 --replicas 256 --samples 25600 --chunk 100 --no-inference > "$out/benchmark_genn.log" 2>&1
   step "GeNN CUDA benchmark: exit $? (log: $out/benchmark_genn.log)"
+  kill $power_pid
   cp runs/out/benchmark/speed.csv "$out/" 2>/dev/null
+  "$py" runs/gpu_energy.py "$out/speed.csv" "$out/power.csv" --loihi-uj "$loihi_uj"
 fi
 step "done"

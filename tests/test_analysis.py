@@ -6,7 +6,7 @@ import pytest
 from support import tiny_spec
 
 from biograd.analysis.alignment import ProbeSample, sample_alignment
-from biograd.analysis.energy import energy_estimate, load_energy_table, per_sample_counts, totals
+from biograd.analysis.energy import energy_estimate, load_energy_table, measured_joules, per_sample_counts, totals
 from biograd.analysis.plausibility import observable_checks
 from biograd.models.elements import equations_dir
 from biograd.models.errors import ModelFileError
@@ -111,3 +111,14 @@ def test_unknown_counts_give_unknown_energy_not_zero():
     by = totals(energy_estimate(per_sample_counts(metrics, spec, sleep_every=10))).set_index(["phase", "operation"])
     assert np.isnan(by.energy_uJ[("training", "total")]) and np.isnan(by.energy_uJ[("training", "synaptic_op")])
     assert by.energy_uJ[("inference", "neuron_update")] > 0  # known from the network's size alone
+
+
+def test_measured_joules_integrates_the_power_log_over_the_window():
+    """300 W until t = 10 s, then 100 W: over [5, 15] s that is 5 s x 300 W + 5 s x 100 W, up to the one
+    sample interval (1 s) where the log ramps between its samples."""
+    t = np.arange(0.0, 21.0)
+    power = pd.DataFrame({"unix_s": t, "watts": np.where(t <= 10, 300.0, 100.0)})
+    assert measured_joules(power, 5.0, 15.0) == pytest.approx(5 * 300 + 5 * 100, abs=200 * 1 / 2 + 1e-9)
+    assert measured_joules(power, 2.5, 7.25) == pytest.approx(4.75 * 300)
+    with pytest.raises(ValueError, match="does not cover"):
+        measured_joules(power, 15.0, 25.0)
