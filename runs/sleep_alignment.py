@@ -7,7 +7,8 @@ Two experiments:
       a trained run's W and B (weights_epoch<k>.npz), its network and sleep block, one curve per
       eta_sleep: where the sleep rule's angle settles for these weights -> runs/out/sleep_alignment/<run>_epoch<k>/
       With --current-equations, the project's equations/ instead of the run's copy: how an edited
-      rule behaves on the same trained weights (-> ..._epoch<k>_current/).
+      rule behaves on the same trained weights (-> ..._epoch<k>_current/). With --precision, another
+      arithmetic (float, loihi_weights, ...) on the same weights (-> ..._epoch<k>_<precision>/).
 The curve.csv also holds B's uniform offset and column scales per block (analysis.sleep:
 uniform_offset, column_scales: mean `scale` and its coefficient of variation `scale_cv`).
 """
@@ -37,10 +38,13 @@ def random_network(chunks: int) -> pd.DataFrame:
 
 
 def trained_run(run: RunDirectory, epoch: int, etas: list[float], chunks: int, out: Path,
-                current_equations: bool = False) -> pd.DataFrame:
+                current_equations: bool = False, precision: str | None = None) -> pd.DataFrame:
     """The run's state after ``epoch``; every chunk is one of its sleep blocks (cpp_standalone, one build),
-    simulated with the run's equations or, with ``current_equations``, the project's."""
+    simulated with the run's equations or, with ``current_equations``, the project's; at the run's
+    precision or ``precision``."""
     config = run.config
+    if precision:
+        config = config.model_copy(update={"model": config.model.model_copy(update={"precision": precision})})
     block = sleep_kinds(config.model, config.train)
     if not len(block):
         raise SystemExit(f"{run.path}: feedback {config.model.feedback!r} with {config.model.n_layers} weight layers "
@@ -66,6 +70,7 @@ def main() -> None:
     parser.add_argument("--eta-sleep", default="0.001", help="comma-separated rates of the sleep rule (--run)")
     parser.add_argument("--current-equations", action="store_true",
                         help="simulate with the project's equations/, not the run's copy (--run)")
+    parser.add_argument("--precision", help="the arithmetic to sleep in, if not the run's (--run)")
     parser.add_argument("--out", type=Path, default=Path("runs/out/sleep_alignment"))
     args = parser.parse_args()
     if args.run is None:
@@ -73,9 +78,10 @@ def main() -> None:
         hue, title = "sleep", f"sleep alignment, {'-'.join(map(str, SPEC.sizes))}"
     else:
         run = RunDirectory(args.run)
-        out = args.out / f"{run.path.name}_epoch{args.epoch}{'_current' if args.current_equations else ''}"
+        suffix = "_current" * args.current_equations + (f"_{args.precision}" if args.precision else "")
+        out = args.out / f"{run.path.name}_epoch{args.epoch}{suffix}"
         curve = trained_run(run, args.epoch, [float(x) for x in args.eta_sleep.split(",")], args.chunks or 200, out,
-                            args.current_equations)
+                            args.current_equations, args.precision)
         hue, title = "eta_sleep", f"sleep from {run.path.name}, epoch {args.epoch} (W frozen)"
     out.mkdir(parents=True, exist_ok=True)
     curve.to_csv(out / "curve.csv", index=False)
