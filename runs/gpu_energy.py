@@ -29,9 +29,10 @@ def energy_rows(speed: pd.DataFrame, power: pd.DataFrame, loihi_uj: float) -> pd
     rows = []
     for row in speed.dropna(subset=["train_start_unix", "train_end_unix"]).to_dict("records"):
         start, end = row["train_start_unix"], row["train_end_unix"]
-        if power.unix_s.min() > start or power.unix_s.max() < end:
+        try:
+            joules = measured_joules(power, start, end)
+        except ValueError:
             continue  # measured outside this log
-        joules = measured_joules(power, start, end)
         per_sample = joules / row["train_samples"]
         rows.append({"sizes": row["sizes"], "backend": row["backend"], "replicas": row["replicas"],
                      "train_samples_per_s": row["train_samples_per_s"], "mean_watts": joules / (end - start),

@@ -29,11 +29,15 @@ exec > >(tee "$out/gpu_check.log") 2>&1  # no `wait` below: it would wait for te
 start=$(date +%s)
 step() { echo "[$(($(date +%s) - start)) s] $*"; }
 loihi_uj=${LOIHI_UJ:-37.5}  # Loihi estimate per training sample, 784-500-10 (runs/RESULTS.md, "Energy")
-log_power() {  # unix seconds, board watts; every 0.2 s until killed
+with_power() {  # run "$@" while appending (unix seconds, board watts) to $out/power.csv every 0.2 s
   while true; do
     echo "$(date +%s.%N),$(nvidia-smi --query-gpu=power.draw --format=csv,noheader,nounits | head -n 1)"
     sleep 0.2
-  done
+  done >> "$out/power.csv" &
+  local logger=$! status
+  "$@"; status=$?
+  kill $logger
+  return $status
 }
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
@@ -57,13 +61,10 @@ print(f'demo epoch 1 validation accuracy {a:.4f} vs $ref on cpp_standalone:',
       'within 2 points' if abs(a - $ref) <= 0.02 else 'NOT within 2 points')"
 
 step "3. ensemble throughput, 784-500-10, K = 1, 64, 256"
-log_power >> "$out/power.csv" & power_pid=$!
-timeout 300 "$py" runs/benchmark.py --backend cuda_standalone --sizes 784-500-10 --replicas 1 --replicas 64 \
-    --replicas 256 --samples 25600 --chunk 100 --no-inference > "$out/benchmark.log" 2>&1
+with_power timeout 300 "$py" runs/benchmark.py --backend cuda_standalone --sizes 784-500-10 --replicas 1 \
+    --replicas 64 --replicas 256 --samples 25600 --chunk 100 --no-inference > "$out/benchmark.log" 2>&1
 step "benchmark: exit $? (log: $out/benchmark.log)"
-kill $power_pid
 cp runs/out/benchmark/speed.csv "$out/" 2>/dev/null
-"$py" runs/gpu_energy.py "$out/speed.csv" "$out/power.csv" --loihi-uj "$loihi_uj"
 fi
 
 if [ "${GENN:-1}" = 1 ]; then
@@ -75,12 +76,12 @@ if [ "${GENN:-1}" = 1 ]; then
       -p no:cacheprovider -q -rA > "$out/pytest_genn.log" 2>&1
   step "GeNN CUDA equality tests: exit $? (log: $out/pytest_genn.log)"
   tail -n 3 "$out/pytest_genn.log"
-  log_power >> "$out/power.csv" & power_pid=$!
-  timeout 300 "$py" runs/benchmark.py --backend genn --genn-backend cuda --sizes 784-500-10 --replicas 1 \
-      --replicas 64 --replicas 256 --samples 25600 --chunk 100 --no-inference > "$out/benchmark_genn.log" 2>&1
+  with_power timeout 300 "$py" runs/benchmark.py --backend genn --genn-backend cuda --sizes 784-500-10 \
+      --replicas 1 --replicas 64 --replicas 256 --samples 25600 --chunk 100 --no-inference \
+      > "$out/benchmark_genn.log" 2>&1
   step "GeNN CUDA benchmark: exit $? (log: $out/benchmark_genn.log)"
-  kill $power_pid
   cp runs/out/benchmark/speed.csv "$out/" 2>/dev/null
-  "$py" runs/gpu_energy.py "$out/speed.csv" "$out/power.csv" --loihi-uj "$loihi_uj"
 fi
+step "energy per training sample (steps 3-4 against the Loihi estimate $loihi_uj uJ)"
+"$py" runs/gpu_energy.py "$out/speed.csv" "$out/power.csv" --loihi-uj "$loihi_uj"
 step "done"
