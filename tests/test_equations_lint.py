@@ -42,7 +42,7 @@ def test_describe_element_and_model():
     for group in ("layer0`: NeuronGroup(784)", "layer2`: NeuronGroup(500), hidden", "layer3`: NeuronGroup(10), output",
                   "forward3`: Synapses(layer2, layer3)", "feedback3`: Synapses(layer3, layer2)"):
         assert f"## `{group}" in model
-    composed = ["threshold = '(v_soma > v_th and (forward > 0 or sleep_response > 0))",  # as Brian2 gets it
+    composed = ["threshold='(v_soma > v_th and (forward > 0 or sleep_response > 0))",  # as Brian2 gets it
                 "'err_pos': '''err_window > 0 and delta_apical > 0 and q_error >= 0.5''',",
                 "'pre_sleep_spike': '''b += eta_sleep*", "| `gain_error` | 8 | network | set per layer |",
                 "| `gain_error` | 1 | network | set per layer |", "| `eta` | 0.03 | forward_synapse |"]
