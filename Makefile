@@ -6,7 +6,7 @@
 # GPU backend (brian2cuda): make gpu installs the gpu extra; make test-cuda compiles the model to
 # CUDA (needs nvcc) and, where a GPU is present, checks it against cpp_standalone.
 # GeNN backend (train.backend: genn): make genn builds pygenn 5.4.0 from GeNN's source (GENN_ARCHIVE, default the
-# vendored ../shared/vendor/genn-5.4.0.tar.gz; about 10 min on 2 cores) into .venv; make test-genn runs the GeNN
+# vendored ../shared/vendor/genn-5.4.0.tar.gz; about 15 min on 2 cores) into .venv; make test-genn runs the GeNN
 # equality tests (they skip without pygenn; the golden-text tests of the generated GeNN code run in every tier).
 # Lava cross-check of the netx export: make lava (its own Python 3.10 environment), then make test-lava.
 # Peer baseline of the speed table (snnTorch): make peer (Python 3.11), then runs/benchmark.py --peer.

@@ -1,4 +1,5 @@
-"""Command line: ``biograd describe | check | train | evaluate | probe | report | demo`` (``--debug``: tracebacks)."""
+"""Command line: ``biograd describe | check | train | evaluate | probe | export | report | sweep | demo``
+(``--debug``: tracebacks)."""
 
 from __future__ import annotations
 

@@ -3,8 +3,9 @@
 A config has five sections (unknown keys are rejected, durations are unit strings)::
 
     name: mnist_1h
-    model: {sizes: [784, 500, 10], feedback: sleep, n_f: 20, n_e: 10, params: {...}}   # NetworkSpec
-    data:  {source: mnist, n_train: null, n_test: null}
+    model: {sizes: [784, 500, 10], feedback: sleep, encoder: regular, precision: float,   # NetworkSpec
+            params: {network: {n_f: 20, gain_hidden: 8}, forward_synapse: {eta: 0.0199}}}
+    data:  {source: mnist, validation: 10000, n_train: null, n_test: null}
     train: {epochs: 6, sleep_every: 100, chunk: 1000, sleep_duration: 500 ms, warmup_sleep_blocks: 300,
             decay: {eta: 0.7}, seed: 0, backend: cpp_standalone, max_weight: 100,
             eval_chunk: 1000, report: null}

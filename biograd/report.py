@@ -83,8 +83,8 @@ The paper's ratio (Loihi against the same BioGrad training on a GPU; the GPU, th
 method are not in its abstract) therefore describes online training at batch size 1, where a GPU
 runs at a tiny fraction of its peak and its energy per sample is dominated by fixed costs (kernel
 launches, memory traffic, idle power). The implied GPU energy per FLOP above shows how far from peak
-the GPU side must have been for 400x to hold. No GPU was measured here (power x time per sample from
-nvidia-smi is the measurement to make where one is lent)."""
+the GPU side must have been for 400x to hold. A GPU's energy per training sample is measured from its
+power log by runs/gpu_energy.py (scripts/gpu_check.sh)."""
 
 
 def write_report(paths: list[Path], out: Path | None = None) -> Path:
