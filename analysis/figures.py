@@ -1,15 +1,27 @@
-"""Figures from tidy metrics frames (``metrics.parquet`` of a run directory), drawn with seaborn."""
+"""Figures from tidy metrics frames (``metrics.parquet`` of a run directory), drawn with seaborn and saved as files.
+
+Each is a :class:`matplotlib.figure.Figure` of its own, made without pyplot: no backend is chosen or
+changed (a notebook keeps its inline figures, a headless process needs no display) and nothing global is kept."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+
+def _axes(nrows: int, ncols: int, figsize: tuple[float, float], **kwargs) -> tuple[Figure, object]:
+    """A figure of its own and its grid of axes (always 2-D)."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, squeeze=False, **kwargs)
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return path
 
 
 def learning_curve(metrics: pd.DataFrame, path: Path, window: int = 10) -> Path:
@@ -23,7 +35,7 @@ def learning_curve(metrics: pd.DataFrame, path: Path, window: int = 10) -> Path:
     held_out = acc[acc.split.isin(["validation", "test"])].assign(curve=lambda a: a.split)
     curves = pd.concat([train.assign(curve=f"train (online, {window}-chunk mean)"), held_out])
     angles = metrics[(metrics.metric == "angle_B_WT") & (metrics.split != "sleep")]
-    fig, axes = plt.subplots(1, 2 if len(angles) else 1, figsize=(11 if len(angles) else 6, 4), squeeze=False)
+    fig, axes = _axes(1, 2 if len(angles) else 1, (11 if len(angles) else 6, 4))
     sns.lineplot(curves, x="samples", y="value", hue="curve", marker=None, ax=axes[0, 0])
     for colour, split in enumerate(["validation", "test"], start=1):
         points = held_out[held_out.split == split]
@@ -34,17 +46,7 @@ def learning_curve(metrics: pd.DataFrame, path: Path, window: int = 10) -> Path:
                      ax=axes[0, 1])
         axes[0, 1].set(xlabel="training samples", ylabel="angle(B, W^T) [deg]", ylim=(0, 95),
                        title="feedback alignment")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def accuracy_curves(metrics: pd.DataFrame, path: Path) -> Path:
@@ -53,7 +55,7 @@ def accuracy_curves(metrics: pd.DataFrame, path: Path) -> Path:
     held_out = metrics[metrics.split.isin(["validation", "test"]) & (metrics.metric == "accuracy")]
     per_epoch = held_out[held_out.split == "validation"]
     per_epoch = pd.concat([per_epoch, held_out[(held_out.split == "test") & ~held_out.run.isin(per_epoch.run)]])
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ((ax,),) = _axes(1, 1, (6, 4))
     sns.lineplot(per_epoch, x="epoch", y="value", hue="feedback", style="run", markers=True, dashes=False, ax=ax)
     ax.set(ylabel="validation (or test) accuracy", title="accuracy after each epoch")
     ax.legend(fontsize=7)
@@ -65,7 +67,7 @@ def sweep_figure(trials: pd.DataFrame, keys: list[str], path: Path) -> Path:
     labelled by their searched values (a sweep's trials.csv)."""
     label = trials[keys].astype(str).agg(", ".join, axis=1) if keys else trials.setting.astype(str)
     frame = trials.assign(setting_label=label.to_numpy(), accuracy=trials["validation accuracy"].astype(float))
-    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.35 * frame.setting_label.nunique()))
+    fig, ((ax,),) = _axes(1, 1, (7, 1.2 + 0.35 * frame.setting_label.nunique()))
     sns.barplot(frame, y="setting_label", x="accuracy", errorbar=None, color="0.85", ax=ax)
     sns.stripplot(frame, y="setting_label", x="accuracy", hue="seed", ax=ax)
     low = frame.accuracy.min()
@@ -79,23 +81,22 @@ def alignment_over_training(alignment: pd.DataFrame, path: Path) -> Path:
     """Angle between BioGrad's weight change and backprop (solid) or feedback alignment (dashed),
     per layer, against training samples; mean and 95% interval over the probed samples."""
     shown = alignment[alignment["mode"] != "feedback_alignment_vs_backprop"]
-    grid = sns.relplot(shown, x="samples", y="angle_deg", hue="feedback", style="mode", col="layer", kind="line",
-                       errorbar=("ci", 95), markers=True, height=3.5, aspect=1.1, facet_kws={"sharey": False})
-    grid.set_axis_labels("training samples", "angle [deg]")
-    grid.set_titles("W{col_name}")
-    for ax in grid.axes.flat:
-        ax.set_ylim(0, 95)
-    grid.figure.suptitle("BioGrad's weight change against backprop and feedback alignment", y=1.03)
-    grid.savefig(path, dpi=120)
-    plt.close(grid.figure)
-    return path
+    layers = sorted(shown.layer.unique())
+    fig, (axes,) = _axes(1, len(layers), (3.9 * len(layers) + 2, 3.5))
+    for ax, layer in zip(axes, layers, strict=True):
+        sns.lineplot(shown[shown.layer == layer], x="samples", y="angle_deg", hue="feedback", style="mode",
+                     errorbar=("ci", 95), markers=True, legend=ax is axes[-1], ax=ax)
+        ax.set(xlabel="training samples", ylabel="angle [deg]", ylim=(0, 95), title=f"W{layer}")
+    sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1), frameon=False)
+    fig.suptitle("BioGrad's weight change against backprop and feedback alignment")
+    return _save(fig, path)
 
 
 def sleep_alignment(metrics: pd.DataFrame, path: Path) -> Path:
     """angle(B_l, W_l^T) through the warm-up sleep blocks (left) and over training (right)."""
     angles = metrics[metrics.metric == "angle_B_WT"].assign(layer=lambda d: d.layer.map(lambda l: f"B{int(l)}"))
     warmup, training = angles[angles.split == "sleep"], angles[angles.split.isin(["train", "test"])]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    fig, (axes,) = _axes(1, 2, (11, 4), sharey=True)
     if len(warmup):
         sns.lineplot(warmup.assign(chunk=warmup.chunk + 1), x="chunk", y="value", hue="feedback", style="layer",
                      ax=axes[0])
@@ -110,10 +111,15 @@ def rate_distributions(rates: pd.DataFrame, path: Path) -> Path:
     """Distribution of per-neuron forward rates per layer, after each run's first and last epoch."""
     by_run = rates.groupby("run").epoch
     kept = rates[(rates.epoch == by_run.transform("min")) | (rates.epoch == by_run.transform("max"))]
-    grid = sns.displot(kept.assign(epoch=kept.epoch.map(lambda e: f"epoch {e}")), x="rate_hz", hue="epoch",
-                       col="layer", row="feedback", kind="hist", element="step", stat="probability",
-                       common_norm=False, bins=20, height=3, aspect=1.2, facet_kws={"sharey": False})
-    grid.set_axis_labels("forward rate per neuron [Hz]", "fraction of neurons")
-    grid.savefig(path, dpi=120)
-    plt.close(grid.figure)
-    return path
+    kept = kept.assign(epoch=kept.epoch.map(lambda e: f"epoch {e}"))
+    feedbacks, layers = sorted(kept.feedback.unique()), sorted(kept.layer.unique())
+    fig, axes = _axes(len(feedbacks), len(layers), (3.6 * len(layers) + 1.5, 3 * len(feedbacks)))
+    for row, feedback in zip(axes, feedbacks, strict=True):
+        for ax, layer in zip(row, layers, strict=True):
+            cell = kept[(kept.feedback == feedback) & (kept.layer == layer)]
+            sns.histplot(cell, x="rate_hz", hue="epoch", hue_order=sorted(kept.epoch.unique()), element="step",
+                         stat="probability", common_norm=False, bins=20, legend=ax is axes[0, -1], ax=ax)
+            ax.set(xlabel="forward rate per neuron [Hz]", ylabel="fraction of neurons",
+                   title=f"feedback = {feedback} | layer = {layer}")
+    sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1.02, 1), frameon=False)
+    return _save(fig, path)

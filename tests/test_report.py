@@ -1,5 +1,7 @@
 """Recording during training, probes afterwards, `biograd report`, and the notebooks, on a tiny run."""
 
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -119,11 +121,32 @@ def test_report_of_several_runs_needs_a_folder(tiny_run, tmp_path):
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_executes(notebook, tiny_run, tmp_path, monkeypatch):
+    """Each notebook runs on two runs of the same name (the tiny run and a copy) and every code cell shows
+    something: its figure (an image, where it calls plt.show), its table or printed text."""
     jupytext = pytest.importorskip("jupytext", reason="the notebooks extra: pip install -e '.[notebooks]'")
     NotebookClient = pytest.importorskip("nbclient").NotebookClient
-    monkeypatch.setenv(RUNS_VARIABLE, str(tiny_run.path))
+    twin = tmp_path / "twin"
+    shutil.copytree(tiny_run.path, twin)
+    monkeypatch.setenv(RUNS_VARIABLE, os.pathsep.join([str(tiny_run.path), str(twin)]))
     nb = jupytext.read(notebook)
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
-    assert not [o for o in outputs if o.output_type == "error"]
-    assert any(o.output_type == "execute_result" for o in outputs), "the notebook shows tables"
+    cells = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert not [o for cell in cells for o in cell.outputs if o.output_type == "error"]
+    for cell in cells:
+        assert cell.outputs, f"shows nothing:\n{cell.source}"
+        if "plt.show()" in cell.source:
+            assert any("image/png" in o.get("data", {}) for o in cell.outputs), f"no figure:\n{cell.source}"
+    if notebook.stem == "compare_runs":  # the activity table: one column per run, not both averaged into one
+        table = cells[-1].outputs[-1].data["text/plain"]
+        assert tiny_run.path.name in table and "twin" in table
+
+
+def test_notebooks_open_as_notebooks_in_jupyterlab(monkeypatch):
+    """The README's JUPYTER_CONFIG_PATH holds the settings JupyterLab reads as defaults: .py files open
+    with jupytext's notebook viewer."""
+    ConfigManager = pytest.importorskip("jupyter_server.services.config.manager").ConfigManager
+    folder, root = NOTEBOOKS[0].parent, NOTEBOOKS[0].parents[2]
+    assert f"JUPYTER_CONFIG_PATH={folder.relative_to(root)} " in (root / "README.md").read_text()
+    monkeypatch.setenv("JUPYTER_CONFIG_PATH", str(folder))
+    overrides = ConfigManager(config_dir_name="labconfig").get("default_setting_overrides")  # as jupyterlab_server
+    assert overrides["@jupyterlab/docmanager-extension:plugin"]["defaultViewers"]["python"] == "Jupytext Notebook"

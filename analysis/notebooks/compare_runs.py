@@ -26,7 +26,7 @@ from biograd.runs import combined, load_runs, runs_from_environment
 
 runs = load_runs(runs_from_environment())
 metrics = combined(runs, "metrics")
-[r.label for r in runs]
+pd.DataFrame({"run": [r.path.name for r in runs], "label": [r.label for r in runs]})  # `run` names every column
 
 # %% [markdown]
 # ## Test accuracy after each epoch
@@ -50,5 +50,5 @@ angle_summary(metrics)
 # ## Activity side by side (last recorded epoch)
 
 # %%
-activity = pd.concat([activity_by_layer(r.metrics).assign(run=r.label) for r in runs])
+activity = pd.concat([activity_by_layer(r.metrics).assign(run=r.path.name) for r in runs])
 activity.pivot_table(index=["metric", "layer"], columns="run", values="last").round(3)

@@ -26,6 +26,7 @@
 # %%
 import matplotlib.pyplot as plt
 import seaborn as sns
+from IPython.display import display
 
 from biograd.runs import combined, load_runs, runs_from_environment
 
@@ -61,4 +62,4 @@ alignment_summary(alignment) if len(alignment) else None
 # %%
 if len(alignment):
     scale = alignment[alignment["mode"] == "feedback_alignment_vs_backprop"]
-    scale.groupby(["run", "feedback", "layer", "epoch"]).norm_ratio.mean().unstack("epoch").round(2)
+    display(scale.groupby(["run", "feedback", "layer", "epoch"]).norm_ratio.mean().unstack("epoch").round(2))
