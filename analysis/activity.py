@@ -69,7 +69,7 @@ def operation_counts(result: ChunkResult, kinds: np.ndarray, spec: NetworkSpec,
     """``{"train": per training sample, "sleep": per sleep block}`` operation counts (module docstring).
 
     A part is missing when the chunk has no slot of that kind. ``sleep_slots``: slots per feedback
-    layer in one block (``TrainConfig.sleep_slots``), which gives the number of blocks in the chunk.
+    layer in one block (``biograd.plan.sleep_slots``), which gives the number of blocks in the chunk.
     """
     kinds = np.asarray(kinds)
     sizes, L = spec.sizes, spec.n_layers

@@ -14,7 +14,6 @@ A config has five sections (unknown keys are rejected, durations are unit string
 
 from __future__ import annotations
 
-import math
 import warnings
 from pathlib import Path
 from typing import Literal
@@ -25,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from biograd.models.errors import ModelFileError, read_model_file
 from biograd.models.spec import NetworkSpec
-from biograd.models.units import parse_as, parse_quantity
+from biograd.models.units import parse_as
 
 
 class DataConfig(BaseModel):
@@ -75,11 +74,6 @@ class TrainConfig(BaseModel):
         if parse_as(value, b2.second, "sleep_duration must be a time such as '500 ms'") <= 0 * b2.second:
             raise ValueError(f"sleep_duration must be a positive time such as '500 ms', got {value!r}")
         return value
-
-    def sleep_slots(self, spec: NetworkSpec) -> int:
-        """Slots of sleep per feedback layer per block: sleep_duration / (n_slot * dt), rounded up."""
-        steps = float(parse_quantity(self.sleep_duration) / spec.composition.dt)
-        return max(1, math.ceil(steps / spec.n_slot))
 
 
 class RecordConfig(BaseModel):

@@ -30,6 +30,7 @@ from biograd.config import TrainConfig
 from biograd.models.network import BioGradNetwork
 from biograd.models.schedule import sleep_block, training_schedule
 from biograd.models.spec import NetworkSpec
+from biograd.models.units import parse_quantity
 
 EVALUATION = 2**32 - 1  # the "epoch" entry of evaluation seeds (used only by Poisson inputs)
 PROBE = 2**32 - 2  # the "epoch" entry of probe seeds
@@ -55,11 +56,17 @@ def task_seed(seed: int, epoch: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
 
 
+def sleep_slots(spec: NetworkSpec, train: TrainConfig) -> int:
+    """Slots of sleep per feedback layer per block: sleep_duration / (n_slot * dt), rounded up."""
+    steps = float(parse_quantity(train.sleep_duration) / spec.composition.dt)
+    return max(1, math.ceil(steps / spec.n_slot))
+
+
 def sleep_kinds(spec: NetworkSpec, train: TrainConfig) -> np.ndarray:
     """Slot kinds of one sleep block (empty unless the feedback mode is ``sleep``)."""
     if spec.feedback != "sleep" or spec.n_layers < 2:
         return np.zeros(0, np.int64)
-    return sleep_block(spec.composition, train.sleep_slots(spec))
+    return sleep_block(spec.composition, sleep_slots(spec, train))
 
 
 def slots_per_chunk(spec: NetworkSpec, train: TrainConfig) -> int:
@@ -75,7 +82,7 @@ def chunk_slots(spec: NetworkSpec, train: TrainConfig, task: Task) -> tuple[np.n
         return kinds, np.full(len(kinds), -1)
     kinds, position = training_schedule(spec.composition, len(task.samples),
                                         sleep_every=train.sleep_every if len(block) else 0,
-                                        sleep_slots=train.sleep_slots(spec), start_index=task.first)
+                                        sleep_slots=sleep_slots(spec, train), start_index=task.first)
     return kinds, np.where(position >= 0, task.samples[np.maximum(position - task.first, 0)], -1)
 
 

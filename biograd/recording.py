@@ -33,7 +33,7 @@ from biograd.config import RecordConfig, RunConfig, TrainConfig, dump_config, ov
 from biograd.data.splits import load_splits
 from biograd.models.network import BioGradNetwork, PlasticState
 from biograd.models.runners import use_backend
-from biograd.plan import PROBE, Task, sleep_kinds, task_seed
+from biograd.plan import PROBE, Task, sleep_kinds, sleep_slots, task_seed
 from biograd.rundir import METRIC_SCHEMA, TABLES, RunDirectory, atomic_write, write_parquet
 
 PROBE_SELECTION = 7  # second entry of the seed that picks the probed samples
@@ -61,7 +61,7 @@ class Recorder:
         """Activity and operation-count rows of a warm-up or training chunk (nothing if activity is off)."""
         if not self.record.activity:
             return []
-        return [base | row for row in activity_rows(run.result, run.kinds, spec, self.train.sleep_slots(spec))]
+        return [base | row for row in activity_rows(run.result, run.kinds, spec, sleep_slots(spec, self.train))]
 
     def rate_rows(self, run: ChunkRun, base: dict, spec) -> list[dict]:
         """Every neuron's mean forward rate over the chunk's training slots."""
@@ -110,7 +110,7 @@ class Prober:
                                   state, seed=seed)
             net.state = state
             metrics += [base | row | {"split": "probe_sleep"}
-                        for row in activity_rows(sleep, block, spec, self.train.sleep_slots(spec))]
+                        for row in activity_rows(sleep, block, spec, sleep_slots(spec, self.train))]
         alignment = [_position(base) | row for row in probe_alignment_rows(samples, state.W, state.B)]
         if self.record.arrays:
             write_probe_arrays(self.directory / "recording" / f"{name}.npz", state, samples)

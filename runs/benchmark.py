@@ -64,7 +64,7 @@ def measure(sizes: str, samples: int, feedback: str, backend: str, replicas: int
     from biograd.data.splits import Split
     from biograd.models.runners import use_backend
     from biograd.models.spec import NetworkSpec
-    from biograd.plan import build, plan_tasks
+    from biograd.plan import build, plan_tasks, sleep_slots
     from biograd.trainer import Evaluator
 
     digits = load_embedded_mnist()
@@ -108,7 +108,7 @@ def measure(sizes: str, samples: int, feedback: str, backend: str, replicas: int
         runs = run_tasks(net, list(tasks), data, train)
         t1 = time.perf_counter()
         for run in runs:
-            activity_rows(run.result, run.kinds, spec, train.sleep_slots(spec))  # what record.activity adds per chunk
+            activity_rows(run.result, run.kinds, spec, sleep_slots(spec, train))  # what record.activity adds per chunk
         record_s += time.perf_counter() - t1
         done += sum(len(task.samples) for task in tasks)
         if done >= samples and done >= replicas * chunk:

@@ -6,6 +6,7 @@ import pytest
 
 from biograd.config import dump_config, load_config
 from biograd.models.errors import ModelFileError
+from biograd.plan import sleep_slots
 
 CONFIGS = sorted((Path(__file__).parents[1] / "runs" / "configs").glob("*.yaml"))
 
@@ -25,7 +26,7 @@ def test_shipped_configs_are_valid():
         cfg = load_config(path)
         assert cfg.name == path.stem
         assert cfg.model.sizes[0] == (2312 if cfg.data.source == "nmnist" else 784)
-        assert cfg.train.sleep_slots(cfg.model) >= 1
+        assert sleep_slots(cfg.model, cfg.train) >= 1
 
 
 def test_defaults_and_round_trip(tmp_path):
@@ -44,7 +45,7 @@ def test_overrides_are_parsed_as_yaml(tmp_path):
 
 def test_sleep_duration_rounds_up_to_slots(tmp_path):
     cfg = load_config(write(tmp_path, MINIMAL + "train: {sleep_duration: 41 ms}\n"))
-    assert cfg.model.n_slot == 30 and cfg.train.sleep_slots(cfg.model) == 2
+    assert cfg.model.n_slot == 30 and sleep_slots(cfg.model, cfg.train) == 2
 
 
 @pytest.mark.parametrize(("text", "overrides", "message"), [

@@ -17,7 +17,7 @@ from biograd.config import load_config
 from biograd.models.elements import equations_dir
 from biograd.models.errors import ModelFileError
 from biograd.models.network import BioGradNetwork
-from biograd.plan import chunk_slots, plan_tasks
+from biograd.plan import chunk_slots, plan_tasks, sleep_slots
 from biograd.rundir import RunChangedError, RunDirectory
 from biograd.trainer import Trainer, TrainingDiverged, check_health, start_run
 
@@ -52,7 +52,7 @@ def test_plan_shows_every_sample_once_per_epoch_with_own_seeds(tiny):
         kinds, shown = np.concatenate([k for k, _ in slots]), np.concatenate([x for _, x in slots])
         assert np.array_equal(shown[kinds == TRAIN], np.concatenate([s.samples for s in train]))
         sleep = np.flatnonzero(kinds != TRAIN)  # a block of 3 slots (100 ms) before every 20th sample
-        assert cfg.train.sleep_slots(cfg.model) == 3 and len(sleep) == 10 * 3 and np.all(shown[sleep] == -1)
+        assert sleep_slots(cfg.model, cfg.train) == 3 and len(sleep) == 10 * 3 and np.all(shown[sleep] == -1)
         assert np.array_equal(np.cumsum(kinds == TRAIN)[sleep[::3]], np.arange(0, 200, 20))
         assert all(s.values == {"eta": pytest.approx(0.03 * 0.7 ** (epoch - 1))} for s in train)
     assert [(s.epoch, s.split) for s in steps if s.kind == "evaluate"] == [(e, "test") for e in range(4)]
