@@ -162,7 +162,6 @@ def evaluate(
     from rich.table import Table
 
     from biograd.data.splits import load_splits
-    from biograd.models.runners import use_backend
     from biograd.rundir import RunDirectory
     from biograd.trainer import Evaluator
 
@@ -176,8 +175,9 @@ def evaluate(
         state, _ = run.load_checkpoint(checkpoint)
     except (ModelFileError, FileNotFoundError, ValueError, KeyError) as err:
         raise _fail(err) from err
-    use_backend(cfg.train.backend, run.path / "build_eval", **cfg.train.backend_options())
-    evaluator = Evaluator(cfg.model, {split: data}, cfg.train.eval_chunk, cfg.train.seed, run.equations)
+    backend = cfg.train.backend_in(run.path / "build_eval")
+    backend.activate()
+    evaluator = Evaluator(cfg.model, {split: data}, cfg.train.eval_chunk, cfg.train.seed, run.equations, backend)
     predicted = evaluator.predict(state, split)
     table = Table("class", "samples", "accuracy", title=f"{run.path.name}: {data.name}")
     for label in np.unique(data.labels):

@@ -22,6 +22,7 @@ import brian2 as b2
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from biograd.models.backend import Backend
 from biograd.models.errors import ModelFileError, read_model_file
 from biograd.models.spec import NetworkSpec
 from biograd.models.units import parse_as
@@ -55,13 +56,8 @@ class TrainConfig(BaseModel):
     templates: Literal["dense", "brian2"] = Field(
         "dense", description="cpp_standalone's synapse templates: dense (all-to-all pathways a row at a time, "
         "biograd.models.dense_pathways) or brian2 (Brian2's own; slower, equal up to rounding)")
-
     genn_backend: Literal["cuda", "single_threaded_cpu"] | None = Field(
         None, description="GeNN's code generator with backend genn (default: cuda where pygenn was built with it)")
-
-    def backend_options(self) -> dict:
-        """Keyword options of :func:`biograd.models.runners.use_backend` for this training's backend."""
-        return {"dense_pathways": self.templates == "dense", "genn_backend": self.genn_backend}
     max_weight: float = Field(100.0, gt=0, description="stop when any |w| or |b| exceeds this (exploding)")
     eval_chunk: int = Field(1000, ge=1, description="test samples per run of the inference-only build")
     final_test: bool = Field(True, description="with a validation split, evaluate the test split once at the end "
@@ -74,6 +70,11 @@ class TrainConfig(BaseModel):
         if parse_as(value, b2.second, "sleep_duration must be a time such as '500 ms'") <= 0 * b2.second:
             raise ValueError(f"sleep_duration must be a positive time such as '500 ms', got {value!r}")
         return value
+
+    def backend_in(self, directory: Path) -> Backend:
+        """This training's backend, building into ``directory``."""
+        return Backend(self.backend, directory, dense_pathways=self.templates == "dense",
+                       genn_backend=self.genn_backend)
 
 
 class RecordConfig(BaseModel):

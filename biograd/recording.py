@@ -19,6 +19,7 @@ trains exactly like one without.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 import tempfile
@@ -31,8 +32,8 @@ from biograd.analysis.alignment import ProbeSample, probe_alignment_rows
 from biograd.chunks import ChunkRun, probe
 from biograd.config import RecordConfig, RunConfig, TrainConfig, dump_config, override_config
 from biograd.data.splits import load_splits
+from biograd.models.backend import Backend
 from biograd.models.network import BioGradNetwork, PlasticState
-from biograd.models.runners import use_backend
 from biograd.plan import PROBE, Task, sleep_kinds, sleep_slots, task_seed
 from biograd.rundir import METRIC_SCHEMA, TABLES, RunDirectory, atomic_write, write_parquet
 
@@ -85,15 +86,18 @@ class Prober:
     """A training build of its own, one sleep block long (at least one slot), that measures probes.
 
     Small, so that a probe sample costs one short run of the binary rather than a run of the whole
-    training build. ``record`` defaults to the run config's; ``directory`` receives arrays files.
+    training build. ``record`` defaults to the run config's; ``directory`` receives arrays files; ``backend``
+    builds it (default: Brian2's active device).
     """
 
-    def __init__(self, config: RunConfig, equations: Path, directory: Path, record: RecordConfig | None = None):
+    def __init__(self, config: RunConfig, equations: Path, directory: Path, record: RecordConfig | None = None,
+                 backend: Backend | None = None):
         self.train, self.record, self.directory = config.train, record or config.record, directory
         spec = config.model.using(equations)
         self.split = split = load_splits(config.data, spec).train
         self.indices = probe_indices(len(split), self.record.probe_samples, self.train.seed)
-        self.net = BioGradNetwork(spec, slots=max(1, len(sleep_kinds(spec, self.train))), seed=self.train.seed)
+        self.net = BioGradNetwork(spec, slots=max(1, len(sleep_kinds(spec, self.train))), seed=self.train.seed,
+                                  backend=backend)
         self.net.compile()
 
     def rows(self, state: PlasticState, base: dict, name: str) -> tuple[list[dict], list[dict]]:
@@ -160,10 +164,12 @@ def probe_run(run: RunDirectory, n_samples: int, backend: str | None = None, ove
     chosen = sorted(epochs or saved)
     if not chosen:
         raise FileNotFoundError(f"{run.path}: no weights_epoch<k>.npz to probe")
-    use_backend(backend or config.train.backend, run.path / out.name.replace("posthoc", "build_probe", 1),
-                **config.train.backend_options())
+    chosen_backend = config.train.backend_in(run.path / out.name.replace("posthoc", "build_probe", 1))
+    if backend:
+        chosen_backend = dataclasses.replace(chosen_backend, name=backend)
+    chosen_backend.activate()
     prober = Prober(config, run.build_equations(), out,
-                    config.record.model_copy(update={"probe_samples": n_samples, "arrays": False}))
+                    config.record.model_copy(update={"probe_samples": n_samples, "arrays": False}), chosen_backend)
     held_out = run.metrics().query("split in ('validation', 'test') and metric == 'accuracy'")
     samples_at = held_out.groupby("epoch").samples.max()  # training samples seen when each epoch was evaluated
     metrics, alignment = [], []

@@ -35,9 +35,9 @@ from biograd.analysis.figures import learning_curve
 from biograd.chunks import ChunkRun, predict, predict_replicas, run_tasks
 from biograd.config import RunConfig, TrainConfig
 from biograd.data.splits import Split, Splits, load_splits
+from biograd.models.backend import Backend
 from biograd.models.composition import check_composition_units
 from biograd.models.network import BioGradNetwork, PlasticState, estimated_bytes, synapse_count
-from biograd.models.runners import COMPILED, use_backend
 from biograd.models.spec import NetworkSpec
 from biograd.packing import varied_parameters
 from biograd.plan import Task, build, plan_tasks, slots_per_chunk
@@ -112,13 +112,14 @@ def feedback_rows(state: PlasticState, base: dict) -> list[dict]:
 
 # ---------------------------------------------------------------------- evaluation
 class Evaluator:
-    """Predicts named splits with one inference-only build of ``spec``, ``chunk`` samples per run."""
+    """Predicts named splits with one inference-only build of ``spec`` on ``backend`` (default: Brian2's active
+    device), ``chunk`` samples per run."""
 
     def __init__(self, spec: NetworkSpec, splits: dict[str, Split], chunk: int, seed: int | list[int],
-                 equations: Path | None):
+                 equations: Path | None, backend: Backend | None = None):
         self.splits = splits
         self.net = BioGradNetwork(spec, slots=min(chunk, max(map(len, splits.values()))), seed=seed,
-                                  equations=equations, inference=True)
+                                  equations=equations, inference=True, backend=backend)
         self.net.compile()
 
     def predict(self, state: PlasticState, split: str) -> np.ndarray:
@@ -141,13 +142,13 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
-def _start_worker(backend: str, directory: Path, options: dict, factory, args: tuple) -> None:
+def _start_worker(backend: Backend, factory, args: tuple) -> None:
     global _hosted
     for stop in STOP_SIGNALS:  # a signal to the process group is the trainer's to handle; the worker ends with it
         signal.signal(stop, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True, name="parent-watch").start()
-    use_backend(backend, directory, **options)
-    _hosted = factory(*args)
+    backend.activate()
+    _hosted = factory(*args, backend=backend)
 
 
 def _call(method: str, *args):
@@ -155,12 +156,12 @@ def _call(method: str, *args):
 
 
 class Worker:
-    """``factory(*args)`` (an Evaluator or a Prober) in a worker process with its own ``backend`` (a
-    standalone device or GeNN), built in ``directory``; its methods are called through the process pool."""
+    """``factory(*args, backend=backend)`` (an Evaluator or a Prober) in a worker process with its own ``backend``
+    (a standalone device or GeNN); its methods are called through the process pool."""
 
-    def __init__(self, backend: str, directory: Path, options: dict, factory, *args):
+    def __init__(self, backend: Backend, factory, *args):
         self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
-                                        initargs=(backend, directory, options, factory, args))
+                                        initargs=(backend, factory, args))
         self.pool.submit(int)  # start the worker now: it compiles while the training build compiles
 
     def __getattr__(self, method: str):
@@ -170,12 +171,12 @@ class Worker:
         self.pool.shutdown()
 
 
-def hosted(train_cfg: TrainConfig, directory: Path, factory, *args):
-    """``factory(*args)`` in this process (runtime device), or in a :class:`Worker` on ``train_cfg``'s
-    compiled backend (standalone or GeNN: a build of its own, compiled while the training build compiles)."""
-    if train_cfg.backend not in COMPILED:
-        return factory(*args)
-    return Worker(train_cfg.backend, directory, train_cfg.backend_options(), factory, *args)
+def hosted(backend: Backend, factory, *args):
+    """``factory(*args, backend=backend)`` in this process (runtime device), or in a :class:`Worker` on a compiled
+    ``backend`` (standalone or GeNN: a build of its own, compiled while the training build compiles)."""
+    if not backend.compiled:
+        return factory(*args, backend=backend)
+    return Worker(backend, factory, *args)
 
 
 # ---------------------------------------------------------------------- training
@@ -296,17 +297,18 @@ class Trainer:
             states.append(state)
         self.chunks_per_epoch = math.ceil(len(splits.train) / train_cfg.chunk)
         self.recorder = Recorder(cfg.record, train_cfg)
-        use_backend(train_cfg.backend, self.builds / run.build_dir.name, **train_cfg.backend_options())
+        backend = train_cfg.backend_in(self.builds / run.build_dir.name)
+        backend.activate()
         seeds = [member.run.config.train.seed for member in members]
-        net = build(spec, train_cfg, seeds=seeds, varied=self.varied, report=train_cfg.report)
+        net = build(spec, train_cfg, seeds=seeds, varied=self.varied, report=train_cfg.report, backend=backend)
         net.states = [net.initial_states[k] if state is None else state for k, state in enumerate(states)]
         for member, state in zip(members, states, strict=True):
             if state is not None:
                 member.run.save_checkpoint(state, member.progress)  # tables too, in case a crash came between the two
         evaluated = {name: split for name, split in splits.named().items() if name != "train"}
-        evaluator = hosted(train_cfg, self.builds / "build_eval", Evaluator, spec, evaluated, train_cfg.eval_chunk,
-                           seeds, equations)
-        prober = hosted(train_cfg, self.builds / "build_probe", Prober, cfg, equations, run.path) \
+        evaluator = hosted(train_cfg.backend_in(self.builds / "build_eval"), Evaluator, spec, evaluated,
+                           train_cfg.eval_chunk, seeds, equations)
+        prober = hosted(train_cfg.backend_in(self.builds / "build_probe"), Prober, cfg, equations, run.path) \
             if cfg.record.probe_samples else None
         timings = {"command": shlex.join(sys.argv), "started": time.strftime("%FT%T"),
                    "resumed_at_task": min(member.progress.task for member in members), "build_s": 0.0,

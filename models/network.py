@@ -10,7 +10,7 @@ what every slot does comes from the TimedArray ``slot_kind`` (see ``equations/sc
 the sample it shows from the TimedArrays ``stimulus`` and ``target`` (one row per slot). A run
 of ``slots`` slots is one *chunk*; between chunks only arrays change (weights, TimedArray values,
 chunk parameters such as the learning rates), so a standalone build is compiled once and rerun
-with ``run_args`` (:mod:`biograd.models.runners`: one runner per device). An ``inference``
+with ``run_args`` (:mod:`biograd.models.runners`: one runner per backend). An ``inference``
 build has slots of ``n_f`` steps and only the forward elements (no error events, feedback or learning).
 
 An *ensemble* (``seed`` a list of K seeds) is K independent networks in one build, side by side: every
@@ -38,9 +38,9 @@ from pathlib import Path
 import brian2 as b2
 import numpy as np
 
+from biograd.models.backend import Backend
 from biograd.models.composition import TIMED_ARRAYS
 from biograd.models.elements import GroupSpec
-from biograd.models.runners import runner_for_device
 from biograd.models.spec import NetworkSpec
 
 RECORDED = {"d_apical": "apical", "n_spikes": "spikes", "n_error": "errors",  # optional per-slot variables
@@ -113,16 +113,17 @@ def estimated_bytes(spec: NetworkSpec, slots: int, replicas: int = 1) -> int:
 class BioGradNetwork:
     """Builds the Brian2 objects for ``spec`` and runs chunks of up to ``slots`` slots.
 
-    Works on every device through its runner (:func:`~biograd.models.runners.runner_for_device`):
-    on the runtime device each chunk is run from Python, in standalone mode the first chunk builds
-    the project once and every chunk is a rerun with ``run_args``. ``equations`` composes the
-    network from the equation files of another folder (e.g. a run directory's copy). A list of seeds
-    builds an ensemble, one replica per seed (module docstring); ``varied`` names the chunk parameters
-    whose values may differ between its replicas.
+    Works on every backend through its runner (``backend.runner()``, :mod:`biograd.models.backend`; default:
+    the backend of Brian2's active device, :meth:`Backend.active`): on the runtime device each chunk is run
+    from Python, in standalone mode the first chunk builds the project once and every chunk is a rerun with
+    ``run_args``. ``equations`` composes the network from the equation files of another folder (e.g. a run
+    directory's copy). A list of seeds builds an ensemble, one replica per seed (module docstring); ``varied``
+    names the chunk parameters whose values may differ between its replicas.
     """
 
     def __init__(self, spec: NetworkSpec, slots: int, *, seed: int | Sequence[int] = 0, equations: Path | None = None,
-                 inference: bool = False, report: str | None = None, varied: Collection[str] = ()):
+                 inference: bool = False, report: str | None = None, varied: Collection[str] = (),
+                 backend: Backend | None = None):
         spec = spec.using(equations) if equations is not None else spec
         self.seeds = [int(seed)] if np.ndim(seed) == 0 else [int(s) for s in seed]
         if not self.seeds:
@@ -136,7 +137,8 @@ class BioGradNetwork:
             raise KeyError(f"varied: no chunk parameter {', '.join(sorted(unknown))} in this model "
                            f"(chunk parameters: {', '.join(sorted(declared))})")
         self.composition = composition = spec.composition
-        self.runner = runner_for_device()
+        self.backend = backend or Backend.active()
+        self.runner = self.backend.runner()
         L, sizes = spec.n_layers, spec.sizes
         self.dt = composition.dt
         self.n_slot = composition.n_f if inference else composition.n_slot

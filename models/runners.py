@@ -1,4 +1,5 @@
-"""Where a network runs: one runner per Brian2 device, behind one interface.
+"""How a network runs: one runner per backend (:class:`~biograd.models.backend.Backend`), behind one
+interface, :class:`Runner`.
 
 Every chunk hands the runner the same things: the values of the TimedArrays (schedule, stimulus,
 target), the values of the plastic variables (weights, biases) and of the chunk parameters (the
@@ -11,7 +12,7 @@ reach the simulation:
 - :class:`StandaloneRunner` (``cpp_standalone``): builds the project once, then reruns the
   binary with ``run_args``; the seed reaches the binary in an environment variable; all-to-all
   pathways propagate a row at a time (:mod:`biograd.models.dense_pathways`) unless
-  :func:`use_backend` is told otherwise;
+  its backend says otherwise (``Backend.dense_pathways``);
 - :class:`CudaRunner` (``cuda_standalone``, brian2cuda): as cpp_standalone, with brian2cuda's
   random-number reseeding and its run_args naming rule (:mod:`biograd.models.cuda`);
 - :class:`~biograd.models.genn.runner.GennRunner` (``genn``, GeNN 5): the Brian2 objects, built on the
@@ -21,20 +22,18 @@ reach the simulation:
 
 from __future__ import annotations
 
-import gc
 import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import brian2 as b2
 import numpy as np
-from brian2.devices.device import all_devices
 
 from biograd.models import cuda
 from biograd.models.dense_pathways import use_dense_pathways
 from biograd.models.elements import Element
-from biograd.models.genn.runner import GennRunner
 
 SEED_VARIABLE = "BIOGRAD_CHUNK_SEED"
 # Standalone binaries seed their generators from std::random_device unless told otherwise; this
@@ -46,42 +45,26 @@ if (const char* _chunk_seed = std::getenv("{SEED_VARIABLE}")) {{
 }}
 """
 RUN_ARGS_FILE = re.compile(r"init_.+_[0-9a-f]{32}\.dat(\.lock)?")  # Brian2's names for run_args values
-STANDALONE = ("cpp_standalone", "cuda_standalone")  # compiled once, rerun with run_args
-COMPILED = (*STANDALONE, "genn")  # built once per process and directory
-BACKENDS = (*COMPILED, "numpy", "cython")
-_dense_pathways = True  # set by use_backend, read by runner_for_device
-_genn: dict | None = None  # the genn backend's options while it is the backend in use
 
 
-def use_backend(backend: str, directory: Path | None = None, *, dense_pathways: bool = True,
-                genn_backend: str | None = None) -> None:
-    """Make ``backend`` the device of the networks built next: ``cpp_standalone`` or ``cuda_standalone``
-    (compiled once into ``directory``, rerun with run_args) or the runtime device with code
-    generation target ``numpy`` or ``cython`` (for debugging), or ``genn`` (GeNN 5, built into
-    ``directory``; ``genn_backend`` 'single_threaded_cpu' or 'cuda', default: CUDA where pygenn has it).
-    ``dense_pathways=False`` keeps Brian2's own synapse templates on cpp_standalone (results equal to
-    rounding; slower)."""
-    global _dense_pathways, _genn
-    _dense_pathways = dense_pathways
-    _genn = None
-    if backend in STANDALONE:
-        if backend == "cuda_standalone":
-            cuda.configure(directory)
-        options = {"build_on_run": False, "directory": str(directory)}
-        b2.set_device(backend, **options)
-        b2.device.reinit()  # forget the objects of an earlier build in this process
-        b2.device.activate(**options)
-        gc.collect()  # and free them: Brian2 names new objects "<name>_1" while old ones of that name live,
-        # which changes the generated code and makes a reused build folder recompile
-    elif backend in ("numpy", "cython"):
-        b2.set_device("runtime")
-        b2.prefs.codegen.target = backend
-    elif backend == "genn":  # Brian2 builds the objects (runtime device), GeNN runs them
-        b2.set_device("runtime")
-        b2.prefs.codegen.target = "numpy"
-        _genn = {"directory": Path(directory or "genn_build"), "backend": genn_backend}
-    else:
-        raise ValueError(f"unknown backend {backend!r} ({', '.join(BACKENDS)})")
+@runtime_checkable
+class Runner(Protocol):
+    """How a network's chunks run on one backend (:meth:`biograd.models.backend.Backend.runner`)."""
+
+    runs_whole_build: bool  # every run simulates the whole build (a chunk of fewer slots idles the rest)
+
+    def adopt(self, synapses: b2.Synapses) -> None:
+        """Choose the code templates of ``synapses`` before they are built."""
+
+    def prepare(self, network: b2.Network, sources: Iterable[Element] = ()) -> None:
+        """Take note of the built ``network`` (composed of the elements ``sources``) before its first chunk."""
+
+    def compile(self, network: b2.Network, duration: b2.Quantity, report: str | None) -> None:
+        """Build ahead what the backend builds (once), for chunks of ``duration``."""
+
+    def run(self, network: b2.Network, duration: b2.Quantity, arrays: dict[b2.TimedArray, np.ndarray],
+            variables: dict, seed: int, report: str | None, results_directory: str | None = None) -> None:
+        """One chunk: the TimedArrays' values ``arrays``, the variables' values ``variables``, the chunk's ``seed``."""
 
 
 class RuntimeRunner:
@@ -177,18 +160,6 @@ class CudaRunner(StandaloneRunner):
 
     def check(self, run_args: dict) -> None:
         cuda.check_run_arg_names(run_args)
-
-
-def runner_for_device() -> RuntimeRunner | StandaloneRunner | GennRunner:
-    """The runner of the active Brian2 device (set with :func:`use_backend`)."""
-    device = b2.get_device()
-    if _genn is not None and device is all_devices["runtime"]:
-        return GennRunner(**_genn)
-    if device is all_devices.get("cuda_standalone"):
-        return CudaRunner()
-    if device is all_devices["cpp_standalone"]:
-        return StandaloneRunner(dense_pathways=_dense_pathways)
-    return RuntimeRunner()
 
 
 def _delete_run_args_files(project_dir: str) -> None:

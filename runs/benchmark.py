@@ -62,7 +62,6 @@ def measure(sizes: str, samples: int, feedback: str, backend: str, replicas: int
     from biograd.config import TrainConfig
     from biograd.data.embedded import load_embedded_mnist
     from biograd.data.splits import Split
-    from biograd.models.runners import use_backend
     from biograd.models.spec import NetworkSpec
     from biograd.plan import build, plan_tasks, sleep_slots
     from biograd.trainer import Evaluator
@@ -72,29 +71,30 @@ def measure(sizes: str, samples: int, feedback: str, backend: str, replicas: int
     spec = NetworkSpec(sizes=tuple(int(n) for n in sizes.split("-")), feedback=feedback)
     per_replica = max(chunk, -(-samples // replicas))
     train = TrainConfig(sleep_every=100, sleep_duration="500 ms", chunk=chunk, epochs=-(-per_replica // len(data)),
-                        templates=templates, genn_backend=genn_backend if backend == "genn" else None)
+                        backend=backend, templates=templates, genn_backend=genn_backend if backend == "genn" else None)
     seeds = list(range(replicas))
-    options = train.backend_options()
     label = f"genn_{genn_backend}" if backend == "genn" else backend
     name = f"{sizes}_{feedback}_{label}" + (f"_x{replicas}" if replicas > 1 else "") + f"_{templates}"
-    use_backend(backend, OUT / f"build_{name}", **options)
+    training_backend = train.backend_in(OUT / f"build_{name}")
+    training_backend.activate()
     binary_rss = (OUT / f"build_{name}_rss.txt").resolve()
     binary_rss.unlink(missing_ok=True)
     if shutil.which("time", path="/usr/bin"):  # the binary's own peak (a fork of this process would count ours)
         import brian2 as b2
         b2.prefs.devices.cpp_standalone.run_cmd_unix = ["/usr/bin/time", "-a", "-o", str(binary_rss), "-f", "%M",
                                                         "./main"]
-    net = build(spec, train, seeds=seeds)
+    net = build(spec, train, seeds=seeds, backend=training_backend)
     t0 = time.perf_counter()
     net.compile()
     compile_s = time.perf_counter() - t0
 
     def compile_evaluator() -> tuple[Evaluator, float]:
         """The inference-only build (replaces the training build on this process's device), and its compile time."""
-        use_backend(backend, OUT / f"build_{name}_inference", **options)
+        inference_backend = train.backend_in(OUT / f"build_{name}_inference")
+        inference_backend.activate()
         t0 = time.perf_counter()
         evaluator = Evaluator(spec, {"first 1000": Split(data.inputs[:1000], data.labels[:1000], "first 1000")},
-                              1000, seeds, None)
+                              1000, seeds, None, inference_backend)
         return evaluator, time.perf_counter() - t0
 
     row = {"sizes": sizes, "feedback": feedback, "backend": label, "replicas": replicas, "chunk": chunk,

@@ -21,8 +21,8 @@ import pandas as pd
 import seaborn as sns
 
 from biograd.chunks import sleep_alignment_curve
+from biograd.models.backend import Backend
 from biograd.models.network import BioGradNetwork
-from biograd.models.runners import use_backend
 from biograd.models.spec import NetworkSpec
 from biograd.plan import sleep_kinds
 from biograd.rundir import RunDirectory
@@ -50,9 +50,10 @@ def trained_run(run: RunDirectory, epoch: int, etas: list[float], chunks: int, o
         raise SystemExit(f"{run.path}: feedback {config.model.feedback!r} with {config.model.n_layers} weight layers "
                          "has no sleep blocks")
     start, _ = run.load_checkpoint(run.path / f"weights_epoch{epoch}.npz")
-    use_backend("cpp_standalone", out / "build")
+    backend = Backend("cpp_standalone", out / "build")
+    backend.activate()
     equations = None if current_equations else run.build_equations()
-    net = BioGradNetwork(config.model, slots=len(block), seed=config.train.seed, equations=equations)
+    net = BioGradNetwork(config.model, slots=len(block), seed=config.train.seed, equations=equations, backend=backend)
     curves = []
     for eta in etas:
         net.state = start

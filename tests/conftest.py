@@ -9,7 +9,7 @@ uses the ``standalone`` fixture is marked ``standalone`` here.
 import brian2 as b2
 import pytest
 
-from biograd.models.runners import use_backend
+from biograd.models.backend import Backend
 
 
 def pytest_collection_modifyitems(items):
@@ -20,23 +20,25 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(autouse=True)
 def _brian_runtime():
-    use_backend("numpy")  # also forgets the genn backend of an earlier test
+    Backend("numpy").activate()
     b2.device.reinit()
     b2.device.activate()
     yield
-    use_backend("numpy")
-    b2.set_device("runtime")
+    Backend("numpy").activate()
     b2.device.reinit()
     b2.device.activate()
 
 
 @pytest.fixture
 def standalone(tmp_path):
-    """Switch to cpp_standalone (build once, rerun with run_args) in a fresh project folder."""
+    """Switch to cpp_standalone (build once, rerun with run_args) in a fresh project folder; calling the
+    fixture's value switches to another folder and returns that backend."""
 
-    def activate(name: str = "build"):
-        use_backend("cpp_standalone", tmp_path / name)  # forgets objects and arrays of an earlier build
+    def activate(name: str = "build") -> Backend:
+        backend = Backend("cpp_standalone", tmp_path / name)
+        backend.activate()  # forgets objects and arrays of an earlier build
         b2.prefs.devices.cpp_standalone.extra_make_args_unix = ["-j2"]
+        return backend
 
     activate()
     return activate

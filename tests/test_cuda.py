@@ -18,8 +18,9 @@ from test_backends import SPEC, samples
 from test_dynamics import assert_uniform_and_fresh, dither_draws
 
 from biograd.models import cuda
+from biograd.models.backend import Backend
 from biograd.models.network import BioGradNetwork
-from biograd.models.runners import SEED_VARIABLE, use_backend
+from biograd.models.runners import SEED_VARIABLE
 
 NEEDS_CUDA = pytest.mark.skipif(importlib.util.find_spec("brian2cuda") is None or shutil.which("nvcc") is None,
                                 reason="needs brian2cuda (make gpu) and nvcc (the CUDA toolkit)")
@@ -30,7 +31,7 @@ def test_missing_brian2cuda_says_what_to_install(monkeypatch, tmp_path):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "brian2cuda" else real(name))
     with pytest.raises(cuda.CudaSetupError, match=r"needs brian2cuda: install the gpu extra: pip install -e '\.\[gpu"):
-        use_backend("cuda_standalone", tmp_path)
+        Backend("cuda_standalone", tmp_path).activate()
 
 
 def test_missing_nvcc_is_named(monkeypatch, tmp_path):
@@ -38,7 +39,7 @@ def test_missing_nvcc_is_named(monkeypatch, tmp_path):
         pytest.skip("brian2cuda is checked first")
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(cuda.CudaSetupError, match="needs nvcc"):
-        use_backend("cuda_standalone", tmp_path)
+        Backend("cuda_standalone", tmp_path).activate()
 
 
 @pytest.fixture(autouse=True)
@@ -60,7 +61,7 @@ def test_bad_compute_capability_is_named(monkeypatch, tmp_path):
         pytest.skip("checked where the project compiles without a GPU")
     monkeypatch.setenv(cuda.ARCH_VARIABLE, "H100")
     with pytest.raises(cuda.CudaSetupError, match="BIOGRAD_CUDA_ARCH='H100' is not a compute capability"):
-        use_backend("cuda_standalone", tmp_path)
+        Backend("cuda_standalone", tmp_path).activate()
 
 
 def test_run_args_names_survive_brian2cudas_lower_casing():
@@ -103,7 +104,7 @@ def test_training_build_compiles_to_cuda(tmp_path):
     """Every element of a sleep-mode training build (custom events, TimedArrays, random numbers)."""
     spec = tiny_spec((64, 12, 8, 10), "sleep")
     build = tmp_path / "build"
-    use_backend("cuda_standalone", build)  # make -j<cores> (Brian2's default)
+    Backend("cuda_standalone", build).activate()  # make -j<cores> (Brian2's default)
     net = BioGradNetwork(spec, slots=4, seed=1)
     net.compile()
     assert (build / "main").is_file(), "the CUDA project was compiled and linked"
@@ -129,7 +130,7 @@ def test_gpu_trains_like_cpp_standalone(tmp_path):
     """
     results = {}
     for backend in ("cpp_standalone", "cuda_standalone"):
-        use_backend(backend, tmp_path / backend)
+        Backend(backend, tmp_path / backend).activate()
         net = BioGradNetwork(SPEC, slots=6, seed=1)
         before = net.random_state(np.random.default_rng(7))
         result = net.run_chunk(*samples(0, 6), before, values={"eta": 0.05})
@@ -148,5 +149,5 @@ def test_gpu_trains_like_cpp_standalone(tmp_path):
 @ON_GPU
 def test_gpu_draws_the_error_dither_uniformly_at_every_slot_start(tmp_path):
     """The rand() in a slot-start operation (run_regularly at the slot's dt), which the test above leaves out."""
-    use_backend("cuda_standalone", tmp_path / "build")
+    Backend("cuda_standalone", tmp_path / "build").activate()
     assert_uniform_and_fresh(dither_draws(build=tmp_path / "build"))

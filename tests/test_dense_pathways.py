@@ -8,20 +8,20 @@ import pytest
 from sklearn.datasets import load_digits
 from support import TRAIN
 
+from biograd.models.backend import Backend
 from biograd.models.dense_pathways import use_dense_pathways
 from biograd.models.network import BioGradNetwork
-from biograd.models.runners import use_backend
 from biograd.models.spec import NetworkSpec
 
 IMAGES, LABELS = load_digits(return_X_y=True)
 
 
-def train_two_chunks(spec: NetworkSpec, seed: int = 5):
-    """Two chunks of four digits on the active device, each followed by a sleep slot for each feedback layer:
+def train_two_chunks(spec: NetworkSpec, backend: Backend, seed: int = 5):
+    """Two chunks of four digits on ``backend``, each followed by a sleep slot for each feedback layer:
     the results, the final state and the initial state."""
     sleep = [spec.composition.slot_sleep(2), spec.composition.slot_sleep(3)] if spec.feedback == "sleep" else []
     kinds = np.array([TRAIN] * 4 + sleep)
-    net = BioGradNetwork(spec, slots=len(kinds), seed=seed)
+    net = BioGradNetwork(spec, slots=len(kinds), seed=seed, backend=backend)
     results = []
     for chunk in range(2):
         images, targets = np.zeros((len(kinds), 64)), np.zeros((len(kinds), 10))
@@ -37,11 +37,12 @@ def test_dense_pathways_agree_with_brian2_templates(standalone, tmp_path, feedba
     its random numbers in the same order; transpose mode's on_post relay keeps Brian2's template beside them):
     identical spikes and error events, weights equal to rounding."""
     spec = NetworkSpec(sizes=(64, 20, 12, 10), feedback=feedback, precision=precision)
-    dense_results, dense_state, initial = train_two_chunks(spec)
+    dense_results, dense_state, initial = train_two_chunks(spec, standalone())
     generated = (Path(b2.get_device().project_dir) / "code_objects" / "forward1_pre_codeobject.cpp").read_text()
     assert "size_t _postsynaptic_idx = _post_start + _k;" in generated, "the row's index replaced the gather"
-    use_backend("cpp_standalone", tmp_path / "brian2_templates", dense_pathways=False)
-    results, state, _ = train_two_chunks(spec)
+    brian2_templates = Backend("cpp_standalone", tmp_path / "brian2_templates", dense_pathways=False)
+    brian2_templates.activate()
+    results, state, _ = train_two_chunks(spec, brian2_templates)
     for dense, brian in zip(dense_results, results, strict=True):
         for a, b in zip(dense.rates, brian.rates, strict=True):
             np.testing.assert_array_equal(a, b)

@@ -16,12 +16,12 @@ import pytest
 from sklearn.datasets import load_digits
 from support import TRAIN
 
+from biograd.models.backend import Backend
 from biograd.models.elements import equations_dir
 from biograd.models.errors import ModelFileError
 from biograd.models.genn.runner import PYGENN_MISSING, pygenn_available
 from biograd.models.genn.translate import translate
 from biograd.models.network import BioGradNetwork
-from biograd.models.runners import use_backend
 from biograd.models.spec import NetworkSpec
 
 GOLDEN = Path(__file__).parent / "data" / "genn"
@@ -78,9 +78,15 @@ def test_untranslatable_construct_names_the_file_and_line(tmp_path):
 # GeNN runs (GeNN's single-threaded CPU backend) against cpp_standalone
 # ---------------------------------------------------------------------------------------------------------------
 
-def two_chunks(spec: NetworkSpec, backend: str, directory: Path, inference: bool = False):
-    use_backend(backend, directory, genn_backend=GENN_BACKEND)
-    net = BioGradNetwork(spec, slots=3, seed=1, inference=inference)
+def activated(name: str, directory: Path) -> Backend:
+    """Backend ``name`` (cpp_standalone or genn) made Brian2's device, building into ``directory``."""
+    backend = Backend(name, directory, genn_backend=GENN_BACKEND)
+    backend.activate()
+    return backend
+
+
+def two_chunks(spec: NetworkSpec, name: str, directory: Path, inference: bool = False):
+    net = BioGradNetwork(spec, slots=3, seed=1, inference=inference, backend=activated(name, directory))
     first = net.run_chunk(*samples(0, 3))
     after_first = net.state
     second = net.run_chunk(*samples(3, 3), values={"eta": 0.03} if not inference else None)
@@ -132,9 +138,8 @@ def test_genn_event_encoder_equals_cpp_standalone(standalone, tmp_path):
     steps = np.repeat(images, spec.n_slot, axis=0)
     events = (np.random.default_rng(0).random(steps.shape) < 0.5 * steps).astype(float)
     runs = []
-    for backend in ("cpp_standalone", "genn"):
-        use_backend(backend, tmp_path / backend, genn_backend=GENN_BACKEND)
-        net = BioGradNetwork(spec, slots=3, seed=1)
+    for name in ("cpp_standalone", "genn"):
+        net = BioGradNetwork(spec, slots=3, seed=1, backend=activated(name, tmp_path / name))
         runs.append(([net.run_chunk(kinds, events, targets)], [net.state]))
     assert_equal_runs(runs[1], runs[0])
     assert runs[0][0][0].spikes[0].sum() == events.reshape(3, spec.n_slot, 64)[:, : spec.n_f].sum(), "inputs spiked"
@@ -151,9 +156,9 @@ def test_genn_sleep_aligns_feedback_like_cpp_standalone(standalone, tmp_path):
     from biograd.chunks import sleep_alignment_curve
 
     curves = []
-    for backend in ("cpp_standalone", "genn"):
-        use_backend(backend, tmp_path / backend, genn_backend=GENN_BACKEND)
-        curves.append(sleep_alignment_curve(BioGradNetwork(SPEC, slots=50, seed=2), n_chunks=4)["angle_deg"].to_numpy())
+    for name in ("cpp_standalone", "genn"):
+        net = BioGradNetwork(SPEC, slots=50, seed=2, backend=activated(name, tmp_path / name))
+        curves.append(sleep_alignment_curve(net, n_chunks=4)["angle_deg"].to_numpy())
     brian, gen = curves
     assert brian[0] == gen[0] and brian[0] > 80, "the same random start"
     np.testing.assert_allclose(gen, brian, atol=5)
@@ -168,9 +173,8 @@ def test_genn_poisson_encoder_rates_match_cpp_standalone(standalone, tmp_path):
     spec = NetworkSpec(sizes=(64, 20, 10), feedback="fixed_random", encoder="poisson", params=DETERMINISTIC)
     kinds, images, targets = samples(0, 20)
     counts = []
-    for backend in ("cpp_standalone", "genn"):
-        use_backend(backend, tmp_path / backend, genn_backend=GENN_BACKEND)
-        net = BioGradNetwork(spec, slots=20, seed=1)
+    for name in ("cpp_standalone", "genn"):
+        net = BioGradNetwork(spec, slots=20, seed=1, backend=activated(name, tmp_path / name))
         counts.append(net.run_chunk(kinds, images, targets).spikes[0].sum())
     p = np.clip(images, 0, 1)  # r_max*dt = 1 (input_poisson.yaml: 1 kHz, dt 1 ms)
     expected, variance = spec.n_f * p.sum(), spec.n_f * (p * (1 - p)).sum()
@@ -187,9 +191,9 @@ def test_genn_ensemble_equals_cpp_standalone_ensemble(standalone, tmp_path):
 
     values = [{"eta": 0.01}, {"eta": 0.03}, {"eta": 0.002}]
     runs = []
-    for backend in ("cpp_standalone", "genn"):
-        use_backend(backend, tmp_path / backend, genn_backend=GENN_BACKEND)
-        ensemble = BioGradNetwork(CASES["fixed_random"], slots=3, seed=SEEDS, varied={"eta"})
+    for name in ("cpp_standalone", "genn"):
+        ensemble = BioGradNetwork(CASES["fixed_random"], slots=3, seed=SEEDS, varied={"eta"},
+                                  backend=activated(name, tmp_path / name))
         results = []
         for chunk in range(2):
             data = [sample_block(k, chunk) for k in range(len(SEEDS))]
@@ -208,8 +212,7 @@ def test_genn_chunks_are_reproducible_from_their_seed(tmp_path):
     """Random numbers are hashes of (chunk seed, call site, step, neuron or synapse): a chunk run again with its
     seed repeats exactly; another seed gives other spikes."""
     spec = NetworkSpec(sizes=(64, 20, 10), feedback="sleep", encoder="poisson")
-    use_backend("genn", tmp_path / "genn", genn_backend=GENN_BACKEND)
-    net = BioGradNetwork(spec, slots=3, seed=1)
+    net = BioGradNetwork(spec, slots=3, seed=1, backend=activated("genn", tmp_path / "genn"))
     start = net.state
     runs = [net.run_chunk(*samples(0, 3), start, seed=seed) for seed in (7, 7, 8)]
     np.testing.assert_array_equal(runs[0].spikes[0], runs[1].spikes[0])
@@ -226,9 +229,8 @@ def test_genn_loihi_precision_keeps_the_weight_grid_and_learns_like_cpp_standalo
 
     spec = NetworkSpec(sizes=(64, 20, 12, 10), feedback="sleep", precision="loihi")
     moved = []
-    for backend in ("cpp_standalone", "genn"):
-        use_backend(backend, tmp_path / backend, genn_backend=GENN_BACKEND)
-        net = BioGradNetwork(spec, slots=3, seed=1)
+    for name in ("cpp_standalone", "genn"):
+        net = BioGradNetwork(spec, slots=3, seed=1, backend=activated(name, tmp_path / name))
         for chunk in range(2):
             net.run_chunk(*samples(3 * chunk, 3))
         moved.append([np.abs(w - w0).sum() for w, w0 in zip(net.state.W, net.initial_state.W, strict=True)])

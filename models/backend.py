@@ -1,0 +1,99 @@
+"""Which backend a network runs on: one value, :class:`Backend`, passed to whatever builds a network.
+
+``backend.activate()`` selects Brian2's device for the networks built next (Brian2 keeps one device
+per process, by its design), and ``backend.runner()`` gives the :class:`~biograd.models.runners.Runner`
+that runs a network's chunks on it (:mod:`biograd.models.runners`).
+"""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass
+from pathlib import Path
+
+import brian2 as b2
+from brian2.devices.device import all_devices
+
+from biograd.models import cuda
+from biograd.models.genn.runner import GennRunner
+from biograd.models.runners import CudaRunner, Runner, RuntimeRunner, StandaloneRunner
+
+STANDALONE = ("cpp_standalone", "cuda_standalone")  # compiled once, rerun with run_args
+COMPILED = (*STANDALONE, "genn")  # built once per process and directory
+BACKENDS = (*COMPILED, "numpy", "cython")
+GENN_BACKENDS = ("cuda", "single_threaded_cpu")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A backend and its options: ``cpp_standalone`` or ``cuda_standalone`` (compiled once into
+    ``directory``, rerun with run_args), ``genn`` (GeNN 5, built into ``directory``; ``genn_backend``
+    'single_threaded_cpu' or 'cuda', default: CUDA where pygenn has it), or Brian2's runtime device with
+    code generation target ``numpy`` or ``cython`` (for debugging; ``directory`` unused).
+    ``dense_pathways=False`` keeps Brian2's own synapse templates on cpp_standalone (results equal to
+    rounding; slower)."""
+
+    name: str = "numpy"
+    directory: Path | None = None
+    dense_pathways: bool = True
+    genn_backend: str | None = None
+
+    def __post_init__(self):
+        if self.name not in BACKENDS:
+            raise ValueError(f"unknown backend {self.name!r} ({', '.join(BACKENDS)})")
+        if self.compiled and self.directory is None:
+            raise ValueError(f"backend {self.name} builds into a directory: give one")
+        if self.genn_backend not in (None, *GENN_BACKENDS):
+            raise ValueError(f"unknown GeNN backend {self.genn_backend!r} ({', '.join(GENN_BACKENDS)})")
+        if self.directory is not None:
+            object.__setattr__(self, "directory", Path(self.directory))
+
+    @property
+    def compiled(self) -> bool:
+        """Built once per process and directory: a second build (evaluation, probes) needs a process of its own."""
+        return self.name in COMPILED
+
+    @property
+    def device(self) -> str:
+        """The Brian2 device it builds on (GeNN translates objects built on the runtime device)."""
+        return self.name if self.name in STANDALONE else "runtime"
+
+    @classmethod
+    def active(cls) -> Backend:
+        """The backend of Brian2's active device, with the default options (``genn`` is never active: its
+        objects are built on the runtime device, so a GeNN network is given its backend)."""
+        device = b2.get_device()
+        for name in STANDALONE:
+            if device is all_devices.get(name):
+                options = device.build_options or {}
+                return cls(name, Path(options.get("directory") or device.project_dir or "output"))  # Brian2's default
+        target = b2.prefs.codegen.target
+        return cls(target if target in ("numpy", "cython") else "numpy")
+
+    def activate(self) -> None:
+        """Make this the device of the networks built next (a standalone device forgets its earlier objects)."""
+        if self.name in STANDALONE:
+            if self.name == "cuda_standalone":
+                cuda.configure(self.directory)
+            options = {"build_on_run": False, "directory": str(self.directory)}
+            b2.set_device(self.name, **options)
+            b2.device.reinit()  # forget the objects of an earlier build in this process
+            b2.device.activate(**options)
+            gc.collect()  # and free them: Brian2 names new objects "<name>_1" while old ones of that name live,
+            # which changes the generated code and makes a reused build folder recompile
+        else:  # genn: Brian2 builds the objects (runtime device), GeNN runs them
+            b2.set_device("runtime")
+            b2.prefs.codegen.target = "numpy" if self.name == "genn" else self.name
+
+    def runner(self) -> Runner:
+        """A runner for one network on this backend, which must be Brian2's active device (:meth:`activate`)."""
+        if b2.get_device() is not all_devices.get(self.device):
+            raise RuntimeError(f"backend {self.name}: Brian2's active device is {type(b2.get_device()).__name__}, "
+                               f"not {self.device} (call activate() before building)")
+        if self.name == "genn":
+            return GennRunner(self.directory, self.genn_backend)
+        if self.name == "cuda_standalone":
+            return CudaRunner()
+        if self.name == "cpp_standalone":
+            return StandaloneRunner(dense_pathways=self.dense_pathways)
+        return RuntimeRunner()

@@ -1,0 +1,81 @@
+"""The backend value (:class:`Backend`: checked names and options, the device it selects, the runner it gives)
+and the interface every runner implements (:class:`Runner`)."""
+
+import inspect
+import re
+from pathlib import Path
+
+import brian2 as b2
+import pytest
+
+from biograd.config import TrainConfig
+from biograd.models.backend import BACKENDS, Backend
+from biograd.models.genn.runner import GennRunner
+from biograd.models.network import BioGradNetwork
+from biograd.models.runners import CudaRunner, Runner, RuntimeRunner, StandaloneRunner
+from biograd.models.spec import NetworkSpec
+
+RUNNERS = {"runtime": RuntimeRunner(), "cpp_standalone": StandaloneRunner(), "cuda_standalone": CudaRunner(),
+           "genn": GennRunner(Path("unused"))}
+MEMBERS = [name for name, _ in inspect.getmembers(Runner, inspect.isfunction) if not name.startswith("_")]
+
+
+@pytest.mark.parametrize("kind", RUNNERS)
+def test_every_runner_implements_the_runner_protocol(kind):
+    """Each runner has the protocol's attribute and its methods with the protocol's parameters (names, kinds,
+    defaults), not only methods of those names."""
+    runner = RUNNERS[kind]
+    assert isinstance(runner, Runner)
+    assert isinstance(runner.runs_whole_build, bool)
+    assert set(MEMBERS) == {"adopt", "prepare", "compile", "run"}
+    for name in MEMBERS:
+        expected, found = inspect.signature(getattr(Runner, name)), inspect.signature(getattr(type(runner), name))
+        assert [(p.name, p.kind, p.default) for p in found.parameters.values()] == \
+            [(p.name, p.kind, p.default) for p in expected.parameters.values()], f"{type(runner).__name__}.{name}"
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    ({"name": "gpu"}, "unknown backend 'gpu' (cpp_standalone, cuda_standalone, genn, numpy, cython)"),
+    ({"name": "cpp_standalone"}, "backend cpp_standalone builds into a directory"),
+    ({"name": "genn", "directory": "b", "genn_backend": "opencl"}, "unknown GeNN backend 'opencl'"),
+])
+def test_a_backend_is_checked_when_made(arguments, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Backend(**arguments)
+
+
+def test_each_backend_gives_its_runner_once_it_is_brian2s_device(tmp_path):
+    numpy = Backend()
+    numpy.activate()
+    assert type(numpy.runner()) is RuntimeRunner and b2.prefs.codegen.target == "numpy"
+    genn = Backend("genn", str(tmp_path / "genn"), genn_backend="single_threaded_cpu")
+    genn.activate()  # objects built on the runtime device, run by GeNN
+    runner = genn.runner()
+    assert type(runner) is GennRunner and runner.directory == tmp_path / "genn"
+    assert runner.backend == "single_threaded_cpu"
+    with pytest.raises(RuntimeError, match="backend cpp_standalone: Brian2's active device is RuntimeDevice"):
+        Backend("cpp_standalone", tmp_path / "build").runner()
+    for dense in (True, False):
+        standalone = Backend("cpp_standalone", tmp_path / "build", dense_pathways=dense)
+        standalone.activate()
+        runner = standalone.runner()
+        assert type(runner) is StandaloneRunner and runner.dense_pathways is dense
+    assert Backend.active() == Backend("cpp_standalone", tmp_path / "build")
+
+
+def test_a_network_runs_on_the_backend_it_is_given(tmp_path):
+    """Given none, on the backend of Brian2's active device; given one that is not active, it refuses to build."""
+    spec = NetworkSpec(sizes=(4, 3, 2))
+    assert type(BioGradNetwork(spec, slots=1).runner) is RuntimeRunner
+    Backend("cpp_standalone", tmp_path).activate()
+    net = BioGradNetwork(spec, slots=1)
+    assert net.backend == Backend("cpp_standalone", tmp_path) and type(net.runner) is StandaloneRunner
+    with pytest.raises(RuntimeError, match="call activate"):
+        BioGradNetwork(spec, slots=1, backend=Backend("numpy"))
+
+
+def test_a_training_config_names_its_backend_for_a_build_folder(tmp_path):
+    train = TrainConfig(backend="genn", templates="brian2", genn_backend="cuda")
+    assert train.backend_in(tmp_path) == Backend("genn", tmp_path, dense_pathways=False, genn_backend="cuda")
+    assert TrainConfig().backend_in(tmp_path).dense_pathways
+    assert set(TrainConfig.model_fields["backend"].annotation.__args__) == set(BACKENDS)
