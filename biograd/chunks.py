@@ -1,9 +1,11 @@
 """Running a :class:`BioGradNetwork` chunk by chunk: the warm-up and training tasks of a plan
-(:mod:`biograd.plan`), probes of BioGrad's weight change, predictions, and sleep-only chunks with W frozen."""
+(:mod:`biograd.plan`), probes of BioGrad's weight change, predictions (of an inference-only build:
+:class:`Evaluator`), and sleep-only chunks with W frozen."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,8 +14,10 @@ from biograd.analysis.alignment import ProbeSample
 from biograd.analysis.sleep import feedback_alignment_rows
 from biograd.config import TrainConfig
 from biograd.data.splits import Split, chunk_stimulus
+from biograd.models.backend import Backend
 from biograd.models.network import BioGradNetwork, ChunkResult, PlasticState
 from biograd.models.schedule import sleep_block
+from biograd.models.spec import NetworkSpec
 from biograd.plan import EVALUATION, PROBE, Task, chunk_slots, task_seed
 
 
@@ -117,6 +121,25 @@ def predict_replicas(net: BioGradNetwork, split: Split, states: list[PlasticStat
 
 def accuracy(net: BioGradNetwork, split: Split, state: PlasticState | None = None) -> float:
     return float(np.mean(predict(net, split, state) == split.labels))
+
+
+class Evaluator:
+    """Predicts named splits with one inference-only build of ``spec`` on ``backend`` (default: Brian2's active
+    device), ``chunk`` samples per run."""
+
+    def __init__(self, spec: NetworkSpec, splits: dict[str, Split], chunk: int, seed: int | list[int],
+                 equations: Path | None, backend: Backend | None = None):
+        self.splits = splits
+        self.net = BioGradNetwork(spec, slots=min(chunk, max(map(len, splits.values()))), seed=seed,
+                                  equations=equations, inference=True, backend=backend)
+        self.net.compile()
+
+    def predict(self, state: PlasticState, split: str) -> np.ndarray:
+        return predict(self.net, self.splits[split], state)
+
+    def predict_replicas(self, states: list[PlasticState], split: str) -> list[np.ndarray]:
+        """Predictions of every replica of an ensemble build (``seed`` a list), replica k with ``states[k]``."""
+        return predict_replicas(self.net, self.splits[split], states)
 
 
 def sleep_alignment_curve(net: BioGradNetwork, n_chunks: int, *, sleep: bool = True,

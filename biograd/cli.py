@@ -101,8 +101,10 @@ def train(
     """Train from a config into a new run directory (one per replica with model.replicas: K, trained side by side
     in one build), or --resume interrupted runs."""
     from biograd.config import load_config
+    from biograd.launch import start_runs
     from biograd.rundir import RunDirectory, RunLockedError
-    from biograd.trainer import Terminated, Trainer, TrainingDiverged, start_runs
+    from biograd.signals import Terminated
+    from biograd.trainer import Trainer, TrainingDiverged
 
     if (config is None) == (not resume):
         raise _fail(ValueError("give a config file or --resume RUN_DIR (not both)"))
@@ -161,9 +163,9 @@ def evaluate(
     """Accuracy of a run's weights (inference-only build), overall and per class."""
     from rich.table import Table
 
+    from biograd.chunks import Evaluator
     from biograd.data.splits import load_splits
     from biograd.rundir import RunDirectory
-    from biograd.trainer import Evaluator
 
     try:
         run = RunDirectory(run_dir)

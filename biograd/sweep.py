@@ -57,11 +57,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from biograd.config import RunConfig, load_config
+from biograd.launch import start_run
 from biograd.models.elements import equations_dir
 from biograd.models.params import read_yaml_model
 from biograd.packing import packing_key
 from biograd.rundir import RunDirectory
-from biograd.trainer import Trainer, TrainingDiverged, start_run
+from biograd.trainer import Trainer, TrainingDiverged
 
 
 class Distribution(BaseModel):

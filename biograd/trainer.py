@@ -5,25 +5,19 @@ an atomic checkpoint (weights + progress + metrics), so ``train(resume=True)`` c
 last finished task and ends bit-identical to an uninterrupted run. Weights that become NaN or
 exceed ``train.max_weight`` stop the run (status ``diverged``) before they are checkpointed.
 
-Evaluation uses an inference-only build (slots of ``n_f`` steps, no error phases, no feedback),
-probes (``record.probe_samples``) a small training build of their own. On cpp_standalone the
-training build owns this process's device, so each of those lives in a worker process, compiled
-once (while the training build compiles) and rerun with ``run_args`` like the training build.
+Evaluation uses an inference-only build (slots of ``n_f`` steps, no error phases, no feedback,
+:class:`~biograd.chunks.Evaluator`), probes (``record.probe_samples``) a small training build of their
+own (:class:`~biograd.recording.Prober`); on a compiled backend each lives in a worker process
+(:mod:`biograd.workers`). Runs start with :mod:`biograd.launch`; signals stop them (:mod:`biograd.signals`).
 """
 
 from __future__ import annotations
 
 import math
-import multiprocessing
-import os
 import shlex
-import signal
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,66 +26,21 @@ from tqdm import tqdm
 
 from biograd.analysis.backprop import angle_deg
 from biograd.analysis.figures import learning_curve
-from biograd.chunks import ChunkRun, predict, predict_replicas, run_tasks
-from biograd.config import RunConfig, TrainConfig
-from biograd.data.splits import Split, Splits, load_splits
-from biograd.models.backend import Backend
-from biograd.models.composition import check_composition_units
-from biograd.models.network import BioGradNetwork, PlasticState, estimated_bytes, synapse_count
+from biograd.chunks import ChunkRun, Evaluator, run_tasks
+from biograd.config import RunConfig
+from biograd.data.splits import Splits, load_splits
+from biograd.models.network import BioGradNetwork, PlasticState
 from biograd.models.spec import NetworkSpec
 from biograd.packing import varied_parameters
-from biograd.plan import Task, build, plan_tasks, slots_per_chunk
+from biograd.plan import Task, build, plan_tasks
 from biograd.recording import Prober, Recorder
 from biograd.rundir import Progress, RunDirectory
+from biograd.signals import Terminated, stop_requests
+from biograd.workers import Worker, hosted
 
 
 class TrainingDiverged(RuntimeError):
     """Weights became NaN/inf or exceeded ``max_weight``; the run directory keeps the last good checkpoint."""
-
-
-class Terminated(BaseException):
-    """SIGINT (Ctrl-C) or SIGTERM (``kill``, ``timeout``, a batch scheduler), to the trainer or to its whole
-    process group, stops a run: after the current task and its checkpoint, or, when the signal also
-    ended a compiled binary, make or a worker of that task, at once with the last checkpoint intact.
-    Status ``failed`` with the signal's name, workers closed, ``--resume`` ready."""
-
-    def __init__(self, message: str, signal_name: str):
-        super().__init__(message)
-        self.signal_name = signal_name
-
-    @property
-    def exit_code(self) -> int:
-        """128 + the signal's number (130 for SIGINT, 143 for SIGTERM), as a shell reports it."""
-        return 128 + signal.Signals[self.signal_name].value
-
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-@contextmanager
-def stop_requests() -> Iterator[list[str]]:
-    """Within the block, SIGINT or SIGTERM appends its name to the yielded list instead of interrupting
-    the process (the caller stops at a safe point); a second one acts as usual (KeyboardInterrupt, or
-    the end of the process). Raising from the handler instead could land inside a finaliser, where
-    Python ignores the exception."""
-    requested: list[str] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield requested
-        return
-
-    def request(signum, frame):
-        requested.append(signal.Signals(signum).name)
-        for stop in STOP_SIGNALS:
-            signal.signal(stop, previous[stop])
-        print(f"{signal.Signals(signum).name}: stopping after this task (send it again to stop at once)",
-              file=sys.stderr, flush=True)
-
-    previous = {stop: signal.signal(stop, request) for stop in STOP_SIGNALS}
-    try:
-        yield requested
-    finally:
-        for stop, handler in previous.items():
-            signal.signal(stop, handler)
 
 
 def check_health(state: PlasticState, max_weight: float) -> None:
@@ -110,76 +59,6 @@ def feedback_rows(state: PlasticState, base: dict) -> list[dict]:
                                   ("norm_W", float(np.linalg.norm(state.W[l - 1])))]]
 
 
-# ---------------------------------------------------------------------- evaluation
-class Evaluator:
-    """Predicts named splits with one inference-only build of ``spec`` on ``backend`` (default: Brian2's active
-    device), ``chunk`` samples per run."""
-
-    def __init__(self, spec: NetworkSpec, splits: dict[str, Split], chunk: int, seed: int | list[int],
-                 equations: Path | None, backend: Backend | None = None):
-        self.splits = splits
-        self.net = BioGradNetwork(spec, slots=min(chunk, max(map(len, splits.values()))), seed=seed,
-                                  equations=equations, inference=True, backend=backend)
-        self.net.compile()
-
-    def predict(self, state: PlasticState, split: str) -> np.ndarray:
-        return predict(self.net, self.splits[split], state)
-
-    def predict_replicas(self, states: list[PlasticState], split: str) -> list[np.ndarray]:
-        """Predictions of every replica of an ensemble build (``seed`` a list), replica k with ``states[k]``."""
-        return predict_replicas(self.net, self.splits[split], states)
-
-
-_hosted = None  # the object a worker process serves
-PARENT_POLL_S = 1.0  # how often a worker checks that the trainer still lives
-
-
-def _exit_with_parent(parent: int) -> None:
-    """Daemon thread of a worker: end the worker once its trainer is gone (even after a SIGKILL,
-    which leaves the process pool no chance to shut it down)."""
-    while os.getppid() == parent:
-        time.sleep(PARENT_POLL_S)
-    os._exit(1)
-
-
-def _start_worker(backend: Backend, factory, args: tuple) -> None:
-    global _hosted
-    for stop in STOP_SIGNALS:  # a signal to the process group is the trainer's to handle; the worker ends with it
-        signal.signal(stop, signal.SIG_IGN)
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True, name="parent-watch").start()
-    backend.activate()
-    _hosted = factory(*args, backend=backend)
-
-
-def _call(method: str, *args):
-    return getattr(_hosted, method)(*args)
-
-
-class Worker:
-    """``factory(*args, backend=backend)`` (an Evaluator or a Prober) in a worker process with its own ``backend``
-    (a standalone device or GeNN); its methods are called through the process pool."""
-
-    def __init__(self, backend: Backend, factory, *args):
-        self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
-                                        initargs=(backend, factory, args))
-        self.pool.submit(int)  # start the worker now: it compiles while the training build compiles
-
-    def __getattr__(self, method: str):
-        return lambda *args: self.pool.submit(_call, method, *args).result()
-
-    def close(self) -> None:
-        self.pool.shutdown()
-
-
-def hosted(backend: Backend, factory, *args):
-    """``factory(*args, backend=backend)`` in this process (runtime device), or in a :class:`Worker` on a compiled
-    ``backend`` (standalone or GeNN: a build of its own, compiled while the training build compiles)."""
-    if not backend.compiled:
-        return factory(*args, backend=backend)
-    return Worker(backend, factory, *args)
-
-
-# ---------------------------------------------------------------------- training
 @dataclass
 class Member:
     """One run of a build: its directory, task plan and progress. A build trains one run, or, as an ensemble
@@ -260,7 +139,7 @@ class Trainer:
                           name)
 
     def _train(self) -> list[Progress]:
-        session = self._open()
+        session = self._open_session()
         try:
             self._run_tasks(session)
         finally:
@@ -271,7 +150,7 @@ class Trainer:
             member.run.set_status("finished", f"{len(member.tasks)} tasks")
         return [member.progress for member in session.members]
 
-    def _member(self, run: RunDirectory, spec: NetworkSpec, n_train: int, validation: bool) -> tuple[Member, object]:
+    def _load_member(self, run: RunDirectory, n_train: int, validation: bool) -> tuple[Member, PlasticState | None]:
         """A run's plan and progress (from its checkpoint if there is one), and its checkpointed state or None."""
         for stale in run.path.glob(".checkpoint.npz.*"):  # a kill during a checkpoint write
             stale.unlink()
@@ -283,33 +162,33 @@ class Trainer:
         return Member(run, tasks, progress, {name: table[name] for name in self.varied},
                       run.read_json("timings.json").get("sessions", [])), state
 
-    def _open(self) -> Session:
-        """Data, plans and builds of this session, each run continuing from its checkpoint if it has one."""
-        cfg, run = self.config, self.run
+    def _open_session(self) -> Session:
+        """Data, plans and builds of this session (compiled), each run continuing from its checkpoint if it has one."""
+        config, run = self.config, self.run
         equations = run.build_equations()
-        spec, train_cfg = cfg.model.using(equations), cfg.train
-        splits = load_splits(cfg.data, spec)
+        spec, train = config.model.using(equations), config.train
+        splits = load_splits(config.data, spec)
         members, states = [], []
         for member_run in self.runs:
             member_run.check_splits(splits.record())
-            member, state = self._member(member_run, spec, len(splits.train), splits.validation is not None)
+            member, state = self._load_member(member_run, len(splits.train), splits.validation is not None)
             members.append(member)
             states.append(state)
-        self.chunks_per_epoch = math.ceil(len(splits.train) / train_cfg.chunk)
-        self.recorder = Recorder(cfg.record, train_cfg)
-        backend = train_cfg.backend_in(self.builds / run.build_dir.name)
+        self.chunks_per_epoch = math.ceil(len(splits.train) / train.chunk)
+        self.recorder = Recorder(config.record, train)
+        backend = train.backend_in(self.builds / run.build_dir.name)
         backend.activate()
         seeds = [member.run.config.train.seed for member in members]
-        net = build(spec, train_cfg, seeds=seeds, varied=self.varied, report=train_cfg.report, backend=backend)
+        net = build(spec, train, seeds=seeds, varied=self.varied, report=train.report, backend=backend)
         net.states = [net.initial_states[k] if state is None else state for k, state in enumerate(states)]
         for member, state in zip(members, states, strict=True):
             if state is not None:
                 member.run.save_checkpoint(state, member.progress)  # tables too, in case a crash came between the two
         evaluated = {name: split for name, split in splits.named().items() if name != "train"}
-        evaluator = hosted(train_cfg.backend_in(self.builds / "build_eval"), Evaluator, spec, evaluated,
-                           train_cfg.eval_chunk, seeds, equations)
-        prober = hosted(train_cfg.backend_in(self.builds / "build_probe"), Prober, cfg, equations, run.path) \
-            if cfg.record.probe_samples else None
+        evaluator = hosted(train.backend_in(self.builds / "build_eval"), Evaluator, spec, evaluated, train.eval_chunk,
+                           seeds, equations)
+        prober = hosted(train.backend_in(self.builds / "build_probe"), Prober, config, equations, run.path) \
+            if config.record.probe_samples else None
         timings = {"command": shlex.join(sys.argv), "started": time.strftime("%FT%T"),
                    "resumed_at_task": min(member.progress.task for member in members), "build_s": 0.0,
                    "train_s": 0.0, "evaluate_s": 0.0, "test_s": 0.0, "warmup_s": 0.0, "probe_s": 0.0, "samples": 0}
@@ -319,7 +198,11 @@ class Trainer:
         for member in members:
             member.run.set_status("running", f"task {member.progress.task} of {len(member.tasks)}")
         t0 = time.perf_counter()
-        net.compile()
+        try:
+            net.compile()
+        except BaseException:
+            session.close()  # the workers: nothing else would end them
+            raise
         timings["build_s"] = time.perf_counter() - t0
         return session
 
@@ -329,68 +212,69 @@ class Trainer:
         for member in session.members:
             member.run.write_json("timings.json", {"sessions": [*member.earlier_sessions, session.timings]})
 
-    def _run_tasks(self, s: Session) -> None:
+    def _run_tasks(self, session: Session) -> None:
         """Every task not yet done: run it, probe after it if due, check, checkpoint, report. A member whose
         checkpoint is ahead (a kill between two members' checkpoints) sits out the tasks it has done."""
-        tasks = s.members[0].tasks
-        first = min(member.progress.task for member in s.members)
+        members = session.members
+        tasks = members[0].tasks
+        first = min(member.progress.task for member in members)
         done = sum(len(task.samples) for task in tasks[:first])
-        bar = tqdm(total=sum(len(task.samples) for task in tasks) * len(s.members), initial=done * len(s.members),
+        bar = tqdm(total=sum(len(task.samples) for task in tasks) * len(members), initial=done * len(members),
                    unit="sample", disable=not self.progress, desc=self.config.name, dynamic_ncols=True)
         try:
             for index in range(first, len(tasks)):
                 task = tasks[index]
                 t0 = time.perf_counter()
-                rows = self._do(index, s, done)
+                rows = self._run_task(session, index, done)
                 elapsed = time.perf_counter() - t0
-                s.timings[f"{task.kind}_s"] += elapsed
+                session.timings[f"{task.kind}_s"] += elapsed
                 if self.recorder.probes_after(task, self.chunks_per_epoch):
-                    rows[0] += self._probe(s, rows[0][0])
+                    rows[0] += self._probe(session, rows[0][0])
                 if task.kind == "train":
                     done += len(task.samples)
-                    s.timings["samples"] += len(task.samples)
+                    session.timings["samples"] += len(task.samples)
                     for member_rows in (member_rows for member_rows in rows if member_rows):
                         member_rows.append(member_rows[0] | {"metric": "samples_per_s",
-                                                             "value": len(s.members) * len(task.samples) / elapsed})
-                    bar.update(len(task.samples) * len(s.members))
-                    progress = s.members[0].progress
+                                                             "value": len(members) * len(task.samples) / elapsed})
+                    bar.update(len(task.samples) * len(members))
+                    progress = members[0].progress
                     bar.set_postfix(epoch=task.epoch, acc=f"{progress.epoch_correct / progress.epoch_seen:.3f}")
-                for member, state in zip(s.members, s.net.states, strict=True):
+                for member, state in zip(members, session.net.states, strict=True):
                     if member.progress.task == index:
-                        self._check(s, member, state, task)
-                self._checkpoint(s, index, task, rows)
+                        self._check_health(session, member, state, task)
+                self._checkpoint(session, index, task, rows)
                 if task.kind in ("evaluate", "test"):
                     bar.write(f"epoch {task.epoch}: {task.split} accuracy " +
                               ", ".join(f"{member_rows[0]['value']:.4f}" for member_rows in rows if member_rows))
         finally:
             bar.close()
 
-    def _check(self, s: Session, member: Member, state, task: Task) -> None:
+    def _check_health(self, session: Session, member: Member, state: PlasticState, task: Task) -> None:
         """Stop the build when a member's weights diverged (its status says so; the others' say why they stopped)."""
         try:
             check_health(state, self.config.train.max_weight)
         except TrainingDiverged as err:
             member.run.set_status("diverged", f"task {member.progress.task} ({task.kind}, epoch {task.epoch}): "
                                   f"{err}; last good checkpoint: {member.run.checkpoint_path}")
-            for other in s.members:
+            for other in session.members:
                 if other is not member:
                     other.run.set_status("failed", f"stopped: {member.run.path.name}, trained in the same ensemble "
                                          "build, diverged; resume this run on its own or with other runs")
             raise
 
-    def _probe(self, s: Session, base: dict) -> list[dict]:
+    def _probe(self, session: Session, base: dict) -> list[dict]:
         """Probe rows at the current weights (a single run; alignment rows go to their own table)."""
         t0 = time.perf_counter()
-        progress = s.members[0].progress
-        metrics, alignment = s.prober.rows(s.net.state, base, f"task{progress.task:05d}")
+        progress = session.members[0].progress
+        metrics, alignment = session.prober.rows(session.net.state, base, f"task{progress.task:05d}")
         progress.tables["alignment"] += alignment
-        s.timings["probe_s"] += time.perf_counter() - t0
+        session.timings["probe_s"] += time.perf_counter() - t0
         return metrics
 
-    def _checkpoint(self, s: Session, index: int, task: Task, rows: list[list[dict]]) -> None:
+    def _checkpoint(self, session: Session, index: int, task: Task, rows: list[list[dict]]) -> None:
         """Record a finished task in every member that ran it: checkpoint, timings, status; stop here if a
         signal asked to."""
-        for member, state, member_rows in zip(s.members, s.net.states, rows, strict=True):
+        for member, state, member_rows in zip(session.members, session.net.states, rows, strict=True):
             if member.progress.task != index:  # done before this session: its checkpoint is ahead
                 continue
             run, progress = member.run, member.progress
@@ -400,32 +284,32 @@ class Trainer:
             run.set_status("running", f"task {progress.task} of {len(member.tasks)}, epoch {task.epoch}")
             if task.kind == "evaluate":
                 run.save_checkpoint(state, progress, run.path / f"weights_epoch{task.epoch}.npz")
-        self._write_timings(s)
+        self._write_timings(session)
         if self.stop_requested:
-            raise Terminated(f"stopped by {self.stop_requested[0]} after task {index + 1} of {len(s.members[0].tasks)}",
-                             self.stop_requested[0])
+            raise Terminated(f"stopped by {self.stop_requested[0]} after task {index + 1} of "
+                             f"{len(session.members[0].tasks)}", self.stop_requested[0])
 
-    def _do(self, index: int, s: Session, done: int) -> list[list[dict]]:
+    def _run_task(self, session: Session, index: int, done: int) -> list[list[dict]]:
         """Run task ``index`` in every member; returns each member's metrics rows. A member that has done it
         already (its checkpoint is ahead) runs along from its current weights, which it keeps, and gets no rows."""
-        net, members = s.net, s.members
+        net, members = session.net, session.members
         tasks = [member.tasks[index] for member in members]
         task = tasks[0]
         behind = [member.progress.task == index for member in members]
         kept = list(net.states)
         if task.kind in ("evaluate", "test"):
-            labels = s.splits.named()[task.split].labels
+            labels = session.splits.named()[task.split].labels
             base = {"epoch": task.epoch, "chunk": None, "samples": done, "split": task.split, "layer": None}
             rows = []
-            for member, state, predicted, runs_it in zip(members, kept, s.evaluator.predict_replicas(kept, task.split),
-                                                         behind, strict=True):
+            predictions = session.evaluator.predict_replicas(kept, task.split)
+            for member, state, predicted, runs_it in zip(members, kept, predictions, behind, strict=True):
                 if runs_it:
                     member.progress.epoch_correct = member.progress.epoch_seen = 0
                 accuracy = base | {"metric": "accuracy", "value": float(np.mean(predicted == labels))}
                 rows.append([] if not runs_it else
                             [accuracy, *feedback_rows(state, base)] if task.kind == "evaluate" else [accuracy])
             return rows
-        runs = run_tasks(net, tasks, s.splits.train, self.config.train,
+        runs = run_tasks(net, tasks, session.splits.train, self.config.train,
                          values=[member.values | task.values for member, task in zip(members, tasks, strict=True)])
         net.states = [new if runs_it else old for old, new, runs_it in zip(kept, net.states, behind, strict=True)]
         return [self._chunk_rows(member, member_task, run, state, done, net.spec) if runs_it else []
@@ -446,47 +330,4 @@ class Trainer:
             progress.tables["neuron_rates"] += self.recorder.rate_rows(run, base, spec)
         return [base | {"metric": "accuracy", "value": run.correct / len(task.samples)},
                 *feedback_rows(state, base), *self.recorder.chunk_rows(run, base, spec)]
-
-
-def start_run(config: RunConfig, equations: Path | None = None, root: Path = Path("runs/out")) -> RunDirectory:
-    """A new run directory for ``config`` (equation files copied from ``equations``, default the model's),
-    made only once the data loads (checksums included) and the network fits in this machine's memory."""
-    return start_runs(config, equations, root)[0]
-
-
-def start_runs(config: RunConfig, equations: Path | None = None, root: Path = Path("runs/out")) -> list[RunDirectory]:
-    """:func:`start_run` for each replica of ``model.replicas``: runs of seeds train.seed, train.seed + 1, ...,
-    each an ordinary single-network run (its config.yaml has no replicas), to train in one ensemble build."""
-    from biograd.models.elements import equations_dir
-
-    equations = equations or equations_dir()
-    spec = config.model.using(equations)
-    check_composition_units(spec.composition)
-    check_memory(spec, config.train, replicas=spec.replicas)
-    splits = load_splits(config.data, spec)
-    runs = []
-    for k in range(spec.replicas):
-        member = config.model_copy(update={"train": config.train.model_copy(update={"seed": config.train.seed + k})})
-        run = RunDirectory.create(member, equations, root)
-        run.check_splits(splits.record())
-        runs.append(run)
-    return runs
-
-
-def check_memory(spec: NetworkSpec, train: TrainConfig, total: int | None = None, replicas: int = 1) -> None:
-    """Refuse a network (an ensemble of ``replicas``) whose estimated memory
-    (:func:`~biograd.models.network.estimated_bytes`, for the training build and the evaluation and probe
-    builds) exceeds 80% of this machine's memory."""
-    total = total or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    need = estimated_bytes(spec, slots_per_chunk(spec, train), replicas) + \
-        2 * estimated_bytes(spec, train.eval_chunk, replicas)
-    if need > 0.8 * total:
-        network = f"{replicas} x " * (replicas > 1) + "-".join(map(str, spec.sizes))
-        raise TooLargeError(f"the network {network} needs about {need / 2**30:.1f} GiB "
-                            f"(training, evaluation and probe builds; {synapse_count(spec):,} synapses in training), "
-                            f"more than 80% of this machine's {total / 2**30:.1f} GiB")
-
-
-class TooLargeError(ValueError):
-    """The configured network would not fit in this machine's memory."""
 

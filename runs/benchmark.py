@@ -58,13 +58,12 @@ def measure(sizes: str, samples: int, feedback: str, backend: str, replicas: int
     import numpy as np
 
     from biograd.analysis.activity import activity_rows
-    from biograd.chunks import run_tasks
+    from biograd.chunks import Evaluator, run_tasks
     from biograd.config import TrainConfig
     from biograd.data.embedded import load_embedded_mnist
     from biograd.data.splits import Split
     from biograd.models.spec import NetworkSpec
     from biograd.plan import build, plan_tasks, sleep_slots
-    from biograd.trainer import Evaluator
 
     digits = load_embedded_mnist()
     data = Split(digits.images, digits.labels, "embedded")

@@ -112,7 +112,7 @@ def test_bad_command_lines_are_one_line_errors(tmp_path, args, message):
     run = tmp_path / "run"
     if "{run}" in args:  # a run directory made by the trainer's own first step
         from biograd.config import load_config
-        from biograd.trainer import start_run
+        from biograd.launch import start_run
 
         run = start_run(load_config(config), root=tmp_path).path
     result = runner.invoke(app, [a.format(tmp=tmp_path, config=config, sweep=sweep, typo=typo, run=run)

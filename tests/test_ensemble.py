@@ -10,10 +10,12 @@ from sklearn.datasets import load_digits
 from support import TRAIN
 
 from biograd.config import load_config
+from biograd.launch import start_run, start_runs
 from biograd.models.network import BioGradNetwork, estimated_bytes
 from biograd.models.spec import NetworkSpec
 from biograd.rundir import RunDirectory
-from biograd.trainer import Terminated, Trainer, start_run, start_runs
+from biograd.signals import Terminated
+from biograd.trainer import Trainer
 
 # deterministic input: regular rate code, deterministic error rounding, no sleep (no random numbers)
 SPEC = NetworkSpec(sizes=(64, 20, 12, 10), feedback="fixed_random", params={"error_events": {"dither_error": 0}})

@@ -248,7 +248,8 @@ def test_a_run_on_genn_trains_evaluates_and_probes(tmp_path):
     """The application on GeNN: training, the evaluation build and the probe build (each in its own worker
     process, as on cpp_standalone) give a finished run with validation and test accuracy and probe rows."""
     from biograd.config import load_config
-    from biograd.trainer import Trainer, start_run
+    from biograd.launch import start_run
+    from biograd.trainer import Trainer
 
     config = tmp_path / "tiny.yaml"
     config.write_text("name: tiny\nmodel: {sizes: [64, 16, 10], feedback: sleep}\n"

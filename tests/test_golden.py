@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 
 from biograd.config import load_config
-from biograd.trainer import Trainer, start_run
+from biograd.launch import start_run
+from biograd.trainer import Trainer
 
 GOLDEN = json.loads((Path(__file__).parent / "data" / "golden_runs.json").read_text())
 DEMO = Path(__file__).parents[1] / GOLDEN["config"]

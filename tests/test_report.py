@@ -11,12 +11,13 @@ from typer.testing import CliRunner
 
 from biograd.cli import app
 from biograd.config import load_config
+from biograd.launch import start_run
 from biograd.models.errors import ModelFileError
 from biograd.recording import probe_run
 from biograd.report import write_report
 from biograd.rundir import RunDirectory
 from biograd.runs import RUNS_VARIABLE, load_run
-from biograd.trainer import Trainer, start_run
+from biograd.trainer import Trainer
 
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "analysis" / "notebooks").glob("*.py"))
 RECORDED = """\

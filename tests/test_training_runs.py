@@ -14,12 +14,13 @@ import pytest
 from support import INFER, TRAIN, block, tiny_spec
 
 from biograd.config import load_config
+from biograd.launch import start_run
 from biograd.models.elements import equations_dir
 from biograd.models.errors import ModelFileError
 from biograd.models.network import BioGradNetwork
 from biograd.plan import chunk_slots, plan_tasks, sleep_slots
 from biograd.rundir import RunChangedError, RunDirectory
-from biograd.trainer import Trainer, TrainingDiverged, check_health, start_run
+from biograd.trainer import Trainer, TrainingDiverged, check_health
 
 TINY = """\
 name: tiny

@@ -1,0 +1,56 @@
+"""Starting runs: a config checked (units, memory, data) before its run directories are made."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from biograd.config import RunConfig, TrainConfig
+from biograd.data.splits import load_splits
+from biograd.models.composition import check_composition_units
+from biograd.models.elements import equations_dir
+from biograd.models.network import estimated_bytes, synapse_count
+from biograd.models.spec import NetworkSpec
+from biograd.plan import slots_per_chunk
+from biograd.rundir import RunDirectory
+
+
+class TooLargeError(ValueError):
+    """The configured network would not fit in this machine's memory."""
+
+
+def start_run(config: RunConfig, equations: Path | None = None, root: Path = Path("runs/out")) -> RunDirectory:
+    """A new run directory for ``config`` (equation files copied from ``equations``, default the model's),
+    made only once the data loads (checksums included) and the network fits in this machine's memory."""
+    return start_runs(config, equations, root)[0]
+
+
+def start_runs(config: RunConfig, equations: Path | None = None, root: Path = Path("runs/out")) -> list[RunDirectory]:
+    """:func:`start_run` for each replica of ``model.replicas``: runs of seeds train.seed, train.seed + 1, ...,
+    each an ordinary single-network run (its config.yaml has no replicas), to train in one ensemble build."""
+    equations = equations or equations_dir()
+    spec = config.model.using(equations)
+    check_composition_units(spec.composition)
+    check_memory(spec, config.train, replicas=spec.replicas)
+    splits = load_splits(config.data, spec)
+    runs = []
+    for k in range(spec.replicas):
+        member = config.model_copy(update={"train": config.train.model_copy(update={"seed": config.train.seed + k})})
+        run = RunDirectory.create(member, equations, root)
+        run.check_splits(splits.record())
+        runs.append(run)
+    return runs
+
+
+def check_memory(spec: NetworkSpec, train: TrainConfig, total: int | None = None, replicas: int = 1) -> None:
+    """Refuse a network (an ensemble of ``replicas``) whose estimated memory
+    (:func:`~biograd.models.network.estimated_bytes`, for the training build and the evaluation and probe
+    builds) exceeds 80% of this machine's memory."""
+    total = total or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    need = estimated_bytes(spec, slots_per_chunk(spec, train), replicas) + \
+        2 * estimated_bytes(spec, train.eval_chunk, replicas)
+    if need > 0.8 * total:
+        network = f"{replicas} x " * (replicas > 1) + "-".join(map(str, spec.sizes))
+        raise TooLargeError(f"the network {network} needs about {need / 2**30:.1f} GiB "
+                            f"(training, evaluation and probe builds; {synapse_count(spec):,} synapses in training), "
+                            f"more than 80% of this machine's {total / 2**30:.1f} GiB")
