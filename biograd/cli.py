@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -16,7 +17,7 @@ from biograd.models.errors import ModelFileError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(soft_wrap=True)  # long paths stay on one line, copyable
-DEMO_CONFIG = Path(__file__).resolve().parents[1] / "runs" / "configs" / "demo.yaml"
+DEMO_CONFIG = Path(str(files("biograd.configs") / "demo.yaml"))  # runs/configs/demo.yaml, installed with the package
 
 
 @app.command()

@@ -33,7 +33,8 @@ class RunData:
 
     @property
     def label(self) -> str:
-        return f"{self.config.name} ({self.config.model.feedback})"
+        """The run directory's name (unique: time, config name and hash) and the feedback mode."""
+        return f"{self.path.name} ({self.config.model.feedback})"
 
 
 def _tag(frame: pd.DataFrame, run: RunDirectory, config: RunConfig, source: str) -> pd.DataFrame:
