@@ -2,7 +2,7 @@
 #   make demo   - creates .venv (Python 3.12), installs the project, runs the demo
 #   make test   - same set-up, then the fast test tier (at most 5 min on 2 cores); the other tiers,
 #                 run by CI (.ci/run): make test-standalone, make test-slow, make test-cuda, make lint
-# Set-up is skipped when nothing changed (stamp file depends on pyproject.toml).
+# Set-up is skipped when nothing changed (stamp file depends on pyproject.toml and setup.py).
 # GPU backend (brian2cuda): make gpu installs the gpu extra; make test-cuda compiles the model to
 # CUDA (needs nvcc) and, where a GPU is present, checks it against cpp_standalone.
 # GeNN backend (train.backend: genn): make genn builds pygenn 5.4.0 from GeNN's source (GENN_ARCHIVE, default the
@@ -27,7 +27,7 @@ PEER_VENV ?= .venv-peer
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	@bash scripts/make_venv.sh "$(VENV)" "$(EXTRAS)"
 	@touch $(STAMP)
 
