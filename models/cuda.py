@@ -19,9 +19,9 @@ name has capitals (``static_arrays/init_W1_w_<md5>.dat``) is not found, the bina
 "Error reading ..." and runs on with the values of the build. :func:`check_run_arg_names` refuses
 such names before a run.
 
-Status (runs/RESULTS.md, "Speed" and GPU status): on an H200 the deterministic path (no dither,
+What is checked (runs/RESULTS.md, "Backends and speed"): on an H200 the deterministic path (no dither,
 no sleep) equals cpp_standalone; training in sleep mode on a GPU has not been rerun since the
-synapses got lower-case names, so it is unverified.
+synapses got lower-case names (scripts/gpu_check.sh does).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@
 #   4. GeNN on CUDA: pygenn built with its CUDA backend (make genn with CUDA_PATH; several minutes), the
 #      GeNN equality tests on CUDA (BIOGRAD_GENN_BACKEND=cuda), and the same throughput rows on GeNN CUDA
 #   Steps 3 and 4 log the board's power (nvidia-smi, every 0.2 s) while they train; runs/gpu_energy.py then
-#   gives measured mJ per training sample against the Loihi estimate (LOIHI_UJ, runs/RESULTS.md: "Energy")
+#   gives measured mJ per training sample against the Loihi estimate (LOIHI_UJ, runs/RESULTS.md: "Loihi precision")
 #   (GENN=0 skips step 4; GENN_ONLY=1 runs step 4 alone)
 #
 # Compile ahead where nvcc but no GPU is present (the VM):  make gpu && .venv/bin/python runs/benchmark.py
@@ -23,12 +23,12 @@
 set -u
 out=${1:-runs/out/gpu_check_$(date +%Y%m%d-%H%M%S)}
 py=${PY:-.venv/bin/python}
-ref=${REF_DEMO_EPOCH1:-0.872}  # the demo's validation accuracy after epoch 1 on cpp_standalone (RESULTS.md, "Demo")
+ref=${REF_DEMO_EPOCH1:-0.872}  # the demo's validation accuracy after epoch 1 on cpp_standalone (runs/RESULTS.md, "Caveats")
 mkdir -p "$out"
 exec > >(tee "$out/gpu_check.log") 2>&1  # no `wait` below: it would wait for tee as well
 start=$(date +%s)
 step() { echo "[$(($(date +%s) - start)) s] $*"; }
-loihi_uj=${LOIHI_UJ:-37.5}  # Loihi estimate per training sample, 784-500-10 (runs/RESULTS.md, "Energy")
+loihi_uj=${LOIHI_UJ:-37.5}  # Loihi estimate per training sample, 784-500-10 (runs/RESULTS.md, "Loihi precision")
 with_power() {  # run "$@" while appending (unix seconds, board watts) to $out/power.csv every 0.2 s
   while true; do
     echo "$(date +%s.%N),$(nvidia-smi --query-gpu=power.draw --format=csv,noheader,nounits | head -n 1)"
