@@ -84,6 +84,7 @@ class Session:
     started: float = field(default_factory=time.perf_counter)
 
     def close(self) -> None:
+        """End the worker processes (builds in this process need nothing)."""
         for worker in (self.evaluator, self.prober):
             if isinstance(worker, Worker):
                 worker.close()
