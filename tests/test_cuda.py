@@ -98,11 +98,12 @@ def test_build_folder_from_another_machine_gets_this_machines_curand(monkeypatch
 
 
 @pytest.mark.cuda
-@pytest.mark.timeout(3600)  # ~100 CUDA files: about 8 min on 2 free cores, 20 min on a loaded machine
+@pytest.mark.timeout(3600)  # ~65 CUDA files: about 5 min on 2 free cores
 @NEEDS_CUDA
 def test_training_build_compiles_to_cuda(tmp_path):
-    """Every element of a sleep-mode training build (custom events, TimedArrays, random numbers)."""
-    spec = tiny_spec((64, 12, 8, 10), "sleep")
+    """Every element of a sleep-mode training build (custom events, TimedArrays, random numbers): one hidden layer
+    holds each of them (input, hidden and output layers; forward, feedback and sleep pathways)."""
+    spec = tiny_spec((64, 12, 10), "sleep")
     build = tmp_path / "build"
     Backend("cuda_standalone", build).activate()  # make -j<cores> (Brian2's default)
     net = BioGradNetwork(spec, slots=4, seed=1)
