@@ -19,7 +19,7 @@ IMAGES, LABELS = load_digits(return_X_y=True)
 def train_two_chunks(spec: NetworkSpec, backend: Backend, seed: int = 5):
     """Two chunks of four digits on ``backend``, each followed by a sleep slot for each feedback layer:
     the results, the final state and the initial state."""
-    sleep = [spec.composition.slot_sleep(2), spec.composition.slot_sleep(3)] if spec.feedback == "sleep" else []
+    sleep = [spec.composition.slot_sleep(l) for l in range(2, len(spec.sizes))] if spec.feedback == "sleep" else []
     kinds = np.array([TRAIN] * 4 + sleep)
     net = BioGradNetwork(spec, slots=len(kinds), seed=seed, backend=backend)
     results = []
@@ -31,12 +31,15 @@ def train_two_chunks(spec: NetworkSpec, backend: Backend, seed: int = 5):
     return results, net.state, net.initial_states[0]
 
 
-@pytest.mark.parametrize(("feedback", "precision"), [("sleep", "float"), ("sleep", "loihi"), ("transpose", "float")])
-def test_dense_pathways_agree_with_brian2_templates(standalone, tmp_path, feedback, precision):
+@pytest.mark.parametrize(("sizes", "feedback", "precision"), [((64, 20, 12, 10), "sleep", "float"),
+                                                               ((64, 12, 10), "sleep", "loihi"),
+                                                               ((64, 12, 10), "transpose", "float")])
+def test_dense_pathways_agree_with_brian2_templates(standalone, tmp_path, sizes, feedback, precision):
     """Every pathway of the model (spikes, learning, error events, sleep spikes; Loihi's stochastic rounding draws
     its random numbers in the same order; transpose mode's on_post relay keeps Brian2's template beside them):
-    identical spikes and error events, weights equal to rounding."""
-    spec = NetworkSpec(sizes=(64, 20, 12, 10), feedback=feedback, precision=precision)
+    identical spikes and error events, weights equal to rounding. Two hidden layers once (a hidden layer's errors
+    from another's); the variants with one, which holds every kind of pathway, compile fewer files."""
+    spec = NetworkSpec(sizes=sizes, feedback=feedback, precision=precision)
     dense_results, dense_state, initial = train_two_chunks(spec, standalone())
     generated = (Path(b2.get_device().project_dir) / "code_objects" / "forward1_pre_codeobject.cpp").read_text()
     assert "size_t _postsynaptic_idx = _post_start + _k;" in generated, "the row's index replaced the gather"
