@@ -20,8 +20,8 @@ from biograd.sweep import _client, load_sweep, plan_trials, run_sweep
 BASE = """\
 name: tiny
 model: {sizes: [64, 12, 10], feedback: sleep}
-data: {source: sklearn, n_train: 80, validation: 40, n_test: 40}
-train: {epochs: 1, sleep_every: 40, chunk: 40, sleep_duration: 100 ms, warmup_sleep_blocks: 1, backend: numpy}
+data: {source: sklearn, n_train: 20, validation: 10, n_test: 10}
+train: {epochs: 1, sleep_every: 20, chunk: 20, sleep_duration: 100 ms, backend: numpy}
 """
 
 SWEEP = """\
@@ -117,6 +117,7 @@ def test_a_worker_killed_mid_sweep_is_replaced_and_its_trial_continues(sweep_fil
     import dask
     from dask.distributed import Client, LocalCluster
 
+    (tmp_path / "tiny.yaml").write_text(BASE.replace("n_train: 20", "n_train: 40"))  # 2 chunks: time to kill one
     sweep = load_sweep(sweep_file)
     with dask.config.set({"distributed.worker.daemon": False}), \
             LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0") as cluster, \
