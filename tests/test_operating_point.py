@@ -25,7 +25,7 @@ from biograd.models.spec import NetworkSpec
 
 pytestmark = [pytest.mark.slow, pytest.mark.standalone]
 
-DRAWS = 48
+DRAWS = 32
 SAMPLES = 6
 
 
