@@ -18,7 +18,7 @@ from biograd.signals import Terminated
 from biograd.trainer import Trainer
 
 # deterministic input: regular rate code, deterministic error rounding, no sleep (no random numbers)
-SPEC = NetworkSpec(sizes=(64, 20, 12, 10), feedback="fixed_random", params={"error_events": {"dither_error": 0}})
+SPEC = NetworkSpec(sizes=(64, 12, 10), feedback="fixed_random", params={"error_events": {"dither_error": 0}})
 SEEDS = [1, 2, 3]
 KINDS = np.full(3, TRAIN)
 IMAGES, LABELS = load_digits(return_X_y=True)
@@ -114,7 +114,7 @@ def test_memory_estimate_grows_with_the_replicas():
 
 def test_loihi_weight_grids_use_one_networks_layer_sizes():
     """The Loihi weight exponent comes from the layer's fan-in in one network (n_pre), not from all replicas'."""
-    spec = SPEC.model_copy(update={"precision": "loihi_weights", "feedback": "sleep"})
+    spec = NetworkSpec(sizes=(64, 20, 12, 10), feedback="sleep", precision="loihi_weights", params=SPEC.params)
     single, ensemble = BioGradNetwork(spec, slots=1, seed=1), BioGradNetwork(spec, slots=1, seed=SEEDS)
     for name, group in (("w_exp", "forward"), ("b_exp", "feedback")):
         for layer in (2, 3):
@@ -128,8 +128,8 @@ def test_loihi_weight_grids_use_one_networks_layer_sizes():
 DETERMINISTIC_RUN = """\
 name: tiny
 model: {sizes: [64, 16, 10], feedback: fixed_random, params: {error_events: {dither_error: 0}}}
-data: {source: sklearn, n_train: 80, n_test: 60, validation: 40}
-train: {epochs: 1, chunk: 40, backend: numpy, seed: 5}
+data: {source: sklearn, n_train: 20, n_test: 10, validation: 10}
+train: {epochs: 1, chunk: 10, backend: numpy, seed: 5}
 record: {probe_samples: 0}
 """
 
