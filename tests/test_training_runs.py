@@ -66,8 +66,8 @@ def test_plan_shows_every_sample_once_per_epoch_with_own_seeds(tiny):
 
 
 def test_a_run_with_a_validation_split_measures_it_every_epoch_and_test_once(tiny, tmp_path):
-    run = start_run(load_config(tiny, ["data.validation=40", "train.epochs=2", "record.probe_samples=0"]),
-                    root=tmp_path)
+    run = start_run(load_config(tiny, ["data.validation=20", "data.n_train=20", "data.n_test=20", "train.epochs=2",
+                                       "train.warmup_sleep_blocks=1", "record.probe_samples=0"]), root=tmp_path)
     Trainer(run, progress=False).train()
     accuracy = run.metrics().query("metric == 'accuracy'")
     assert sorted(accuracy[accuracy.split == "validation"].epoch) == [0, 1, 2]
@@ -75,7 +75,7 @@ def test_a_run_with_a_validation_split_measures_it_every_epoch_and_test_once(tin
     assert run.final_accuracies() == {"validation accuracy": run.accuracy("validation")[2],
                                       "test accuracy": run.accuracy("test")[2]}
     recorded = run.read_json("splits.json")
-    assert recorded["validation"]["samples"] == 40 and recorded["train"]["samples"] == 200
+    assert recorded["validation"]["samples"] == 20 and recorded["train"]["samples"] == 20
     with pytest.raises(RunChangedError, match=r"split\(s\) test differ from the run's"):
         run.check_splits(recorded | {"test": recorded["validation"]})
 
@@ -119,7 +119,8 @@ def test_check_health_names_the_problem():
 
 
 def test_exploding_weights_stop_with_last_good_checkpoint(tiny, tmp_path):
-    run = start_run(load_config(tiny, ["model.params.forward_synapse.eta=10", "train.max_weight=1.5"]), root=tmp_path)
+    run = start_run(load_config(tiny, ["model.params.forward_synapse.eta=10", "train.max_weight=1.5", "data.n_test=20",
+                                       "train.warmup_sleep_blocks=1"]), root=tmp_path)
     with pytest.raises(TrainingDiverged, match="exceeds train.max_weight = 1.5"):
         Trainer(run, progress=False).train()
     status = run.read_json("status.json")
@@ -226,7 +227,10 @@ def resume_after_kill(config: Path, out: Path, kill_after_step: int, timeout: fl
 @pytest.mark.parametrize(("sig", "group"), [(signal.SIGKILL, False), (signal.SIGTERM, False), (signal.SIGINT, True)],
                          ids=["SIGKILL", "SIGTERM", "group-SIGINT"])
 def test_resume_after_kill_is_bit_identical_numpy(tiny, tmp_path, sig, group):
-    resume_after_kill(tiny, tmp_path, kill_after_step=3, timeout=300, sig=sig, group=group)
+    config = tmp_path / "three_chunks.yaml"  # killed in the second of three chunks
+    config.write_text(TINY.replace("n_train: 200, n_test: 100", "n_train: 120, n_test: 20")
+                      .replace("warmup_sleep_blocks: 3", "warmup_sleep_blocks: 1"))
+    resume_after_kill(config, tmp_path, kill_after_step=3, timeout=300, sig=sig, group=group)
 
 
 @pytest.mark.slow
@@ -256,8 +260,9 @@ def test_cli_train_and_evaluate(tiny, tmp_path):
 
     from biograd.cli import app
 
+    smaller = ("data.n_train=40", "data.n_test=20", "train.warmup_sleep_blocks=1")
     result = CliRunner().invoke(app, ["train", str(tiny), "--out", str(tmp_path), "--no-progress",
-                                      "--set", "data.n_train=80"])
+                                      *(arg for item in smaller for arg in ("--set", item))])
     assert result.exit_code == 0, result.output
     run = RunDirectory(next(tmp_path.glob("*_tiny_*")))
     assert (run.path / "learning_curve.png").stat().st_size > 10_000
@@ -268,7 +273,7 @@ def test_cli_train_and_evaluate(tiny, tmp_path):
     assert f"test accuracy {final:.2%}" in result.output
     result = CliRunner().invoke(app, ["evaluate", str(run.path)])
     assert result.exit_code == 0, result.output
-    assert f"accuracy {final:.2%} on 100 samples" in result.output
+    assert f"accuracy {final:.2%} on 20 samples" in result.output
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -373,7 +378,8 @@ def trained_once(tmp_path_factory) -> Path:
     config = tmp_path_factory.mktemp("config") / "tiny.yaml"
     config.write_text(TINY)
     root = tmp_path_factory.mktemp("runs")
-    run = start_run(load_config(config, ["data.n_train=40", "data.n_test=20", "record.probe_samples=0"]), root=root)
+    run = start_run(load_config(config, ["data.n_train=40", "data.n_test=20", "record.probe_samples=0",
+                                         "train.warmup_sleep_blocks=1"]), root=root)
     Trainer(run, progress=False).train()
     return run.path
 
