@@ -23,8 +23,8 @@ NOTEBOOKS = sorted((Path(__file__).parents[1] / "analysis" / "notebooks").glob("
 RECORDED = """\
 name: tiny_recorded
 model: {sizes: [64, 16, 10], feedback: sleep}
-data: {source: sklearn, n_train: 120, n_test: 60}
-train: {epochs: 1, sleep_every: 20, chunk: 40, sleep_duration: 100 ms, warmup_sleep_blocks: 2, backend: numpy, seed: 3}
+data: {source: sklearn, n_train: 60, n_test: 20}
+train: {epochs: 1, sleep_every: 20, chunk: 20, sleep_duration: 100 ms, warmup_sleep_blocks: 1, backend: numpy, seed: 3}
 record: {probe_samples: 3, probe_every: 2, arrays: true}
 """
 
@@ -79,13 +79,13 @@ def test_posthoc_probe_with_another_setting_goes_to_its_own_folder(tiny_run):
     """The same weights probed with hidden error gain 64 instead of 8: an error event stands for
     |delta| <= 1/gain at most one per step, so the tiny net's large hidden errors saturate and
     BioGrad's W1 change shrinks against the rate network's with the same B."""
-    coarse, fine = (probe_run(tiny_run, 6, "numpy", [f"model.params.network.gain_hidden={g}"], epochs=[1])
+    coarse, fine = (probe_run(tiny_run, 3, "numpy", [f"model.params.network.gain_hidden={g}"], epochs=[1])
                     for g in (8, 64))
     assert fine.name == "posthoc_model.params.network.gain_hidden=64"
     assert load_config(fine / "config.yaml").model.composition.values["gain_hidden"] == 64
     angles = [pd.read_parquet(folder / "alignment.parquet").query(
         "layer == 1 and mode == 'biograd_vs_feedback_alignment'") for folder in (coarse, fine)]
-    assert all(set(a.epoch) == {1} and len(a) == 6 for a in angles)
+    assert all(set(a.epoch) == {1} and len(a) == 3 for a in angles)
     assert angles[1].norm_ratio.mean() < 0.25 * angles[0].norm_ratio.mean()
     assert not (load_run(tiny_run.path).alignment.source == "posthoc_model.params.network.gain_hidden=64").any()
     with pytest.raises(ValueError, match="cannot change model.sizes"):
