@@ -10,13 +10,13 @@ from biograd.chunks import sleep_alignment_curve
 from biograd.models.network import BioGradNetwork
 from biograd.models.spec import NetworkSpec
 
-# eta_sleep is 10x the training default so the curve fits a unit test (8 x 2,000 sleep steps)
-SPEC = NetworkSpec(sizes=(20, 40, 10), feedback="sleep", params={"feedback_synapse": {"eta_sleep": 0.003}})
+# eta_sleep is 40x the training default so the curve fits a unit test (4 x 1,000 sleep steps)
+SPEC = NetworkSpec(sizes=(20, 40, 10), feedback="sleep", params={"feedback_synapse": {"eta_sleep": 0.012}})
 
 
 def test_sleep_aligns_feedback_with_forward_transpose():
-    net = BioGradNetwork(SPEC, slots=50, seed=2)
-    curve = sleep_alignment_curve(net, n_chunks=8)
+    net = BioGradNetwork(SPEC, slots=25, seed=2)
+    curve = sleep_alignment_curve(net, n_chunks=4)
     print("\nangle(B2, W2^T) by sleep steps:\n" + curve[["sleep_steps", "angle_deg", "norm_B"]].to_string(index=False))
     angles = curve["angle_deg"].to_numpy()
     assert 80 < angles[0] < 100, "independent random B starts near 90 degrees"
@@ -26,7 +26,7 @@ def test_sleep_aligns_feedback_with_forward_transpose():
 
 
 def test_without_sleep_feedback_stays_random():
-    net = BioGradNetwork(SPEC, slots=50, seed=2)
+    net = BioGradNetwork(SPEC, slots=10, seed=2)
     curve = sleep_alignment_curve(net, n_chunks=2, sleep=False)
     angles = curve["angle_deg"].to_numpy()
     assert 80 < angles[-1] < 100 and np.allclose(angles, angles[0])
@@ -78,15 +78,15 @@ def test_plain_sleep_rule_learns_columns_of_one_length_and_scale_sleep_learns_th
 
 def test_eta_sleep_of_a_chunk_overrides_the_build_value():
     """A chunk's eta_sleep acts exactly like building with that rate (and it is used: another rate differs)."""
-    built = sleep_alignment_curve(BioGradNetwork(SPEC, slots=50, seed=2), n_chunks=2)
-    slow = SPEC.model_copy(update={"params": {"feedback_synapse": {"eta_sleep": 0.001}}})
-    net = BioGradNetwork(slow, slots=50, seed=2)
-    overridden = sleep_alignment_curve(net, n_chunks=2, eta_sleep=0.003)
+    built = sleep_alignment_curve(BioGradNetwork(SPEC, slots=10, seed=2), n_chunks=2)
+    slow = SPEC.model_copy(update={"params": {"feedback_synapse": {"eta_sleep": 0.004}}})
+    net = BioGradNetwork(slow, slots=10, seed=2)
+    overridden = sleep_alignment_curve(net, n_chunks=2, eta_sleep=0.012)
     np.testing.assert_array_equal(overridden["angle_deg"], built["angle_deg"])
-    assert (overridden["eta_sleep"] == 0.003).all()
+    assert (overridden["eta_sleep"] == 0.012).all()
     net.state = net.initial_state
     default = sleep_alignment_curve(net, n_chunks=2)
-    assert default["angle_deg"].iloc[-1] > overridden["angle_deg"].iloc[-1] + 1, "eta_sleep 0.001 aligns more slowly"
+    assert default["angle_deg"].iloc[-1] > overridden["angle_deg"].iloc[-1] + 1, "eta_sleep 0.004 aligns more slowly"
 
 
 def _uniform_offset_of_sleep_rule(n_settle: int) -> float:
