@@ -260,7 +260,7 @@ def test_cli_train_and_evaluate(tiny, tmp_path):
 
     from biograd.cli import app
 
-    smaller = ("data.n_train=40", "data.n_test=20", "train.warmup_sleep_blocks=1")
+    smaller = ("data.n_train=40", "data.n_test=20", "train.warmup_sleep_blocks=1", "record.probe_samples=0")
     result = CliRunner().invoke(app, ["train", str(tiny), "--out", str(tmp_path), "--no-progress",
                                       *(arg for item in smaller for arg in ("--set", item))])
     assert result.exit_code == 0, result.output
