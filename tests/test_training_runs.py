@@ -120,7 +120,7 @@ def test_check_health_names_the_problem():
 
 def test_exploding_weights_stop_with_last_good_checkpoint(tiny, tmp_path):
     run = start_run(load_config(tiny, ["model.params.forward_synapse.eta=10", "train.max_weight=1.5", "data.n_test=20",
-                                       "train.warmup_sleep_blocks=1"]), root=tmp_path)
+                                       "train.warmup_sleep_blocks=1", "record.probe_samples=0"]), root=tmp_path)
     with pytest.raises(TrainingDiverged, match="exceeds train.max_weight = 1.5"):
         Trainer(run, progress=False).train()
     status = run.read_json("status.json")
