@@ -147,6 +147,21 @@ def single_run(config: Path, overrides: list[str], root: Path) -> RunDirectory:
     return run
 
 
+@pytest.fixture(scope="module")
+def trained_alone(tmp_path_factory):
+    """The run of DETERMINISTIC_RUN with an override, trained alone once per module (the tests only read it)."""
+    runs: dict[str, RunDirectory] = {}
+
+    def run_of(override: str) -> RunDirectory:
+        if override not in runs:
+            folder = tmp_path_factory.mktemp("alone")
+            (folder / "tiny.yaml").write_text(DETERMINISTIC_RUN)
+            runs[override] = single_run(folder / "tiny.yaml", [override], folder)
+        return runs[override]
+
+    return run_of
+
+
 def assert_same_run(packed: RunDirectory, single: RunDirectory, atol: float = 0.0) -> None:
     """Same weights (to ``atol``), same metrics but the speed rows, same final accuracies."""
     a, b = packed.load_checkpoint()[0], single.load_checkpoint()[0]
@@ -158,7 +173,7 @@ def assert_same_run(packed: RunDirectory, single: RunDirectory, atol: float = 0.
     assert packed.final_accuracies() == single.final_accuracies()
 
 
-def test_model_replicas_trains_runs_that_equal_single_runs(tiny_run, tmp_path):
+def test_model_replicas_trains_runs_that_equal_single_runs(tiny_run, tmp_path, trained_alone):
     """model.replicas: 2 makes two ordinary run directories (seeds 5 and 6), trained in one build; each equals
     the run of its seed trained alone, bit for bit on this deterministic path."""
     runs = start_runs(load_config(tiny_run, ["model.replicas=2"]), root=tmp_path / "ensemble")
@@ -167,11 +182,12 @@ def test_model_replicas_trains_runs_that_equal_single_runs(tiny_run, tmp_path):
     Trainer(runs, progress=False).train()
     for run, seed in zip(runs, (5, 6), strict=True):
         assert run.finished
-        assert_same_run(run, single_run(tiny_run, [f"train.seed={seed}"], tmp_path / "single"))
+        assert_same_run(run, trained_alone(f"train.seed={seed}"))
     assert "ensemble" in runs[0].read_json("timings.json")["sessions"][-1]
 
 
-def test_runs_with_other_learning_rates_share_a_build_and_one_ahead_waits(tiny_run, tmp_path, monkeypatch):
+def test_runs_with_other_learning_rates_share_a_build_and_one_ahead_waits(tiny_run, tmp_path, monkeypatch,
+                                                                          trained_alone):
     """Runs that differ in eta train in one build (eta per replica); a run stopped after 3 tasks, packed with a
     fresh one, sits out until the fresh one catches up. Each ends as when trained alone."""
     fast = start_run(load_config(tiny_run, ["model.params.forward_synapse.eta=0.06"]), root=tmp_path / "ensemble")
@@ -188,9 +204,8 @@ def test_runs_with_other_learning_rates_share_a_build_and_one_ahead_waits(tiny_r
     fresh = start_run(load_config(tiny_run, ["train.seed=6"]), root=tmp_path / "ensemble")
     assert Trainer([fast, fresh], progress=False).varied == {"eta"}
     Trainer([fast, fresh], progress=False).train()
-    assert_same_run(fast, single_run(tiny_run, ["model.params.forward_synapse.eta=0.06"], tmp_path / "single"),
-                    atol=1e-15)
-    assert_same_run(fresh, single_run(tiny_run, ["train.seed=6"], tmp_path / "single"), atol=1e-15)
+    assert_same_run(fast, trained_alone("model.params.forward_synapse.eta=0.06"), atol=1e-15)
+    assert_same_run(fresh, trained_alone("train.seed=6"), atol=1e-15)
 
 
 def test_runs_that_need_builds_of_their_own_are_refused(tiny_run, tmp_path):
