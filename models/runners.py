@@ -22,6 +22,7 @@ reach the simulation:
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 from collections.abc import Iterable
@@ -98,7 +99,11 @@ class RuntimeRunner:
         self._origin = {id(fresh[id(old)]): old for old in arrays}
         for variable, value in variables.items():
             variable[:] = value
-        network.run(duration, namespace={}, report=report)
+        gc.freeze()  # Brian2's run() starts with a full gc.collect(): let it scan only what the chunk creates
+        try:
+            network.run(duration, namespace={}, report=report)
+        finally:
+            gc.unfreeze()
 
 
 class StandaloneRunner:

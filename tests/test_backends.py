@@ -15,9 +15,9 @@ from biograd.models.spec import NetworkSpec
 
 pytestmark = pytest.mark.standalone
 
-# deterministic input: regular rate code, deterministic error rounding, no sleep (no random numbers)
-SPEC = NetworkSpec(sizes=(64, 20, 12, 10), feedback="fixed_random", params={"error_events": {"dither_error": 0}})
-# the run_args mechanics need no depth: one hidden layer has every group and synapse kind (fewer files to compile)
+# deterministic input: regular rate code, deterministic error rounding, no sleep (no random numbers). One hidden
+# layer has every group and synapse kind (fewer files to compile); the golden small2h tests (slow tier) run two
+# hidden layers on both devices
 SHALLOW = NetworkSpec(sizes=(64, 12, 10), feedback="fixed_random", params={"error_events": {"dither_error": 0}})
 
 
@@ -44,12 +44,12 @@ def assert_same_state(a, b):
 
 @pytest.mark.smoke  # the fast tier's one standalone build
 def test_runtime_and_standalone_agree(standalone):
-    sa = two_chunks(BioGradNetwork(SPEC, slots=3, seed=1))
+    sa = two_chunks(BioGradNetwork(SHALLOW, slots=3, seed=1))
     b2.device.reinit()
     b2.set_device("runtime")
     b2.device.reinit()
     b2.device.activate()
-    rt = two_chunks(BioGradNetwork(SPEC, slots=3, seed=1))
+    rt = two_chunks(BioGradNetwork(SHALLOW, slots=3, seed=1))
     for res_sa, res_rt in ((sa[0], rt[0]), (sa[2], rt[2])):
         for a, b in zip(res_sa.rates, res_rt.rates, strict=True):
             np.testing.assert_array_equal(a, b)
