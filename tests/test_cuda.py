@@ -14,17 +14,20 @@ import brian2 as b2
 import numpy as np
 import pytest
 from support import tiny_spec
-from test_backends import SPEC, samples
+from test_backends import samples
 from test_dynamics import assert_uniform_and_fresh, dither_draws
 
 from biograd.models import cuda
 from biograd.models.backend import Backend
 from biograd.models.network import BioGradNetwork
 from biograd.models.runners import SEED_VARIABLE
+from biograd.models.spec import NetworkSpec
 
 NEEDS_CUDA = pytest.mark.skipif(importlib.util.find_spec("brian2cuda") is None or shutil.which("nvcc") is None,
                                 reason="needs brian2cuda (make gpu) and nvcc (the CUDA toolkit)")
 ON_GPU = pytest.mark.skipif(not cuda.gpu_present(), reason="no GPU on this machine")
+# deterministic (regular input code, deterministic error rounding, no sleep), two hidden layers
+DEEP = NetworkSpec(sizes=(64, 20, 12, 10), feedback="fixed_random", params={"error_events": {"dither_error": 0}})
 
 
 def test_missing_brian2cuda_says_what_to_install(monkeypatch, tmp_path):
@@ -132,7 +135,7 @@ def test_gpu_trains_like_cpp_standalone(tmp_path):
     results = {}
     for backend in ("cpp_standalone", "cuda_standalone"):
         Backend(backend, tmp_path / backend).activate()
-        net = BioGradNetwork(SPEC, slots=6, seed=1)
+        net = BioGradNetwork(DEEP, slots=6, seed=1)
         before = net.random_state(np.random.default_rng(7))
         result = net.run_chunk(*samples(0, 6), before, values={"eta": 0.05})
         results[backend] = result, before, net.state
