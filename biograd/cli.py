@@ -266,18 +266,27 @@ def sweep(
     serial: Annotated[bool, typer.Option(help="run the trials one after another in this process (no Dask)")] = False,
     progress: Annotated[bool, typer.Option(help="progress bar over trials")] = True,
 ) -> None:
-    """Train every trial of a sweep (settings x seeds) on Dask; tables, best setting (on validation), figure."""
+    """Train every trial of a sweep (settings x seeds; or an Optuna study's) on Dask; tables, best setting (on
+    validation), figure."""
     from rich.table import Table
 
+    from biograd.study import check_study, run_study
     from biograd.sweep import load_sweep, plan_trials, run_sweep
 
     try:
         spec = load_sweep(sweep_file)
         folder = out or Path("runs/sweeps/out") / spec.name
-        trials = plan_trials(spec, folder)  # every trial's config checked before any work
-        console.print(f"sweep {spec.name}: {len(trials)} trials in {folder}")
-        result = run_sweep(spec, folder, trials=trials, scheduler=scheduler, workers=workers, serial=serial,
-                           progress=progress)
+        if spec.study:
+            check_study(spec, folder)  # the base config, overrides and searched keys checked before any work
+            console.print(f"sweep {spec.name}: an Optuna study of {spec.search.budget} training samples in {folder} "
+                          f"(watch it: optuna-dashboard {folder / 'study.journal'})")
+            result = run_study(spec, folder, scheduler=scheduler, workers=workers, serial=serial,
+                               log=console.print if progress else None)
+        else:
+            trials = plan_trials(spec, folder)  # every trial's config checked before any work
+            console.print(f"sweep {spec.name}: {len(trials)} trials in {folder}")
+            result = run_sweep(spec, folder, trials=trials, scheduler=scheduler, workers=workers, serial=serial,
+                               progress=progress)
     except (ModelFileError, FileNotFoundError, ValueError) as err:
         raise _fail(err) from err
     summary = result.summary.drop(columns=["setting"])

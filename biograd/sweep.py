@@ -7,7 +7,8 @@ A sweep file (``runs/sweeps/*.yaml``)::
     set: [train.epochs=1]                 # overrides of every trial
     grid:                                 # every combination of these values ...
       model.params.forward_synapse.eta: [0.01, 0.03]
-    random:                               # ... times n settings drawn from these distributions
+    search:                               # ... times n settings drawn from these distributions
+      strategy: random
       n: 4
       seed: 0
       space:
@@ -16,6 +17,9 @@ A sweep file (``runs/sweeps/*.yaml``)::
     seeds: [0, 1, 2]                      # train.seed of every setting's trials
     final_test: false                     # selection: the trials never evaluate the test split
     pack: 1                               # trials trained side by side in one ensemble build (see below)
+
+``search: {strategy: tpe, budget: <training samples>, ...}`` lets Optuna choose the settings instead, epoch by
+epoch, stopping poor ones early (:mod:`biograd.study`); it takes no grid.
 
 A *setting* is one value per searched key; a *trial* is a setting with a seed: an ordinary run
 directory in ``<sweep>/trials/<trial>/``, where ``<trial>`` hashes the trial's resolved config and
@@ -49,7 +53,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from itertools import product
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -93,11 +97,38 @@ class Distribution(BaseModel):
         return float(f"{value:.3g}")
 
 
-class RandomSearch(BaseModel):
+class Pruner(BaseModel):
+    """Asynchronous successive halving on the mean validation accuracy over seeds, per epoch (Optuna's
+    SuccessiveHalvingPruner): rungs after min_epochs * reduction^k epochs; at a rung a setting goes on only if
+    it is among the best 1/reduction of the settings that reached the rung."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
-    n: int = Field(ge=1, description="settings to draw")
-    seed: int = Field(0, description="seed of the draws (not of the trials)")
+    min_epochs: int = Field(1, ge=1, description="epochs before the first rung")
+    reduction: int = Field(3, ge=2, description="1/reduction of the settings at a rung go on")
+
+
+class Search(BaseModel):
+    """How settings are chosen: ``random`` draws ``n`` of them up front (the trials of all of them are trained);
+    ``tpe`` asks Optuna's TPE sampler for one setting after another while ``budget`` training samples last,
+    trains them epoch by epoch and stops those the ``pruner`` rejects (:mod:`biograd.study`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    strategy: Literal["random", "tpe"]
+    n: int | None = Field(None, ge=1, description="random: settings to draw")
+    budget: int | None = Field(None, ge=1, description="tpe: training samples over the whole study (all seeds)")
+    seed: int = Field(0, description="seed of the draws or of the sampler (not of the trials)")
+    startup: int = Field(10, ge=1, description="tpe: settings drawn at random before TPE models the results")
+    pruner: Pruner | None = Field(None, description="tpe: stop poor settings early (none: every setting trains "
+                                  "all epochs)")
     space: dict[str, Distribution] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _strategy_keys(self) -> Search:
+        if self.strategy == "random" and (self.n is None or self.budget is not None or self.pruner is not None):
+            raise ValueError("strategy random takes n (settings to draw), not budget or pruner")
+        if self.strategy == "tpe" and (self.budget is None or self.n is not None):
+            raise ValueError("strategy tpe takes budget (training samples over the study), not n")
+        return self
 
 
 class SweepFile(BaseModel):
@@ -108,7 +139,7 @@ class SweepFile(BaseModel):
     base: Path
     set: list[str] = []
     grid: dict[str, list[Any]] = {}
-    random: RandomSearch | None = None
+    search: Search | None = None
     seeds: list[int] = Field([0], min_length=1)
     final_test: bool = Field(False, description="trials evaluate the test split at the end (the chosen "
                              "setting's final runs); off while selecting")
@@ -117,14 +148,21 @@ class SweepFile(BaseModel):
 
     @property
     def searched(self) -> list[str]:
-        """The config keys the sweep searches (grid first, then random)."""
-        return [*self.grid, *(self.random.space if self.random else {})]
+        """The config keys the sweep searches (grid first, then search)."""
+        return [*self.grid, *(self.search.space if self.search else {})]
+
+    @property
+    def study(self) -> bool:
+        """Settings come from an Optuna study (:mod:`biograd.study`), not from :meth:`settings`."""
+        return self.search is not None and self.search.strategy == "tpe"
 
     @model_validator(mode="after")
     def _keys(self) -> SweepFile:
         searched = self.searched
         if twice := {key for key in searched if searched.count(key) > 1}:
-            raise ValueError(f"searched in both grid and random: {', '.join(sorted(twice))}")
+            raise ValueError(f"searched in both grid and search: {', '.join(sorted(twice))}")
+        if self.study and self.grid:
+            raise ValueError("grid: not with search strategy tpe (give the values as search.space choices)")
         if empty := [key for key, values in self.grid.items() if not values]:
             raise ValueError(f"grid.{empty[0]}: no values")
         if "train.seed" in searched or any(item.startswith("train.seed=") for item in self.set):
@@ -132,12 +170,14 @@ class SweepFile(BaseModel):
         return self
 
     def settings(self) -> list[dict[str, Any]]:
-        """Every setting: the grid's combinations, each with every random draw."""
+        """Every setting: the grid's combinations, each with every random draw (none for a study: Optuna asks)."""
+        if self.study:
+            return []
         grid = [dict(zip(self.grid, values, strict=True)) for values in product(*self.grid.values())]
-        if self.random is None:
+        if self.search is None:
             return grid
-        rng = np.random.default_rng(self.random.seed)
-        draws = [{key: dist.draw(rng) for key, dist in self.random.space.items()} for _ in range(self.random.n)]
+        rng = np.random.default_rng(self.search.seed)
+        draws = [{key: dist.draw(rng) for key, dist in self.search.space.items()} for _ in range(self.search.n)]
         return [g | d for g in grid for d in draws]
 
 
@@ -174,17 +214,24 @@ class Trial:
 def plan_trials(sweep: SweepFile, out: Path, equations: Path | None = None) -> list[Trial]:
     """Every trial of ``sweep`` in ``out``, each config validated now (an error names the override)."""
     equations = equations or equations_dir()
+    return [trial for index, values in enumerate(sweep.settings())
+            for trial in setting_trials(sweep, out, index, values, equations)]
+
+
+def setting_trials(sweep: SweepFile, out: Path, index: int, values: dict[str, Any],
+                   equations: Path | None = None) -> list[Trial]:
+    """The trials (one per seed) of setting ``index`` with ``values``, each config validated now."""
+    equations = equations or equations_dir()
     equation_digest = equations_digest(equations)
     trials = []
-    for index, values in enumerate(sweep.settings()):
-        for seed in sweep.seeds:
-            overrides = (*sweep.set, *(override(k, v) for k, v in values.items()), f"train.seed={seed}",
-                         f"train.final_test={json.dumps(sweep.final_test)}")
-            config = load_config(sweep.base, list(overrides), equations)
-            digest = trial_digest(config, equation_digest)
-            pack_key = json.dumps(packing_key(config), sort_keys=True) + build_key(config)
-            trials.append(Trial(index, values, seed, overrides, sweep.base, config.train.epochs,
-                                out / "trials" / digest, pack_key))
+    for seed in sweep.seeds:
+        overrides = (*sweep.set, *(override(k, v) for k, v in values.items()), f"train.seed={seed}",
+                     f"train.final_test={json.dumps(sweep.final_test)}")
+        config = load_config(sweep.base, list(overrides), equations)
+        digest = trial_digest(config, equation_digest)
+        pack_key = json.dumps(packing_key(config), sort_keys=True) + build_key(config)
+        trials.append(Trial(index, values, seed, overrides, sweep.base, config.train.epochs,
+                            out / "trials" / digest, pack_key))
     return trials
 
 
@@ -212,16 +259,20 @@ def build_key(config: RunConfig) -> str:
     return hashlib.sha256(json.dumps(shape, default=str).encode()).hexdigest()[:10]
 
 
-def run_pack(trials: list[Trial], builds_root: Path | None = None) -> list[dict]:
-    """Train ``trials`` (or continue them, or read their finished runs), in one ensemble build if more than one
+ENDED = ("finished", "diverged", "pruned")  # statuses of a trial that trains no more
+
+
+def run_pack(trials: list[Trial], builds_root: Path | None = None, until_epoch: int | None = None) -> list[dict]:
+    """Train ``trials`` (or continue them, or read their ended runs), in one ensemble build if more than one
     (:func:`packs`); returns their rows of the sweep table. ``builds_root``: the sweep's folder of per-process
-    build caches (None: builds inside the run). A trial that diverges stops the build: it is recorded as
-    diverged, and the others continue in a build without it."""
+    build caches (None: builds inside the run). ``until_epoch``: train up to that epoch's validation (status
+    ``paused``), not further. A trial that diverges stops the build: it is recorded as diverged, and the others
+    continue in a build without it."""
     configs = [load_config(trial.base, list(trial.overrides)) for trial in trials]
     runs = []
     for trial, config in zip(trials, configs, strict=True):
         trial.path.mkdir(parents=True, exist_ok=True)
-        run = _trial_run(trial)
+        run = trial_run(trial)
         if run is None:
             run = start_run(config, root=trial.path)
         else:  # as biograd train --resume: its files unchanged, its checkpoint there if it made progress
@@ -233,9 +284,10 @@ def run_pack(trials: list[Trial], builds_root: Path | None = None) -> list[dict]
         builds = builds_root / f"{socket.gethostname()}-{os.getpid()}-{build_key(configs[0])}" \
             f"{f'-x{len(trials)}' if len(trials) > 1 else ''}"
         builds.mkdir(parents=True, exist_ok=True)
-    while todo := [run for run in runs if run.read_json("status.json").get("status") not in ("finished", "diverged")]:
+    while todo := [run for run in runs if run.read_json("status.json").get("status") not in ENDED
+                   and not (until_epoch and until_epoch in validated_epochs(run))]:
         try:
-            Trainer(todo, progress=False, builds=builds).train()
+            Trainer(todo, progress=False, builds=builds, until_epoch=until_epoch).train()
         except TrainingDiverged:
             continue  # a result of its setting: recorded as diverged, with no accuracy
     return [trial_row(trial, run) for trial, run in zip(trials, runs, strict=True)]
@@ -260,10 +312,18 @@ def trial_row(trial: Trial, run: RunDirectory | None, error: BaseException | Non
     sessions = run.read_json("timings.json").get("sessions", []) if run else []
     return {"trial": trial.id, "setting": trial.setting, **trial.values, "seed": trial.seed,
             "status": f"error: {type(error).__name__}: {error}" if error else status.get("status"),
-            "epochs": trial.epochs, "validation accuracy": accuracies.get("validation accuracy"),
+            "epochs": max(validated_epochs(run), default=0) if status.get("status") in ("paused", "pruned")
+            else trial.epochs, "validation accuracy": accuracies.get("validation accuracy"),
             "test accuracy": accuracies.get("test accuracy"),
             "minutes": round(sum(s.get("wall_s", 0) for s in sessions) / 60, 2),
             "run": str(run.path.relative_to(trial.path.parents[1])) if run else ""}
+
+
+def validated_epochs(run: RunDirectory) -> list[int]:
+    """The epochs after which ``run`` measured its validation accuracy (epoch 0: before training)."""
+    if not (run.path / "metrics.parquet").is_file():
+        return []
+    return [int(epoch) for epoch in run.accuracy("validation").index]
 
 
 def _outcomes(trials: list[Trial], result) -> list[dict]:
@@ -271,10 +331,10 @@ def _outcomes(trials: list[Trial], result) -> list[dict]:
     try:
         return result()
     except Exception as err:  # noqa: BLE001 - recorded in trials.csv; the other trials go on
-        return [trial_row(trial, _trial_run(trial), err) for trial in trials]
+        return [trial_row(trial, trial_run(trial), err) for trial in trials]
 
 
-def _trial_run(trial: Trial) -> RunDirectory | None:
+def trial_run(trial: Trial) -> RunDirectory | None:
     """The trial's run directory (one whose creation completed), if it has one yet."""
     runs = sorted(p for p in trial.path.glob("*") if (p / "contract.json").is_file())
     return RunDirectory(runs[0]) if runs else None
@@ -287,7 +347,7 @@ def _ended_rows(out: Path) -> dict[str, dict]:
     if not path.is_file():
         return {}
     table = pd.read_csv(path, dtype={"trial": str, "run": str})
-    return {row["trial"]: row for row in table.to_dict("records") if row["status"] in ("finished", "diverged")}
+    return {row["trial"]: row for row in table.to_dict("records") if row["status"] in ENDED}
 
 
 def run_sweep(sweep: SweepFile, out: Path, *, trials: list[Trial] | None = None, scheduler: str | None = None,
@@ -296,16 +356,14 @@ def run_sweep(sweep: SweepFile, out: Path, *, trials: list[Trial] | None = None,
     this process with ``serial``, else on the Dask cluster at ``scheduler`` or on a new LocalCluster of
     ``workers`` processes; then write the tables. A trial that trials.csv records as ended and whose run
     directory is gone keeps its recorded row."""
-    out.mkdir(parents=True, exist_ok=True)
+    record_sweep(sweep, out)
     trials = trials or plan_trials(sweep, out)
-    resolved = sweep.model_dump(mode="json", exclude_none=True) | {"base": os.path.relpath(sweep.base, out.resolve())}
-    (out / "sweep.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
     builds = out / "builds"
     recorded = _ended_rows(out)
-    kept = [trial for trial in trials if trial.id in recorded and _trial_run(trial) is None]
+    kept = [trial for trial in trials if trial.id in recorded and trial_run(trial) is None]
     groups = packs([trial for trial in trials if trial not in kept], sweep.pack)
     if serial:
-        rows = [row for group in _bar(groups, progress, len(groups))
+        rows = [row for group in progress_bar(groups, progress, len(groups))
                 for row in _outcomes(group, lambda g=group: run_pack(g, builds))]
     else:
         rows = _on_dask(groups, builds, scheduler, workers, progress) if groups else []
@@ -314,13 +372,20 @@ def run_sweep(sweep: SweepFile, out: Path, *, trials: list[Trial] | None = None,
     return summarise(sweep, pd.DataFrame(sorted(rows, key=lambda row: order[row["trial"]])), out)
 
 
-def _bar(items, progress: bool, total: int):
+def record_sweep(sweep: SweepFile, out: Path) -> None:
+    """``out/sweep.yaml``: the sweep file as run (its base relative to ``out``)."""
+    out.mkdir(parents=True, exist_ok=True)
+    resolved = sweep.model_dump(mode="json", exclude_none=True) | {"base": os.path.relpath(sweep.base, out.resolve())}
+    (out / "sweep.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+
+
+def progress_bar(items, progress: bool, total: int):
     from tqdm import tqdm
 
     return tqdm(items, total=total, unit="trial", disable=not progress, desc="sweep")
 
 
-def _client(scheduler: str | None, workers: int | None):
+def dask_client(scheduler: str | None, workers: int | None):
     """A client of the cluster at ``scheduler``, or of a new LocalCluster on loopback: ``workers`` (default:
     one per core) single-threaded worker processes that may start processes of their own (the standalone
     evaluation and probe builds), no memory limit (a run checks its own), the HTTP server on any free port."""
@@ -342,13 +407,13 @@ def _on_dask(groups: list[list[Trial]], builds: Path, scheduler: str | None, wor
     to another worker by the scheduler and its trials continue from their checkpoints."""
     from dask.distributed import as_completed
 
-    client = _client(scheduler, workers)
+    client = dask_client(scheduler, workers)
     try:
         futures = [client.submit(run_pack, group, builds, key=f"trial-{'-'.join(t.id for t in group)}", pure=False,
                                  retries=1) for group in groups]
         index = {future.key: group for future, group in zip(futures, groups, strict=True)}
         rows: list[dict] = []
-        for future in _bar(as_completed(futures), progress, len(futures)):
+        for future in progress_bar(as_completed(futures), progress, len(futures)):
             rows += _outcomes(index[future.key], future.result)
         return rows
     finally:
@@ -369,8 +434,9 @@ def _values(series: pd.Series) -> str:
     return " / ".join("n/a" if pd.isna(v) else f"{v:.4f}" for v in series)
 
 
-def summarise(sweep: SweepFile, trials: pd.DataFrame, out: Path) -> SweepResult:
-    """trials.csv, summary.csv (mean, sd and per-seed values per setting), best.json and sweep.png."""
+def summarise(sweep: SweepFile, trials: pd.DataFrame, out: Path, record: dict | None = None) -> SweepResult:
+    """trials.csv, summary.csv (mean, sd and per-seed values per setting), best.json (with ``record``) and
+    sweep.png. The best setting is chosen among those whose every seed finished."""
     keys = sweep.searched
     trials.to_csv(out / "trials.csv", index=False)
     rows = []
@@ -393,6 +459,7 @@ def summarise(sweep: SweepFile, trials: pd.DataFrame, out: Path) -> SweepResult:
                 "validation mean": float(top["validation mean"]),
                 "validation sd": None if pd.isna(top["validation sd"]) else float(top["validation sd"]),
                 "seeds": int(top.seeds), "chosen on": "mean validation accuracy over seeds"}
+    best |= record or {}
     (out / "best.json").write_text(json.dumps(best, indent=2) + "\n")
     if len(trials.dropna(subset=["validation accuracy"])):
         from biograd.analysis.figures import sweep_figure

@@ -96,12 +96,14 @@ class Trainer:
     its own directory, checkpoints and metrics. ``progress`` shows a bar over all samples. ``builds`` is
     the folder of the compiled projects (default: the first run directory); a sweep gives the trials of one
     worker process the same folder, so that a later trial of the same shape reuses the compiled code
-    (Brian2 rewrites only changed source files and make recompiles only those)."""
+    (Brian2 rewrites only changed source files and make recompiles only those). ``until_epoch``: stop after
+    that epoch's evaluation, status ``paused`` (a sweep's rung; training again continues the plan)."""
 
-    def __init__(self, runs: RunDirectory | list[RunDirectory], progress: bool = True, builds: Path | None = None):
+    def __init__(self, runs: RunDirectory | list[RunDirectory], progress: bool = True, builds: Path | None = None,
+                 until_epoch: int | None = None):
         self.runs = [runs] if isinstance(runs, RunDirectory) else list(runs)
         self.run = self.runs[0]
-        self.progress, self.builds = progress, builds or self.run.path
+        self.progress, self.builds, self.until_epoch = progress, builds or self.run.path, until_epoch
         self.config: RunConfig = self.run.config
         self.varied = varied_parameters([run.config for run in self.runs]) if len(self.runs) > 1 else set()
         if len(self.runs) > 1 and self.config.record.probe_samples:
@@ -148,8 +150,17 @@ class Trainer:
             self._write_timings(session)
         for member in session.members:
             learning_curve(member.run.metrics(), member.run.learning_curve_path)
-            member.run.set_status("finished", f"{len(member.tasks)} tasks")
+            if member.progress.task < len(member.tasks):
+                member.run.set_status("paused", f"after epoch {self.until_epoch} of {self.config.train.epochs} "
+                                      f"(task {member.progress.task} of {len(member.tasks)}); training again continues")
+            else:
+                member.run.set_status("finished", f"{len(member.tasks)} tasks")
         return [member.progress for member in session.members]
+
+    def _end(self, tasks: list[Task]) -> int:
+        """The index after this session's last task: the plan's end, or after the evaluation of ``until_epoch``."""
+        return next((index + 1 for index, task in enumerate(tasks) if self.until_epoch is not None
+                     and task.kind == "evaluate" and task.epoch == self.until_epoch), len(tasks))
 
     def _load_member(self, run: RunDirectory, n_train: int, validation: bool) -> tuple[Member, PlasticState | None]:
         """A run's plan and progress (from its checkpoint if there is one), and its checkpointed state or None."""
@@ -223,7 +234,7 @@ class Trainer:
         bar = tqdm(total=sum(len(task.samples) for task in tasks) * len(members), initial=done * len(members),
                    unit="sample", disable=not self.progress, desc=self.config.name, dynamic_ncols=True)
         try:
-            for index in range(first, len(tasks)):
+            for index in range(first, self._end(tasks)):
                 task = tasks[index]
                 t0 = time.perf_counter()
                 rows = self._run_task(session, index, done)

@@ -15,7 +15,7 @@ import pytest
 
 from biograd.models.errors import ModelFileError
 from biograd.rundir import RunDirectory
-from biograd.sweep import _client, load_sweep, plan_trials, run_sweep
+from biograd.sweep import dask_client, load_sweep, plan_trials, run_sweep
 
 BASE = """\
 name: tiny
@@ -65,14 +65,15 @@ def test_plan_names_trials_by_their_config_and_checks_them_first(sweep_file, tmp
     sweep_file.write_text(SWEEP.replace("forward_synapse.eta", "forward_synapse.etta"))
     with pytest.raises(ModelFileError, match=r"etta"):
         plan_trials(load_sweep(sweep_file), tmp_path / "out")
-    sweep_file.write_text(SWEEP + "random: {n: 2, space: {model.params.forward_synapse.eta: {choice: [1]}}}\n")
-    with pytest.raises(ModelFileError, match=r"sweep.yaml.*searched in both grid and random"):
+    sweep_file.write_text(SWEEP + "search: {strategy: random, n: 2, space: {model.params.forward_synapse.eta: "
+                                  "{choice: [1]}}}\n")
+    with pytest.raises(ModelFileError, match=r"sweep.yaml.*searched in both grid and search"):
         load_sweep(sweep_file)
 
 
 def test_random_search_draws_reproducibly(sweep_file):
     sweep_file.write_text(SWEEP.replace("grid:\n  model.params.forward_synapse.eta: [0.01, 0.05]\n", "") +
-                          "random:\n  n: 5\n  seed: 3\n  space:\n"
+                          "search:\n  strategy: random\n  n: 5\n  seed: 3\n  space:\n"
                           "    model.params.forward_synapse.eta: {log_uniform: [0.001, 0.1]}\n"
                           "    train.sleep_every: {choice: [20, 40]}\n")
     settings = load_sweep(sweep_file).settings()
@@ -216,7 +217,7 @@ def _is_daemon() -> bool:
 def test_workers_restarted_by_the_nanny_may_start_processes():
     """A LocalCluster's worker restarted after the sweep began (a lost heartbeat, a kill) is not daemonic, so
     its trials can start their evaluation build's process (a daemonic worker failed every later trial)."""
-    client = _client(None, 1)
+    client = dask_client(None, 1)
     try:
         assert not any(client.run(_is_daemon).values())
         client.restart()

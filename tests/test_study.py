@@ -1,0 +1,123 @@
+"""Optuna studies (search strategy tpe): settings asked one after another, trained epoch by epoch, pruned on
+validation within a budget of training samples, resumed after a kill as if never stopped."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+from biograd.models.errors import ModelFileError
+from biograd.rundir import RunDirectory
+from biograd.study import STUDY_FILE, check_study, run_study
+from biograd.sweep import load_sweep, validated_epochs
+
+BASE = """\
+name: tiny
+model: {sizes: [64, 12, 10], feedback: fixed_random}
+data: {source: sklearn, n_train: 60, validation: 30, n_test: 10}
+train: {epochs: 2, chunk: 60, backend: numpy}
+record: {probe_samples: 0}
+"""
+
+STUDY = """\
+name: tiny_study
+base: tiny.yaml
+search:
+  strategy: tpe
+  budget: 480
+  pruner: {min_epochs: 1, reduction: 2}
+  space:
+    model.params.forward_synapse.eta: {choice: [0.0, 0.03]}
+"""
+EPOCH = 60  # training samples of one setting's epoch (one seed)
+
+
+@pytest.fixture
+def study_file(tmp_path) -> Path:
+    (tmp_path / "tiny.yaml").write_text(BASE)
+    path = tmp_path / "study.yaml"
+    path.write_text(STUDY)
+    return path
+
+
+def _run(row: pd.Series, out: Path) -> RunDirectory:
+    return RunDirectory(out / row.run)
+
+
+@pytest.mark.filterwarnings("ignore:eta = 0")
+def test_a_study_prunes_poor_settings_within_its_budget_and_reruns_nothing(study_file, tmp_path):
+    """eta = 0 learns nothing: after its first epoch it is below the setting before it, and successive halving
+    (reduction 2) stops it there; settings Optuna proposes again repeat the first one's end untrained."""
+    out = tmp_path / "out"
+    result = run_study(load_sweep(study_file), out, serial=True)
+    trials = result.trials
+    eta = trials["model.params.forward_synapse.eta"]
+    assert set(trials.status[eta == 0]) == {"pruned"} and set(trials.status[eta > 0]) == {"finished"}
+    assert (trials.epochs[eta == 0] == 1).all() and (trials.epochs[eta > 0] == 2).all()
+    pruned = _run(trials[eta == 0].iloc[0], out)
+    assert pruned.read_json("status.json")["status"] == "pruned" and validated_epochs(pruned) == [0, 1]
+    assert not (pruned.path / "weights_epoch2.npz").exists(), "a pruned setting trains no further"
+    study = optuna.load_study(study_name="tiny_study", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(out / STUDY_FILE))))
+    states = {"COMPLETE": "finished", "PRUNED": "pruned"}
+    assert [states[t.state.name] for t in study.trials] == list(trials.status)
+    assert [t.params["model.params.forward_synapse.eta"] for t in study.trials] == list(eta)
+    best = json.loads((out / "best.json").read_text())
+    assert best["values"] == {"model.params.forward_synapse.eta": 0.03}
+    record = best["study"]
+    assert record["settings"] == len(trials) >= 3 and record["pruned"] == (eta == 0).sum()
+    assert record["samples trained"] == (2 + 1) * EPOCH, "each distinct setting trained once"
+    assert record["budget used"] <= record["budget"] < record["budget used"] + 2 * EPOCH  # no room for another
+    modified = {p: p.stat().st_mtime_ns for p in (out / "trials").glob("*/*/checkpoint.npz")}
+    again = run_study(load_sweep(study_file), out, serial=True)
+    assert {p: p.stat().st_mtime_ns for p in modified} == modified, "a finished study trains nothing"
+    pd.testing.assert_frame_equal(again.trials, trials)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("budget: 480", "budget: 480\n  n: 3"), "strategy tpe takes budget"),
+    (("strategy: tpe\n  budget: 480", "strategy: random\n  budget: 480"), "strategy random takes n"),
+    (("search:", "grid: {train.chunk: [30, 60]}\nsearch:"), "grid: not with search strategy tpe"),
+])
+def test_study_files_are_checked(study_file, edit, message):
+    study_file.write_text(STUDY.replace(*edit))
+    with pytest.raises(ModelFileError, match=rf"study.yaml.*{message}"):
+        load_sweep(study_file)
+
+
+def test_a_study_needs_a_validation_split(study_file, tmp_path):
+    (tmp_path / "tiny.yaml").write_text(BASE.replace("validation: 30", "validation: 0"))
+    with pytest.raises(ValueError, match=r"tiny.yaml: data.validation is 0"):
+        check_study(load_sweep(study_file), tmp_path / "out")
+
+
+@pytest.mark.slow
+def test_a_killed_study_resumes_as_if_never_stopped(study_file, tmp_path):
+    """SIGKILL to a serial study in its second setting, then the rest on a Dask cluster (one worker): the same
+    settings, states and accuracies as a serial study never stopped (each ask's sampler is seeded from the
+    number of settings asked before)."""
+    study_file.write_text(STUDY.replace("{choice: [0.0, 0.03]}", "{log_uniform: [0.001, 0.3]}") +
+                          "  startup: 2\n")  # TPE models the results from the third setting on
+    sweep = load_sweep(study_file)
+    whole = run_study(sweep, tmp_path / "whole", serial=True).trials
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "biograd.cli", "sweep", str(study_file), "--out", str(out), "--serial",
+               "--no-progress"]
+    process = subprocess.Popen(command, env=os.environ | {"PYTHONWARNINGS": "ignore"}, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(list((out / "trials").glob("*/*/checkpoint.npz"))) < 2:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert len(list((out / "trials").glob("*"))) >= 2, "killed in the second setting or later"
+    resumed = run_study(sweep, out, workers=1).trials
+    columns = ["trial", "setting", "model.params.forward_synapse.eta", "status", "epochs", "validation accuracy"]
+    pd.testing.assert_frame_equal(resumed[columns], whole[columns])
+    assert (whole.status == "pruned").any() and whole.trial.is_unique
