@@ -20,12 +20,14 @@ from typing import Literal
 
 import brian2 as b2
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from biograd.models.backend import Backend
+from biograd.models.composition import training_parameters
 from biograd.models.errors import ModelFileError, read_model_file
+from biograd.models.params import check_bounds
 from biograd.models.spec import NetworkSpec
-from biograd.models.units import parse_as
+from biograd.models.units import parse_as, parse_quantity
 
 
 class DataConfig(BaseModel):
@@ -44,10 +46,11 @@ class DataConfig(BaseModel):
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     epochs: int = Field(1, ge=1)
-    sleep_every: int = Field(100, ge=1, description="samples between sleep blocks")
+    # the sleep schedule: defaults, references and bounds in the composition file (network.yaml, training:)
+    sleep_every: int = Field(description="samples between sleep blocks")
     chunk: int = Field(1000, ge=1, description="training samples per run of the compiled network (and per checkpoint)")
-    sleep_duration: str = Field("500 ms", description="sleep per feedback layer per block (rounded up to slots)")
-    warmup_sleep_blocks: int = Field(0, ge=0, description="sleep blocks before the first sample (sleep mode)")
+    sleep_duration: str = Field(description="sleep per feedback layer per block (rounded up to slots)")
+    warmup_sleep_blocks: int = Field(description="sleep blocks before the first sample (sleep mode)")
     decay: dict[str, float] = Field(
         {"eta": 0.7}, description="per-epoch factor of chunk parameters (variables declared (shared, constant) in "
         "the equations, e.g. eta, eta_sleep): in epoch e the value is table value * decay^(e-1)")
@@ -64,11 +67,31 @@ class TrainConfig(BaseModel):
                              "(selection sweeps turn it off: settings are chosen without looking at test)")
     report: Literal["text", "stdout"] | None = Field(None, description="Brian2's progress report inside each run")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _schedule_defaults(cls, data, info: ValidationInfo):
+        """The sleep schedule's keys a config leaves out get the composition file's values."""
+        if not isinstance(data, dict):
+            return data
+        _, table = training_parameters((info.context or {}).get("equations"))
+        return {name: param.value for name, param in table.items()} | data
+
+    @model_validator(mode="after")
+    def _schedule_in_bounds(self, info: ValidationInfo) -> TrainConfig:
+        path, table = training_parameters((info.context or {}).get("equations"))
+        for name, param in table.items():
+            try:
+                check_bounds(path, name, param, None, parse_quantity(getattr(self, name)))
+            except ModelFileError as err:
+                low, high = param.bounds
+                raise ValueError(f"{name} = {getattr(self, name)} is outside its bounds [{low}, {high}] "
+                                 f"({path.name}, training:)") from err
+        return self
+
     @field_validator("sleep_duration")
     @classmethod
     def _is_duration(cls, value: str) -> str:
-        if parse_as(value, b2.second, "sleep_duration must be a time such as '500 ms'") <= 0 * b2.second:
-            raise ValueError(f"sleep_duration must be a positive time such as '500 ms', got {value!r}")
+        parse_as(value, b2.second, "sleep_duration must be a time such as '500 ms'")
         return value
 
     def backend_in(self, directory: Path) -> Backend:
@@ -96,8 +119,14 @@ class RunConfig(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     model: NetworkSpec
     data: DataConfig = DataConfig()
-    train: TrainConfig = TrainConfig()
+    train: TrainConfig
     record: RecordConfig = RecordConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _train_section(cls, data):
+        """A config without ``train:`` trains with the defaults (validated with the config's equation files)."""
+        return {"train": {}} | data if isinstance(data, dict) else data
 
     @model_validator(mode="after")
     def _decay_names_chunk_parameters(self):

@@ -2,7 +2,7 @@
 
 It names the elements of every group (per layer kind, and per synapse kind) and holds the
 network's own numbers (dt, n_f, n_e, error gains, initial weight scale, Loihi threshold mantissa,
-slot codes), and, per precision (``model.precision``), the elements that replace the float ones:
+slot codes, and the defaults and bounds of the training loop's sleep schedule), and, per precision (``model.precision``), the elements that replace the float ones:
 the Loihi-precision variant and its ablation levels. A :class:`Composition` is what a network
 build reads: every element with the overrides of ``model.params`` applied, each override checked
 first (unknown element, unknown parameter, other units, outside the bounds: an error naming
@@ -45,6 +45,7 @@ class CompositionTable(BaseModel):
     model_config = ConfigDict(extra="forbid")
     description: str
     parameters: dict[str, Parameter]
+    training: dict[str, Parameter] = {}  # the training loop's sleep schedule (defaults and bounds of train.*)
     precisions: dict[str, dict[str, str | dict[LayerKind, str]]] = {}  # precision -> {float element: replacement,
     # everywhere or per layer kind}
     layers: dict[LayerKind, GroupRecipe]
@@ -209,6 +210,8 @@ def _read_table(path: Path, mtime_ns: int) -> tuple[CompositionTable, dict]:
     table, lines = read_yaml_model(path, CompositionTable, "composition file")
     for name, param in table.parameters.items():  # (dt is a Brian2 name, but these never reach a namespace)
         check_bounds(path, name, param, lines.get(("parameters", name)))
+    for name, param in table.training.items():
+        check_bounds(path, name, param, lines.get(("training", name)))
     for name in WHOLE_NUMBERS:
         if name not in table.parameters:
             raise ModelFileError(path, f"parameters: {name!r} is missing")
@@ -262,6 +265,14 @@ def _override(path: Path, key: str, name: str, param: Parameter, text) -> b2.Qua
     except ModelFileError as err:
         raise ModelFileError(path, f"{key}: {err.problem}") from err
     return value
+
+
+def training_parameters(directory: Path | None = None) -> tuple[Path, dict[str, Parameter]]:
+    """The composition file in ``directory`` (default: the model's equations) and its ``training:`` table."""
+    path = Path(directory or equations_dir()) / f"{COMPOSITION}.yaml"
+    if not path.is_file():
+        raise ModelFileError(path, "composition file not found")
+    return path, _read_table(path, path.stat().st_mtime_ns)[0].training
 
 
 def load_composition(sizes: tuple[int, ...], feedback: str, encoder: str, params: dict[str, dict],

@@ -1,10 +1,13 @@
 """Run configs: shipped configs validate; bad keys, units, overrides and YAML give clear errors."""
 
+import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from biograd.config import dump_config, load_config
+from biograd.models.elements import equations_dir
 from biograd.models.errors import ModelFileError
 from biograd.plan import sleep_slots
 
@@ -43,6 +46,21 @@ def test_overrides_are_parsed_as_yaml(tmp_path):
     assert cfg.data.n_train is None
 
 
+def test_the_sleep_schedule_defaults_to_the_composition_files_values(tmp_path):
+    """A config that leaves out the sleep schedule gets network.yaml's training: values, from the equation files
+    it is validated against (a copy with other values gives other defaults)."""
+    cfg = load_config(write(tmp_path, MINIMAL + "train: {sleep_every: 7}\n"))
+    table = yaml.safe_load((equations_dir() / "network.yaml").read_text())["training"]
+    assert (cfg.train.sleep_every, cfg.train.sleep_duration, cfg.train.warmup_sleep_blocks) == \
+        (7, table["sleep_duration"]["value"], table["warmup_sleep_blocks"]["value"])
+    copy = tmp_path / "equations"
+    shutil.copytree(equations_dir(), copy)
+    text = (copy / "network.yaml").read_text()
+    (copy / "network.yaml").write_text(text.replace("value: 500 ms\n    description: sleep per feedback layer",
+                                                    "value: 200 ms\n    description: sleep per feedback layer"))
+    assert load_config(write(tmp_path, MINIMAL), [], copy).train.sleep_duration == "200 ms"
+
+
 def test_sleep_duration_rounds_up_to_slots(tmp_path):
     cfg = load_config(write(tmp_path, MINIMAL + "train: {sleep_duration: 41 ms}\n"))
     assert cfg.model.n_slot == 30 and sleep_slots(cfg.model, cfg.train) == 2
@@ -53,7 +71,10 @@ def test_sleep_duration_rounds_up_to_slots(tmp_path):
     (MINIMAL + "colour: red\n", [], "colour: unknown key"),
     (MINIMAL, ["train.sleep_duration=5 mV"], "sleep_duration must be a time such as '500 ms', got '5 mV'"),
     (MINIMAL, ["train.sleep_duration=5 parsecs"], "train.sleep_duration"),
-    (MINIMAL, ["train.sleep_duration=-5 ms"], "sleep_duration must be a positive time such as '500 ms', got '-5 ms'"),
+    (MINIMAL, ["train.sleep_duration=-5 ms"],
+     "train: sleep_duration = -5 ms is outside its bounds [1 ms, 1000000 ms] (network.yaml, training:)"),
+    (MINIMAL, ["train.sleep_every=0"], "train: sleep_every = 0 is outside its bounds [1, 1000000]"),
+    (MINIMAL, ["train.warmup_sleep_blocks=-1"], "train: warmup_sleep_blocks = -1 is outside its bounds [0, 100000]"),
     (MINIMAL, ["train.sleep_duration=500"], "train.sleep_duration: Input should be a valid string"),
     (MINIMAL, ["train.decay.eta=1.5"], "train.decay.eta: 1.5 is not in (0, 1]"),
     (MINIMAL, ["train.decay.etaa=0.5"], "train.decay.etaa: not a chunk parameter of this model (eta)"),
