@@ -6,10 +6,13 @@ changed (a notebook keeps its inline figures, a headless process needs no displa
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+
+from biograd.models.spec import FeedbackMode
 
 
 def _axes(nrows: int, ncols: int, figsize: tuple[float, float], **kwargs) -> tuple[Figure, object]:
@@ -114,12 +117,46 @@ def rate_distributions(rates: pd.DataFrame, path: Path) -> Path:
     kept = kept.assign(epoch=kept.epoch.map(lambda e: f"epoch {e}"))
     feedbacks, layers = sorted(kept.feedback.unique()), sorted(kept.layer.unique())
     fig, axes = _axes(len(feedbacks), len(layers), (3.6 * len(layers) + 1.5, 3 * len(feedbacks)))
+    legend_ax = axes[0, layers.index(kept[kept.feedback == feedbacks[0]].layer.max())]  # runs may differ in depth
     for row, feedback in zip(axes, feedbacks, strict=True):
         for ax, layer in zip(row, layers, strict=True):
             cell = kept[(kept.feedback == feedback) & (kept.layer == layer)]
+            if not len(cell):  # no such layer in this mode's runs
+                ax.set_axis_off()
+                continue
             sns.histplot(cell, x="rate_hz", hue="epoch", hue_order=sorted(kept.epoch.unique()), element="step",
-                         stat="probability", common_norm=False, bins=20, legend=ax is axes[0, -1], ax=ax)
+                         stat="probability", common_norm=False, bins=20, legend=ax is legend_ax, ax=ax)
             ax.set(xlabel="forward rate per neuron [Hz]", ylabel="fraction of neurons",
                    title=f"feedback = {feedback} | layer = {layer}")
-    sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1.02, 1), frameon=False)
+    sns.move_legend(legend_ax, "upper left", bbox_to_anchor=(1.02, 1), frameon=False)
     return _save(fig, path)
+
+
+def depth_alignment(table: pd.DataFrame, path: Path) -> Path:
+    """:func:`depth_alignment_figure` saved as ``path``."""
+    return _save(depth_alignment_figure(table), path)
+
+
+def depth_alignment_figure(table: pd.DataFrame) -> Figure:
+    """Held-out accuracy against the angle of each layer's update to backprop's over training, one panel
+    per weight layer, one line per run through its epochs (first and last labelled), coloured by feedback
+    mode (a :func:`biograd.analysis.depth.depth_table`; rows without probes are left out)."""
+    shown = table.dropna(subset=["update_angle_deg"]).sort_values(["run", "epoch"])
+    layers = sorted(shown.layer.unique())
+    palette = {mode: f"C{i}" for i, mode in enumerate(get_args(FeedbackMode))}  # a mode's colour in any subset
+    modes = [m for m in palette if m in set(shown.feedback)]
+    fig, (axes,) = _axes(1, len(layers), (3.9 * len(layers) + 2, 3.6), sharey=True)
+    for ax, layer in zip(axes, layers, strict=True):
+        cell = shown[shown.layer == layer]
+        sns.lineplot(cell, x="update_angle_deg", y="accuracy", hue="feedback", hue_order=modes, palette=palette,
+                     units="run", estimator=None, sort=False, marker="o", legend=ax is axes[-1], ax=ax)
+        for _, run in cell.groupby("run"):
+            for point in (run.iloc[0], run.iloc[-1]):
+                ax.annotate(f"e{point.epoch}", (point.update_angle_deg, point.accuracy), fontsize=7,
+                            xytext=(3, 3), textcoords="offset points")
+        ax.set(xlabel="angle(update, backprop) [deg]", ylabel="validation (or test) accuracy", title=f"W{layer}")
+        ax.set_xlim(left=0)
+    sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1), frameon=False)
+    fig.suptitle("accuracy against each layer's alignment with backprop, over the epochs")
+    fig.tight_layout()
+    return fig

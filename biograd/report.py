@@ -2,8 +2,9 @@
 
 Writes into ``<run>/report/`` (one run) or ``--out`` (several): ``report.md`` and the figures
 ``accuracy.png``, ``alignment.png`` (probed runs), ``sleep_alignment.png`` (runs with feedback
-weights) and ``rates.png`` (runs with activity recording). Every number comes from the run
-directories' tables (:mod:`biograd.runs`).
+weights), ``depth.png`` (probed runs, when the runs have more than one hidden layer or more than one
+feedback mode: accuracy against each layer's alignment with backprop) and ``rates.png`` (runs with
+activity recording). Every number comes from the run directories' tables (:mod:`biograd.runs`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from biograd.analysis import figures
+from biograd.analysis.depth import depth_table
 from biograd.analysis.energy import energy_estimate, load_energy_table, per_sample_counts, totals
 from biograd.analysis.plausibility import activity_by_layer, observable_checks, plasticity_rules, rule_summary
 from biograd.rundir import RunDirectory
@@ -50,6 +52,42 @@ def angle_summary(metrics: pd.DataFrame) -> pd.DataFrame:
         rows.append({"run": run, "feedback weights": f"B{int(layer)}", "angle after warm-up": group.value.iloc[0],
                      "angle at end": group.value.iloc[-1], "|B|/|W| at end": ratio.iloc[-1] if len(ratio) else None})
     return pd.DataFrame(rows)
+
+
+DEPTH_ROWS = 40  # a longer depth table shows each run's first and last epoch only
+
+
+def depth_section(runs: list[RunData], metrics: pd.DataFrame, alignment: pd.DataFrame, out: Path) -> list[str]:
+    """The report's lines on per-layer diagnostics (:mod:`biograd.analysis.depth`) and ``depth.png``; none
+    for runs of one feedback mode with one hidden layer."""
+    if len({r.config.model.feedback for r in runs}) < 2 and max(len(r.config.model.sizes) for r in runs) < 4:
+        return []
+    table = full = depth_table(metrics, alignment, {r.path.name: len(r.config.model.sizes) - 1 for r in runs})
+    lines = ["", "## Depth: per-layer diagnostics", "", "Per run, epoch (0: after the warm-up) and weight layer W_l: "
+             "held-out accuracy, angle(B_l, W_l^T) (none for W1 and transpose feedback), the mean angle and norm "
+             "ratio of BioGrad's update of W_l against backprop's over the probed samples, and the fractions of "
+             "layer l's rates and error events at saturation (mean over the epoch's training chunks)."]
+    if len(table) > DEPTH_ROWS:
+        ends = table.groupby("run").epoch
+        table = table[(table.epoch == ends.transform("min")) | (table.epoch == ends.transform("max"))]
+        lines[-1] += " First and last epoch of each run."
+    unprobed = sorted(set(full.run) - set(full.dropna(subset=["update_angle_deg"]).run))
+    if unprobed:
+        lines[-1] += (f" No probes in {', '.join(unprobed)}: no update angles there (set `record.probe_samples`, "
+                      "or run `biograd probe RUN`).")
+    if full[["saturated_fraction", "error_saturated_fraction"]].isna().all().all():
+        lines[-1] += " No saturation fractions: the runs did not record activity (`record.activity`)."
+    shown = table.drop(columns="samples").assign(layer=table.layer.map(lambda l: f"W{l}")).rename(columns={
+        "accuracy_split": "split", "angle_B_WT": "angle(B, W^T)", "update_angle_deg": "angle to BP",
+        "update_norm_ratio": "norm ratio to BP", "saturated_fraction": "rate saturated",
+        "error_saturated_fraction": "error saturated"})
+    lines += ["", _md(shown)]
+    if full.update_angle_deg.notna().any():
+        figures.depth_alignment(full, out / "depth.png")
+        lines += ["", "![depth](depth.png)"]
+    else:
+        lines += ["", "No figure: it plots the update angles, and no run probed."]
+    return lines
 
 
 def energy_section(run: RunData, table) -> tuple[str, pd.DataFrame]:
@@ -122,6 +160,7 @@ def write_report(paths: list[Path], out: Path | None = None) -> Path:
         lines += [_md(angles), "", "![sleep alignment](sleep_alignment.png)"]
     else:
         lines.append("No feedback weights (transpose feedback).")
+    lines += depth_section(runs, metrics, alignment, out)
     lines += ["", "## Biological plausibility", "", f"### Rules (locality audit of {runs[0].path.name}'s equation "
               "files)", "", _md(rule_summary(runs[0].path / "equations")), "", "Statements that change a plastic "
               "variable:", "", _md(plasticity_rules(runs[0].path / "equations")), ""]

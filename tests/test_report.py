@@ -9,14 +9,15 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from biograd.analysis.depth import depth_table
 from biograd.cli import app
 from biograd.config import load_config
 from biograd.launch import start_run
 from biograd.models.errors import ModelFileError
 from biograd.recording import probe_run
-from biograd.report import write_report
+from biograd.report import depth_section, write_report
 from biograd.rundir import RunDirectory
-from biograd.runs import RUNS_VARIABLE, load_run
+from biograd.runs import RUNS_VARIABLE, combined, load_run, load_runs
 from biograd.trainer import Trainer
 
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "analysis" / "notebooks").glob("*.py"))
@@ -26,6 +27,14 @@ model: {sizes: [64, 16, 10], feedback: sleep}
 data: {source: sklearn, n_train: 60, n_test: 20}
 train: {epochs: 1, sleep_every: 20, chunk: 20, sleep_duration: 100 ms, warmup_sleep_blocks: 1, backend: numpy, seed: 3}
 record: {probe_samples: 3, probe_every: 2, arrays: true}
+"""
+
+DEEP = """\
+name: tiny_deep
+model: {sizes: [64, 12, 8, 10], feedback: transpose}
+data: {source: sklearn, n_train: 20, n_test: 10}
+train: {epochs: 1, chunk: 20, backend: numpy, seed: 3}
+record: {probe_samples: 2}
 """
 
 
@@ -40,6 +49,12 @@ def _train(folder: Path, text: str) -> RunDirectory:
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> RunDirectory:
     return _train(tmp_path_factory.mktemp("recorded"), RECORDED)
+
+
+@pytest.fixture(scope="module")
+def deep_run(tmp_path_factory) -> RunDirectory:
+    """Two hidden layers and another feedback mode than tiny_run's, for the depth diagnostics."""
+    return _train(tmp_path_factory.mktemp("deep"), DEEP)
 
 
 def test_recording_tables_and_arrays(tiny_run):
@@ -108,6 +123,7 @@ def test_report_writes_every_figure_and_table(tiny_run):
     for figure in ("accuracy.png", "alignment.png", "sleep_alignment.png", "rates.png"):
         assert (report.parent / figure).stat().st_size > 10_000, figure
     text = report.read_text()
+    assert "## Depth" not in text and not (report.parent / "depth.png").exists()  # one mode, one hidden layer
     for needle in ("## Gradient alignment", "| biograd_vs_backprop", "feedback_alignment_vs_backprop",
                    "| B2", "## Biological plausibility", "transpose_relay", "w += eta*eps_error_post",
                    "rate_hz", "error_saturated_fraction", "## Energy estimate", "synaptic_update", "400x"):
@@ -118,6 +134,45 @@ def test_report_of_several_runs_needs_a_folder(tiny_run, tmp_path):
     with pytest.raises(ValueError, match="give --out"):
         write_report([tiny_run.path, tiny_run.path])
     assert write_report([tiny_run.path, tiny_run.path], tmp_path / "cmp").is_file()
+
+
+def test_depth_table_repeats_the_recorded_values(tiny_run, deep_run):
+    runs = load_runs([tiny_run.path, deep_run.path])
+    metrics, alignment = combined(runs, "metrics"), combined(runs, "alignment")
+    table = depth_table(metrics, alignment, {r.path.name: len(r.config.model.sizes) - 1 for r in runs})
+    sleep, deep = table[table.run == tiny_run.path.name], table[table.run == deep_run.path.name]
+    assert len(sleep) == 2 * 2 and len(deep) == 2 * 3  # epochs 0 and 1, weight layers
+    row = sleep.set_index(["epoch", "layer"]).loc[(1, 2)]
+    recorded = metrics[(metrics.run == tiny_run.path.name) & (metrics.epoch == 1)]
+    assert row.accuracy == recorded.query("metric == 'accuracy' and split == 'test'").value.item()
+    assert row.angle_B_WT == recorded.query("metric == 'angle_B_WT' and split == 'test' and layer == 2").value.item()
+    probed = alignment.query("source == 'training' and mode == 'biograd_vs_backprop' and epoch == 1 and layer == 2 "
+                             f"and run == '{tiny_run.path.name}'")
+    after_epoch = probed[probed.chunk.isna()]  # not the probe point in the middle of the epoch
+    assert len(after_epoch) == 3 and probed.chunk.notna().sum() == 3
+    assert row.update_angle_deg == pytest.approx(after_epoch.angle_deg.mean(), rel=1e-12)
+    assert row.update_norm_ratio == pytest.approx(after_epoch.norm_ratio.mean(), rel=1e-12)
+    chunks = recorded.query("metric == 'error_saturated_fraction' and split == 'train' and layer == 1").value
+    assert len(chunks) == 3 and sleep.set_index(["epoch", "layer"]).loc[(1, 1)].error_saturated_fraction == \
+        pytest.approx(chunks.mean(), rel=1e-12)
+    assert sleep[sleep.layer == 1].angle_B_WT.isna().all() and sleep[sleep.layer == 2].angle_B_WT.notna().all()
+    assert deep.angle_B_WT.isna().all()  # transpose: no B
+    assert deep.update_angle_deg.notna().all() and set(deep.layer) == {1, 2, 3}
+    assert table[table.epoch == 0].saturated_fraction.isna().all()  # no training chunk before epoch 1
+    assert table[table.epoch == 1][["saturated_fraction", "error_saturated_fraction"]].notna().all().all()
+
+
+def test_report_has_the_depth_section_for_two_modes(tiny_run, deep_run, tmp_path):
+    report = write_report([tiny_run.path, deep_run.path], tmp_path / "cmp")
+    assert (report.parent / "depth.png").stat().st_size > 10_000
+    text = report.read_text()
+    section = text[text.index("## Depth: per-layer diagnostics"):text.index("## Biological plausibility")]
+    assert "![depth](depth.png)" in section and "No probes" not in section
+    assert section.count(f"| {deep_run.path.name}") == 2 * 3 and section.count(f"| {tiny_run.path.name}") == 2 * 2
+    runs = load_runs([tiny_run.path, deep_run.path])
+    metrics, alignment = combined(runs, "metrics"), combined(runs, "alignment")
+    unprobed = depth_section(runs, metrics, alignment[alignment.run != deep_run.path.name], tmp_path)
+    assert f"No probes in {deep_run.path.name}" in "\n".join(unprobed)
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
@@ -137,6 +192,9 @@ def test_notebook_executes(notebook, tiny_run, tmp_path, monkeypatch):
         assert cell.outputs, f"shows nothing:\n{cell.source}"
         if "plt.show()" in cell.source:
             assert any("image/png" in o.get("data", {}) for o in cell.outputs), f"no figure:\n{cell.source}"
+    if notebook.stem == "gradient_alignment":  # the depth table and figure
+        assert any("image/png" in o.get("data", {}) for o in cells[-1].outputs)
+        assert "update_angle_deg" in cells[-1].outputs[0].data["text/plain"]
     if notebook.stem == "compare_runs":  # the activity table: one column per run, not both averaged into one
         table = cells[-1].outputs[-1].data["text/plain"]
         assert tiny_run.path.name in table and "twin" in table

@@ -63,3 +63,21 @@ alignment_summary(alignment) if len(alignment) else None
 if len(alignment):
     scale = alignment[alignment["mode"] == "feedback_alignment_vs_backprop"]
     display(scale.groupby(["run", "feedback", "layer", "epoch"]).norm_ratio.mean().unstack("epoch").round(2))
+
+# %% [markdown]
+# ## Depth: per-layer diagnostics over the epochs
+#
+# One row per run, epoch and weight layer W_l (`biograd.analysis.depth`): held-out accuracy,
+# angle(B_l, W_l^T) (NaN for W1 and transpose feedback), the mean angle and norm ratio of BioGrad's
+# update of W_l against backprop's over the probed samples, and the fractions of layer l's rates and
+# error events at saturation. The figure: accuracy against each layer's update angle, one line per run
+# through its epochs, the feedback modes in their own colours (`depth.png` of `biograd report`).
+
+# %%
+from biograd.analysis.depth import depth_table  # noqa: E402
+from biograd.analysis.figures import depth_alignment_figure  # noqa: E402
+
+depth = depth_table(combined(runs, "metrics"), alignment)
+display(depth.round(3))
+if depth.update_angle_deg.notna().any():
+    display(depth_alignment_figure(depth))
