@@ -270,14 +270,15 @@ def sweep(
     validation), figure."""
     from rich.table import Table
 
-    from biograd.study import check_study, run_study
+    from biograd.signals import Terminated
+    from biograd.study import run_study
     from biograd.sweep import load_sweep, plan_trials, run_sweep
 
+    folder = out
     try:
         spec = load_sweep(sweep_file)
         folder = out or Path("runs/sweeps/out") / spec.name
         if spec.study:
-            check_study(spec, folder)  # the base config, overrides and searched keys checked before any work
             console.print(f"sweep {spec.name}: an Optuna study of {spec.search.budget} training samples in {folder} "
                           f"(watch it: optuna-dashboard {folder / 'study.journal'})")
             result = run_study(spec, folder, scheduler=scheduler, workers=workers, serial=serial,
@@ -289,6 +290,11 @@ def sweep(
                                progress=progress)
     except (ModelFileError, FileNotFoundError, ValueError) as err:
         raise _fail(err) from err
+    except (Terminated, KeyboardInterrupt) as err:
+        code = err.exit_code if isinstance(err, Terminated) else 128 + signal.SIGINT
+        again = f"biograd sweep {sweep_file}" + (f" --out {folder}" if folder else "")
+        console.print(f"[red]sweep {err or 'stopped by SIGINT'}[/red]; continue with: {again}")
+        raise typer.Exit(code) from None
     summary = result.summary.drop(columns=["setting"])
     table = Table(*map(str, summary.columns), title=f"{spec.name}: mean and sd over seeds")
     for row in summary.itertuples(index=False):

@@ -37,6 +37,7 @@ from optuna.trial import TrialState
 from biograd.config import load_config
 from biograd.data.splits import load_splits
 from biograd.models.elements import equations_dir
+from biograd.signals import Terminated, stop_requests
 from biograd.sweep import (
     ENDED,
     SweepFile,
@@ -69,15 +70,25 @@ def distributions(sweep: SweepFile) -> dict[str, BaseDistribution]:
 
 
 def open_study(sweep: SweepFile, out: Path) -> optuna.Study:
-    """The sweep's study in ``out/study.journal``, created on first use."""
+    """The sweep's study in ``out/study.journal``, created on first use; a study that began with other trials (the
+    base config, the overrides or the equation files changed since) is refused rather than mixed with new ones."""
+    fingerprint = check_study(sweep, out)
     search = sweep.search
     pruner = (optuna.pruners.SuccessiveHalvingPruner(min_resource=search.pruner.min_epochs,
                                                      reduction_factor=search.pruner.reduction)
               if search.pruner else optuna.pruners.NopPruner())
+    out.mkdir(parents=True, exist_ok=True)
     storage = JournalStorage(JournalFileBackend(str(out / STUDY_FILE)))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.create_study(study_name=sweep.name, storage=storage, direction="maximize", pruner=pruner,
-                               load_if_exists=True)
+    study = optuna.create_study(study_name=sweep.name, storage=storage, direction="maximize", pruner=pruner,
+                                load_if_exists=True)
+    began = study.user_attrs.setdefault("fingerprint", fingerprint)
+    if began != fingerprint:
+        raise ValueError(f"{out / STUDY_FILE}: the study began with other trials (the base config, the sweep's set: "
+                         "or the equation files have changed since): restore them to continue it, or give another "
+                         "--out for a new study")
+    study.set_user_attr("fingerprint", fingerprint)
+    return study
 
 
 def reseed(study: optuna.Study, sweep: SweepFile) -> None:
@@ -111,8 +122,12 @@ class Executor:
         self.slots = 1 if serial else max(1, len(self.client.scheduler_info()["workers"]))
         self.done: deque = deque()
         self.futures = None
+        self.stop: list[str] = []  # stop signals received (biograd.signals.stop_requests): no new work
 
     def submit(self, key: str, fn: Callable, *args) -> None:
+        if self.stop:
+            raise Terminated(f"stopped by {self.stop[0]}; the journal and the trials' checkpoints are intact",
+                             self.stop[0])
         if self.client is None:
             try:
                 self.done.append((key, fn(*args)))
@@ -144,13 +159,16 @@ class Executor:
                 cluster.close()
 
 
-def check_study(sweep: SweepFile, out: Path) -> None:
-    """The base config, the overrides and every searched key validated (with one drawn setting) before any work."""
+def check_study(sweep: SweepFile, out: Path) -> str:
+    """The base config, the overrides and every searched key validated (with one drawn setting) before any work;
+    returns that setting's first trial name, which changes with the base config, the overrides and the equation
+    files (the study's fingerprint)."""
     rng = np.random.default_rng(sweep.search.seed)
     trials = setting_trials(sweep, out, 0, {key: dist.draw(rng) for key, dist in sweep.search.space.items()})
     if not load_config(trials[0].base, list(trials[0].overrides)).data.validation:
         raise ValueError(f"{sweep.base}: data.validation is 0, but a tpe study reports and prunes on validation "
                          "accuracy: hold out a validation split (data.validation: n)")
+    return trials[0].id
 
 
 def samples_per_epoch(sweep: SweepFile) -> int:
@@ -166,8 +184,9 @@ class Study:
     twice: it repeats the earlier setting's reports and end (once that one has ended), and counts in the budget
     as if trained, so that a study of a small space ends."""
 
-    def __init__(self, sweep: SweepFile, out: Path, executor: Executor, log: Callable[[str], None] | None = None):
-        self.sweep, self.out, self.executor, self.log = sweep, out, executor, log or (lambda line: None)
+    def __init__(self, sweep: SweepFile, out: Path, log: Callable[[str], None] | None = None):
+        self.sweep, self.out, self.log = sweep, out, log or (lambda line: None)
+        self.executor: Executor | None = None
         self.study = open_study(sweep, out)
         self.epochs = load_config(sweep.base, list(sweep.set)).train.epochs
         self.epoch_samples = samples_per_epoch(sweep) * len(sweep.seeds)  # one epoch of a setting, all seeds
@@ -182,18 +201,21 @@ class Study:
         reserved = sum(s.epochs - s.reported for s in self.active.values())
         return (reported + reserved) * self.epoch_samples
 
-    def run(self) -> None:
-        for frozen in self.study.get_trials(deepcopy=False):
-            if frozen.state == TrialState.RUNNING:
-                self._resume(frozen)
-            else:
-                self.first_of.setdefault(self._trials_key(frozen.number, frozen.params), frozen.number)
-        self._fill()
-        while any(setting.running for setting in self.active.values()):
-            key, outcome = self.executor.next()
-            number, epoch = (int(part) for part in key.split("-")[1:3])
-            self._ended(self.active[number], key, epoch, outcome)
+    def run(self, executor: Executor) -> None:
+        """Until the budget is used; SIGINT or SIGTERM stop it before the next epoch starts (Terminated)."""
+        self.executor = executor
+        with stop_requests() as executor.stop:
+            for frozen in self.study.get_trials(deepcopy=False):
+                if frozen.state == TrialState.RUNNING:
+                    self._resume(frozen)
+                else:
+                    self.first_of.setdefault(self._trials_key(frozen.number, frozen.params), frozen.number)
             self._fill()
+            while any(setting.running for setting in self.active.values()):
+                key, outcome = self.executor.next()
+                number, epoch = (int(part) for part in key.split("-")[1:3])
+                self._ended(self.active[number], key, epoch, outcome)
+                self._fill()
 
     def _trials_key(self, number: int, values: dict) -> tuple[str, ...]:
         return tuple(trial.id for trial in setting_trials(self.sweep, self.out, number, values))
@@ -336,12 +358,11 @@ def run_study(sweep: SweepFile, out: Path, *, scheduler: str | None = None, work
               serial: bool = False, log: Callable[[str], None] | None = None) -> SweepResult:
     """Run (or continue) the sweep's Optuna study until its budget is used; then write the tables (best.json
     says what the study did). ``log``: one line per setting that ends."""
-    check_study(sweep, out)
+    study = Study(sweep, out, log)
     record_sweep(sweep, out)
     executor = Executor(serial, scheduler, workers)
     try:
-        study = Study(sweep, out, executor, log)
-        study.run()
+        study.run(executor)
     finally:
         executor.close()
     return summarise(sweep, pd.DataFrame(study.rows()), out, {"study": study.record()})

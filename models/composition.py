@@ -2,8 +2,9 @@
 
 It names the elements of every group (per layer kind, and per synapse kind) and holds the
 network's own numbers (dt, n_f, n_e, error gains, initial weight scale, Loihi threshold mantissa,
-slot codes, and the defaults and bounds of the training loop's sleep schedule), and, per precision (``model.precision``), the elements that replace the float ones:
-the Loihi-precision variant and its ablation levels. A :class:`Composition` is what a network
+slot codes), the defaults and bounds of the training loop's sleep schedule (``training:``) and, per
+precision (``model.precision``), the elements that replace the float ones: the Loihi-precision
+variant and its ablation levels. A :class:`Composition` is what a network
 build reads: every element with the overrides of ``model.params`` applied, each override checked
 first (unknown element, unknown parameter, other units, outside the bounds: an error naming
 ``model.params.<element>.<name>``).

@@ -79,6 +79,9 @@ def test_a_study_prunes_poor_settings_within_its_budget_and_reruns_nothing(study
     again = run_study(load_sweep(study_file), out, serial=True)
     assert {p: p.stat().st_mtime_ns for p in modified} == modified, "a finished study trains nothing"
     pd.testing.assert_frame_equal(again.trials, trials)
+    (tmp_path / "tiny.yaml").write_text(BASE.replace("n_test: 10", "n_test: 20"))  # other trials: not mixed in
+    with pytest.raises(ValueError, match=r"study.journal: the study began with other trials"):
+        run_study(load_sweep(study_file), out, serial=True)
 
 
 @pytest.mark.parametrize("edit, message", [
