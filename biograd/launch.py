@@ -1,4 +1,4 @@
-"""Starting runs: a config checked (units, memory, data) before its run directories are made."""
+"""Starting runs: a config checked (backend tools, units, memory, data) before its run directories are made."""
 
 from __future__ import annotations
 
@@ -19,6 +19,10 @@ class TooLargeError(ValueError):
     """The configured network would not fit in this machine's memory."""
 
 
+class MissingToolError(ValueError):
+    """The configured backend needs a tool (compiler, pygenn, nvcc) this machine lacks."""
+
+
 def start_run(config: RunConfig, equations: Path | None = None, root: Path = Path("runs/out")) -> RunDirectory:
     """A new run directory for ``config`` (equation files copied from ``equations``, default the model's),
     made only once the data loads (checksums included) and the network fits in this machine's memory."""
@@ -29,6 +33,8 @@ def start_runs(config: RunConfig, equations: Path | None = None, root: Path = Pa
     """:func:`start_run` for each replica of ``model.replicas``: runs of seeds train.seed, train.seed + 1, ...,
     each an ordinary single-network run (its config.yaml has no replicas), to train in one ensemble build."""
     equations = equations or equations_dir()
+    if missing := config.train.backend_in(root).missing():
+        raise MissingToolError(missing)
     spec = config.model.using(equations)
     check_composition_units(spec.composition)
     check_memory(spec, config.train, replicas=spec.replicas)

@@ -8,6 +8,9 @@ that runs a network's chunks on it (:mod:`biograd.models.runners`).
 from __future__ import annotations
 
 import gc
+import importlib.util
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +60,23 @@ class Backend:
     def device(self) -> str:
         """The Brian2 device it builds on (GeNN translates objects built on the runtime device)."""
         return self.name if self.name in STANDALONE else "runtime"
+
+    def missing(self) -> str | None:
+        """What this backend needs and this machine lacks, in one line (None: nothing). cpp_standalone: make
+        and the C++ compiler its makefile calls ($CXX, default g++); cuda_standalone: brian2cuda and nvcc;
+        genn: pygenn. (Whether a GPU is present is not asked: code is generated and compiled without one.)"""
+        needs = {"cpp_standalone": [("make", shutil.which(b2.prefs.devices.cpp_standalone.make_cmd_unix.split()[0])),
+                                    (os.environ.get("CXX", "g++"), shutil.which(os.environ.get("CXX", "g++")))],
+                 "cuda_standalone": [("brian2cuda", importlib.util.find_spec("brian2cuda")),
+                                     ("nvcc", shutil.which("nvcc"))],
+                 "genn": [("pygenn", importlib.util.find_spec("pygenn"))]}.get(self.name, [])
+        absent = [name for name, found in needs if found is None]
+        if not absent:
+            return None
+        hint = {"cpp_standalone": "install a C++ tool chain (e.g. apt install build-essential) or set $CXX",
+                "cuda_standalone": "install the CUDA toolkit and run 'make gpu'", "genn": "run 'make genn'"}[self.name]
+        return f"backend {self.name} needs {' and '.join(absent)}, not found on this machine: {hint}; or train " \
+               "with backend numpy"
 
     @classmethod
     def active(cls) -> Backend:

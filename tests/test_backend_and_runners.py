@@ -79,3 +79,24 @@ def test_a_training_config_names_its_backend_for_a_build_folder(tmp_path):
     assert train.backend_in(tmp_path) == Backend("genn", tmp_path, dense_pathways=False, genn_backend="cuda")
     assert TrainConfig().backend_in(tmp_path).dense_pathways
     assert set(TrainConfig.model_fields["backend"].annotation.__args__) == set(BACKENDS)
+
+
+def test_a_missing_tool_is_named_before_a_run_directory_exists(tmp_path, monkeypatch):
+    """No make or C++ compiler on PATH (cpp_standalone), no pygenn (genn): one line naming what to install,
+    raised before anything is created; the runtime backends need nothing."""
+    from biograd.config import load_config
+    from biograd.launch import MissingToolError, start_runs
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.delenv("CXX", raising=False)
+    assert Backend("cpp_standalone", tmp_path).missing() == (
+        "backend cpp_standalone needs make and g++, not found on this machine: install a C++ tool chain "
+        "(e.g. apt install build-essential) or set $CXX; or train with backend numpy")
+    assert Backend("numpy").missing() is None and Backend("cython").missing() is None
+    config = load_config(Path(__file__).parents[1] / "runs" / "configs" / "demo.yaml")
+    with pytest.raises(MissingToolError, match=r"^backend cpp_standalone needs make and g\+\+"):
+        start_runs(config, root=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *args: None)
+    assert Backend("genn", tmp_path).missing() == ("backend genn needs pygenn, not found on this machine: run "
+                                                   "'make genn'; or train with backend numpy")
