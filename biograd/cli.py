@@ -178,10 +178,11 @@ def evaluate(
         state, _ = run.load_checkpoint(checkpoint)
     except (ModelFileError, FileNotFoundError, ValueError, KeyError) as err:
         raise _fail(err) from err
-    backend = cfg.train.backend_in(run.path / "build_eval")
-    backend.activate()
-    evaluator = Evaluator(cfg.model, {split: data}, cfg.train.eval_chunk, cfg.train.seed, run.equations, backend)
-    predicted = evaluator.predict(state, split)
+    with run.build_folder("build_eval") as folder:  # a private one while a trainer runs the run
+        backend = cfg.train.backend_in(folder)
+        backend.activate()
+        evaluator = Evaluator(cfg.model, {split: data}, cfg.train.eval_chunk, cfg.train.seed, run.equations, backend)
+        predicted = evaluator.predict(state, split)
     table = Table("class", "samples", "accuracy", title=f"{run.path.name}: {data.name}")
     for label in np.unique(data.labels):
         mask = data.labels == label

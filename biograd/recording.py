@@ -164,21 +164,22 @@ def probe_run(run: RunDirectory, n_samples: int, backend: str | None = None, ove
     chosen = sorted(epochs or saved)
     if not chosen:
         raise FileNotFoundError(f"{run.path}: no weights_epoch<k>.npz to probe")
-    chosen_backend = config.train.backend_in(run.path / out.name.replace("posthoc", "build_probe", 1))
-    if backend:
-        chosen_backend = dataclasses.replace(chosen_backend, name=backend)
-    chosen_backend.activate()
-    prober = Prober(config, run.build_equations(), out,
-                    config.record.model_copy(update={"probe_samples": n_samples, "arrays": False}), chosen_backend)
     held_out = run.metrics().query("split in ('validation', 'test') and metric == 'accuracy'")
     samples_at = held_out.groupby("epoch").samples.max()  # training samples seen when each epoch was evaluated
     metrics, alignment = [], []
-    for epoch in chosen:
-        base = {"epoch": epoch, "chunk": None, "samples": int(samples_at.get(epoch, 0)), "split": "probe",
-                "layer": None}
-        m, a = prober.rows(run.load_checkpoint(saved[epoch])[0], base, f"epoch{epoch}")
-        metrics += m
-        alignment += a
+    with run.build_folder(out.name.replace("posthoc", "build_probe", 1)) as folder:  # private beside a trainer
+        chosen_backend = config.train.backend_in(folder)
+        if backend:
+            chosen_backend = dataclasses.replace(chosen_backend, name=backend)
+        chosen_backend.activate()
+        prober = Prober(config, run.build_equations(), out,
+                        config.record.model_copy(update={"probe_samples": n_samples, "arrays": False}), chosen_backend)
+        for epoch in chosen:
+            base = {"epoch": epoch, "chunk": None, "samples": int(samples_at.get(epoch, 0)), "split": "probe",
+                    "layer": None}
+            m, a = prober.rows(run.load_checkpoint(saved[epoch])[0], base, f"epoch{epoch}")
+            metrics += m
+            alignment += a
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=run.path))
     write_parquet(staging / "metrics.parquet", metrics, METRIC_SCHEMA)
     write_parquet(staging / "alignment.parquet", alignment, TABLES["alignment"])

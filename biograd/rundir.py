@@ -230,16 +230,41 @@ class RunDirectory:
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the run's lock (``.lock``) for the block; another process holding it raises RunLockedError."""
-        lock = FileLock(self.path / ".lock", timeout=0)
-        try:
-            lock.acquire()
-        except Timeout:
-            raise RunLockedError(f"{self.path}: another process is training this run (lock {self.path / '.lock'}); "
-                                 "wait for it or stop it first") from None
+        lock = self._acquired_lock()
+        if lock is None:
+            raise RunLockedError(f"{self.path}: another process is training this run, or evaluating or probing in it "
+                                 f"(lock {self.path / '.lock'}); wait for it or stop it first")
         try:
             yield
         finally:
             lock.release()
+
+    @contextmanager
+    def build_folder(self, name: str) -> Iterator[Path]:
+        """A folder for a build beside the training (``evaluate``, ``probe``): ``<run>/<name>`` while the run's lock
+        is free (held meanwhile, so no trainer starts and rebuilds it), else, while a trainer holds the run, a
+        private folder removed afterwards: a trainer's builds are never touched."""
+        lock = self._acquired_lock()
+        if lock is not None:
+            try:
+                yield self.path / name
+            finally:
+                lock.release()
+            return
+        private = Path(tempfile.mkdtemp(prefix=f"{name}.", dir=self.path))
+        try:
+            yield private
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
+
+    def _acquired_lock(self) -> FileLock | None:
+        """The run's lock, acquired; None if another process holds it."""
+        lock = FileLock(self.path / ".lock", timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            return None
+        return lock
 
     # ------------------------------------------------------------------ files
     @property

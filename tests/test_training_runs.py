@@ -19,7 +19,7 @@ from biograd.models.elements import equations_dir
 from biograd.models.errors import ModelFileError
 from biograd.models.network import BioGradNetwork
 from biograd.plan import chunk_slots, plan_tasks, sleep_slots
-from biograd.rundir import RunChangedError, RunDirectory
+from biograd.rundir import RunChangedError, RunDirectory, RunLockedError
 from biograd.trainer import Trainer, TrainingDiverged, check_health
 
 TINY = """\
@@ -432,6 +432,24 @@ def test_a_second_trainer_of_the_same_run_exits_at_once(tiny, tmp_path):
         result = _cli("train", "--resume", run.path)
     assert result.exit_code == 1 and "another process is training this run" in " ".join(result.output.split())
     assert run.read_json("status.json") == {}  # the other trainer's run is left alone
+
+
+def test_evaluate_beside_a_trainer_builds_in_a_folder_of_its_own(finished_run):
+    """While a trainer holds the run, evaluate builds in a private folder (removed afterwards), never in the
+    trainer's build_eval; otherwise in build_eval, holding the run so that no trainer starts meanwhile."""
+    run = finished_run
+    with run.lock():  # as a trainer does
+        with run.build_folder("build_eval") as folder:
+            assert folder.parent == run.path and folder.name.startswith("build_eval.") and folder.is_dir()
+        assert not folder.exists()
+        result = _cli("evaluate", run.path)
+        assert result.exit_code == 0 and "accuracy" in result.output, result.output
+    assert not list(run.path.glob("build_eval.*"))
+    with run.build_folder("build_eval") as folder:
+        assert folder == run.path / "build_eval"
+        with pytest.raises(RunLockedError, match="training this run, or evaluating or probing in it"):
+            with run.lock():
+                pass
 
 
 @pytest.mark.parametrize(("change", "message"), [
