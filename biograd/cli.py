@@ -273,7 +273,7 @@ def sweep(
 
     from biograd.signals import Terminated
     from biograd.study import run_study
-    from biograd.sweep import load_sweep, plan_trials, run_sweep
+    from biograd.sweep import SweepLockedError, load_sweep, plan_trials, run_sweep
 
     folder = out
     try:
@@ -291,6 +291,9 @@ def sweep(
                                progress=progress)
     except (ModelFileError, FileNotFoundError, ValueError) as err:
         raise _fail(err) from err
+    except SweepLockedError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(1) from err
     except (Terminated, KeyboardInterrupt) as err:
         code = err.exit_code if isinstance(err, Terminated) else 128 + signal.SIGINT
         again = f"biograd sweep {sweep_file}" + (f" --out {folder}" if folder else "")

@@ -45,10 +45,10 @@ from biograd.sweep import (
     Trial,
     dask_client,
     packs,
-    record_sweep,
     run_pack,
     setting_trials,
     summarise,
+    sweep_folder,
     trial_row,
     trial_run,
     validated_epochs,
@@ -358,11 +358,11 @@ def run_study(sweep: SweepFile, out: Path, *, scheduler: str | None = None, work
               serial: bool = False, log: Callable[[str], None] | None = None) -> SweepResult:
     """Run (or continue) the sweep's Optuna study until its budget is used; then write the tables (best.json
     says what the study did). ``log``: one line per setting that ends."""
-    study = Study(sweep, out, log)
-    record_sweep(sweep, out)
-    executor = Executor(serial, scheduler, workers)
-    try:
-        study.run(executor)
-    finally:
-        executor.close()
-    return summarise(sweep, pd.DataFrame(study.rows()), out, {"study": study.record()})
+    with sweep_folder(sweep, out):
+        study = Study(sweep, out, log)
+        executor = Executor(serial, scheduler, workers)
+        try:
+            study.run(executor)
+        finally:
+            executor.close()
+        return summarise(sweep, pd.DataFrame(study.rows()), out, {"study": study.record()})

@@ -49,6 +49,8 @@ import json
 import math
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from itertools import product
@@ -58,6 +60,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import yaml
+from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from biograd.config import RunConfig, load_config
@@ -356,27 +359,45 @@ def run_sweep(sweep: SweepFile, out: Path, *, trials: list[Trial] | None = None,
     this process with ``serial``, else on the Dask cluster at ``scheduler`` or on a new LocalCluster of
     ``workers`` processes; then write the tables. A trial that trials.csv records as ended and whose run
     directory is gone keeps its recorded row."""
-    record_sweep(sweep, out)
-    trials = trials or plan_trials(sweep, out)
-    builds = out / "builds"
-    recorded = _ended_rows(out)
-    kept = [trial for trial in trials if trial.id in recorded and trial_run(trial) is None]
-    groups = packs([trial for trial in trials if trial not in kept], sweep.pack)
-    if serial:
-        rows = [row for group in progress_bar(groups, progress, len(groups))
-                for row in _outcomes(group, lambda g=group: run_pack(g, builds))]
-    else:
-        rows = _on_dask(groups, builds, scheduler, workers, progress) if groups else []
-    rows += [recorded[trial.id] for trial in kept]
-    order = {trial.id: i for i, trial in enumerate(trials)}
-    return summarise(sweep, pd.DataFrame(sorted(rows, key=lambda row: order[row["trial"]])), out)
+    with sweep_folder(sweep, out):
+        trials = trials or plan_trials(sweep, out)
+        builds = out / "builds"
+        recorded = _ended_rows(out)
+        kept = [trial for trial in trials if trial.id in recorded and trial_run(trial) is None]
+        groups = packs([trial for trial in trials if trial not in kept], sweep.pack)
+        if serial:
+            rows = [row for group in progress_bar(groups, progress, len(groups))
+                    for row in _outcomes(group, lambda g=group: run_pack(g, builds))]
+        else:
+            rows = _on_dask(groups, builds, scheduler, workers, progress) if groups else []
+        rows += [recorded[trial.id] for trial in kept]
+        order = {trial.id: i for i, trial in enumerate(trials)}
+        return summarise(sweep, pd.DataFrame(sorted(rows, key=lambda row: order[row["trial"]])), out)
 
 
-def record_sweep(sweep: SweepFile, out: Path) -> None:
-    """``out/sweep.yaml``: the sweep file as run (its base relative to ``out``)."""
+class SweepLockedError(RuntimeError):
+    """Another process is running a sweep in the same folder."""
+
+
+@contextmanager
+def sweep_folder(sweep: SweepFile, out: Path) -> Iterator[None]:
+    """Hold the sweep folder's lock (``out/.lock``) for the block, as a trainer holds its run's: a second sweep
+    of the folder stops at once (SweepLockedError); and record the sweep file as run in ``out/sweep.yaml`` (its
+    base relative to ``out``)."""
     out.mkdir(parents=True, exist_ok=True)
-    resolved = sweep.model_dump(mode="json", exclude_none=True) | {"base": os.path.relpath(sweep.base, out.resolve())}
-    (out / "sweep.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    lock = FileLock(out / ".lock", timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise SweepLockedError(f"{out}: another sweep is running in this folder (lock {out / '.lock'}); wait for it "
+                               "or stop it first") from None
+    try:
+        resolved = sweep.model_dump(mode="json", exclude_none=True) | {"base": os.path.relpath(sweep.base,
+                                                                                             out.resolve())}
+        (out / "sweep.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+        yield
+    finally:
+        lock.release()
 
 
 def progress_bar(items, progress: bool, total: int):

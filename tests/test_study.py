@@ -12,11 +12,14 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+from filelock import FileLock
+from typer.testing import CliRunner
 
+from biograd.cli import app
 from biograd.models.errors import ModelFileError
 from biograd.rundir import RunDirectory
 from biograd.study import STUDY_FILE, check_study, run_study
-from biograd.sweep import load_sweep, validated_epochs
+from biograd.sweep import SweepLockedError, load_sweep, validated_epochs
 
 BASE = """\
 name: tiny
@@ -99,6 +102,17 @@ def test_a_study_needs_a_validation_split(study_file, tmp_path):
     (tmp_path / "tiny.yaml").write_text(BASE.replace("validation: 30", "validation: 0"))
     with pytest.raises(ValueError, match=r"tiny.yaml: data.validation is 0"):
         check_study(load_sweep(study_file), tmp_path / "out")
+
+
+def test_a_second_sweep_of_a_folder_stops_at_once(study_file, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    with FileLock(out / ".lock"):  # as a running sweep holds it
+        with pytest.raises(SweepLockedError, match=r"out: another sweep is running in this folder"):
+            run_study(load_sweep(study_file), out, serial=True)
+        result = CliRunner().invoke(app, ["sweep", str(study_file), "--out", str(out), "--serial"])
+        assert result.exit_code == 1 and "another sweep is running in this folder" in " ".join(result.output.split())
+    assert not (out / STUDY_FILE).exists()
 
 
 @pytest.mark.slow
