@@ -160,6 +160,8 @@ def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="a run directory")],
     checkpoint: Annotated[Path | None, typer.Option(help="weights file (default: the run's last checkpoint)")] = None,
     split: Annotated[Literal["test", "validation", "train"], typer.Option(help="which split to evaluate")] = "test",
+    accept_changes: Annotated[bool, typer.Option(
+        help="evaluate a run whose config.yaml or equation copy was edited (recorded in its history.jsonl)")] = False,
 ) -> None:
     """Accuracy of a run's weights (inference-only build), overall and per class."""
     from rich.table import Table
@@ -170,6 +172,7 @@ def evaluate(
 
     try:
         run = RunDirectory(run_dir)
+        run.check_unchanged(accept_changes)  # the network is built from the run's files: as they were trained
         cfg = run.config
         splits = load_splits(cfg.data, cfg.model.using(run.build_equations()))
         if (data := splits.named().get(split)) is None:

@@ -194,10 +194,11 @@ class RunDirectory:
     # ------------------------------------------------------------------ contract and lock
     def changed_files(self) -> list[str]:
         """Files of the run's contract (config.yaml, equations/*) whose content changed since it was created
-        (or since a change was accepted), added or removed."""
+        (or since a change was accepted), added or removed; the contract itself if it is missing (deleted, or a
+        run made before contracts): nothing can then be compared, so nothing is taken as unchanged."""
         recorded = self.read_json(CONTRACT)
         if not recorded:
-            return []  # a run made before contracts: nothing to compare with
+            return [f"{CONTRACT} (missing: the files cannot be checked)"]
         now = file_digests(self.path)
         return sorted(name for name in set(recorded) | set(now) if recorded.get(name) != now.get(name))
 

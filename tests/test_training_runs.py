@@ -406,6 +406,23 @@ def test_resume_refuses_an_edited_run_unless_asked_and_records_it(finished_run):
     assert run.accuracy("test").index.max() == 2 and run.changed_files() == []
 
 
+def test_a_run_without_its_contract_or_with_edited_files_is_not_evaluated_unless_asked(finished_run):
+    """A deleted contract.json disables nothing: resume and evaluate refuse the run as changed, until
+    --accept-changes makes today's files its contract (recorded in history.jsonl)."""
+    run = finished_run
+    (run.equations / "soma.yaml").write_text((run.equations / "soma.yaml").read_text() + "\n")
+    result = _cli("evaluate", run.path)
+    assert result.exit_code == 2 and "changed since the run was created: equations/soma.yaml" in \
+        " ".join(result.output.split()), result.output
+    (run.path / "contract.json").unlink()
+    result = _cli("evaluate", run.path)
+    assert result.exit_code == 2 and "contract.json (missing: the files cannot be checked)" in \
+        " ".join(result.output.split()), result.output
+    result = _cli("evaluate", run.path, "--accept-changes")
+    assert result.exit_code == 0 and "accuracy" in result.output, result.output
+    assert run.changed_files() == [] and "accepted changes" in (run.path / "history.jsonl").read_text()
+
+
 def test_resume_of_a_finished_run_does_nothing(finished_run):
     before = {p.name: p.stat().st_mtime_ns for p in finished_run.path.iterdir()}
     result = _cli("train", "--resume", finished_run.path)
