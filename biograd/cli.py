@@ -230,15 +230,18 @@ def export(
     run_dir: Annotated[Path, typer.Argument(help="a run directory (its last checkpoint is exported)")],
     format_: Annotated[Literal["netx", "nir"], typer.Option("--format", help="netx: lava-dl HDF5 with a loihi1/ "
                                                                       "group; nir: a NIR graph")] = "netx",
-    out: Annotated[Path | None, typer.Option(help="file to write (default: RUN/export.net or RUN/export.nir)")] = None,
+    out: Annotated[Path | None, typer.Option(help="file to write (default: RUN/export.net or RUN/export.nir); in a "
+                                                  "run directory only RUN/export.* or a file in RUN/export/")] = None,
+    force: Annotated[bool, typer.Option(help="replace an existing --out file")] = False,
 ) -> None:
-    """The trained inference network on Loihi 1's grid (a float run is quantised on it): lava-dl netx or NIR."""
+    """The trained inference network on Loihi 1's grid (a float run is quantised on it): lava-dl netx or NIR.
+    Written whole or not at all; never over a run's own files, nor over an existing file without --force."""
     from biograd.export import export_run
     from biograd.rundir import CheckpointError
 
     try:
-        path = export_run(run_dir, format_, out)
-    except (ModelFileError, FileNotFoundError, CheckpointError, ValueError) as err:
+        path = export_run(run_dir, format_, out, force)
+    except (ModelFileError, FileNotFoundError, FileExistsError, CheckpointError, ValueError) as err:
         raise _fail(err) from err
     console.print(f"wrote {path}")
 

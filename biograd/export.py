@@ -24,6 +24,14 @@ per step, a spike counting 1 in the step it arrives, I <- I (1 - d_u/4096) + W s
 v <- v (1 - d_v/4096) + I (the new I). Without leak (d_v = 0) tau_mem is NO_LEAK_STEPS steps: a
 leak of 1e-9 per step, far below the weights' step, where an infinite tau_mem would make r/tau_mem
 undefined for a reader. Spikes travel one step per layer, as on Loihi.
+
+**Where it writes** (:func:`check_out`): the file goes through a temporary file in the same folder and is
+renamed when complete (:func:`biograd.rundir.atomic_path`), so a failed export leaves no file and an
+existing one as it was. An existing file is replaced only with ``force``. Inside a run directory (any
+folder holding ``config.yaml`` and ``versions.json``, and the exported run) the only files an export may
+write are ``export.<anything>`` at its top and files in its ``export/`` folder: everything else there is
+an input or record of the run (config, contract, checkpoint, epoch weights, equation copy, tables, status),
+never overwritten, with or without ``force``.
 """
 
 from __future__ import annotations
@@ -37,31 +45,57 @@ import numpy as np
 
 from biograd.models.elements import equations_dir
 from biograd.models.loihi import LOIHI, LoihiLayer, learning_rules, loihi_layers, trace_parameters
-from biograd.rundir import RunDirectory
+from biograd.rundir import RunDirectory, atomic_path
 
 Format = Literal["netx", "nir"]
 NO_LEAK_STEPS = 1e9  # NIR's tau_mem, in steps, of a compartment without leak
 SUFFIX = {"netx": ".net", "nir": ".nir"}
 
 
-def export_run(run_dir: Path, fmt: Format, out: Path | None = None) -> Path:
-    """Write the run's last checkpoint (its trained weights) as ``fmt``; returns the file."""
+def export_run(run_dir: Path, fmt: Format, out: Path | None = None, force: bool = False) -> Path:
+    """Write the run's last checkpoint (its trained weights) as ``fmt`` to ``out`` (checked by
+    :func:`check_out`; default ``<run>/export.net`` or ``.nir``); returns the file."""
     run = RunDirectory(run_dir)
+    out = out or run.path / f"export{SUFFIX[fmt]}"
+    check_out(out, run.path, force)
     config = run.config
     spec = config.model.using(run.build_equations())
     if LOIHI not in spec.composition.table.precisions:  # a run older than the Loihi elements: today's grid
         spec = spec.using(equations_dir())
     state, _ = run.load_checkpoint()
     layers = loihi_layers(spec, state.W)
-    out = out or run.path / f"export{SUFFIX[fmt]}"
     config_sha = hashlib.sha256((run.path / "config.yaml").read_bytes()).hexdigest()
     provenance = {"run": run.path.name, "equations": str(spec.equations), "config_sha256": config_sha,
                   "precision": spec.precision, "versions": run.read_json("versions.json")}
-    if fmt == "netx":
-        write_netx(out, layers, rules=learning_rules(spec), traces=trace_parameters(spec), provenance=provenance)
-    else:
-        write_nir(out, layers, float(spec.composition.dt), provenance=provenance)
+    with atomic_path(out) as tmp:
+        if fmt == "netx":
+            write_netx(tmp, layers, rules=learning_rules(spec), traces=trace_parameters(spec), provenance=provenance)
+        else:
+            write_nir(tmp, layers, float(spec.composition.dt), provenance=provenance)
     return out
+
+
+def _is_run_directory(folder: Path) -> bool:
+    return (folder / "config.yaml").is_file() and (folder / "versions.json").is_file()
+
+
+def check_out(out: Path, run_dir: Path, force: bool) -> None:
+    """Refuse ``out`` (ValueError, FileExistsError, FileNotFoundError, each one line naming it) where an
+    export of ``run_dir`` must not write it (see the module docstring: "Where it writes")."""
+    target, run = out.resolve(), run_dir.resolve()
+    for folder in target.parents:
+        if folder == run or _is_run_directory(folder):
+            inside = target.relative_to(folder).parts
+            if inside[0] != "export" and not (len(inside) == 1 and inside[0].startswith("export.")):
+                raise ValueError(f"--out {out}: a file of the run directory {folder}, whose inputs and records are "
+                                 f"never overwritten; write {folder / 'export.*'}, a file in "
+                                 f"{folder / 'export'}/ or one outside it")
+    if target.is_dir():
+        raise ValueError(f"--out {out} is a folder: give a file to write")
+    if not target.parent.is_dir():
+        raise FileNotFoundError(f"--out {out}: no such folder {out.parent}")
+    if target.exists() and not force:
+        raise FileExistsError(f"{out} exists: give --force to replace it")
 
 
 def netx_layer(layer: LoihiLayer) -> tuple[np.ndarray, int]:

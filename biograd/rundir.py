@@ -83,16 +83,34 @@ def write_parquet(path: Path, rows: list[dict], schema: pa.Schema) -> None:
     atomic_write(path, sink.getvalue().to_pybytes())
 
 
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A new empty temporary file in ``path``'s folder (``.<name>.<random><suffix>``: writers that go by the
+    suffix, such as matplotlib, still do) for the block to write ``path`` through: renamed over ``path`` when
+    the block ends, deleted when it raises, so that a reader (or a crash) sees the old file or the new, never
+    half, and a failed write leaves nothing. The file gets the permissions of the user's umask, as an
+    ordinary ``open`` gives (not the 0600 of a temporary file)."""
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(handle)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
+        handle = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a reader (or a crash) sees the old file or the new, never half;
-    the file gets the permissions of the user's umask, as an ordinary ``open`` gives (not the 0600 of a
-    temporary file)."""
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        tmp.write(data)
-        tmp.flush()
-        os.fchmod(tmp.fileno(), 0o666 & ~_umask())
-        os.fsync(tmp.fileno())
-    os.replace(tmp.name, path)
+    """Write ``data`` to ``path`` through :func:`atomic_path`."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def _umask() -> int:
