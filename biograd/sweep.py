@@ -49,6 +49,7 @@ import json
 import math
 import os
 import socket
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -68,7 +69,7 @@ from biograd.launch import start_run
 from biograd.models.elements import equations_dir
 from biograd.models.params import read_yaml_model
 from biograd.packing import packing_key
-from biograd.rundir import RunDirectory
+from biograd.rundir import RunDirectory, atomic_path, atomic_write
 from biograd.trainer import Trainer, TrainingDiverged
 
 
@@ -345,11 +346,21 @@ def trial_run(trial: Trial) -> RunDirectory | None:
 
 def _ended_rows(out: Path) -> dict[str, dict]:
     """The rows of an earlier trials.csv whose trial ended (finished or diverged), by trial. A trial whose run
-    directory is gone (deleted for space, or not copied with the tables) keeps its row and is not trained again."""
+    directory is gone (deleted for space, or not copied with the tables) keeps its row and is not trained again.
+    A trials.csv that cannot be read (empty, corrupt) gives a warning naming it and no rows."""
     path = out / "trials.csv"
     if not path.is_file():
         return {}
-    table = pd.read_csv(path, dtype={"trial": str, "run": str})
+    try:  # a summary of the run directories: one that cannot be read is rewritten from them
+        table = pd.read_csv(path, dtype={"trial": str, "run": str})
+        missing = {"trial", "status"} - set(table.columns)
+        if missing:
+            raise ValueError(f"no column {', '.join(sorted(missing))}")
+    except ValueError as err:  # empty, not CSV, not text (pandas' errors are ValueErrors)
+        reason = " ".join(str(err).split()) or type(err).__name__
+        warnings.warn(f"{path} cannot be read ({reason}): its trials are read from their run directories and it is "
+                      "rewritten; a trial whose run directory is gone is trained again", stacklevel=2)
+        return {}
     return {row["trial"]: row for row in table.to_dict("records") if row["status"] in ENDED}
 
 
@@ -457,9 +468,11 @@ def _values(series: pd.Series) -> str:
 
 def summarise(sweep: SweepFile, trials: pd.DataFrame, out: Path, record: dict | None = None) -> SweepResult:
     """trials.csv, summary.csv (mean, sd and per-seed values per setting), best.json (with ``record``) and
-    sweep.png. The best setting is chosen among those whose every seed finished."""
+    sweep.png, each written whole or not at all (:func:`biograd.rundir.atomic_path`). The best setting is chosen
+    among those whose every seed finished."""
     keys = sweep.searched
-    trials.to_csv(out / "trials.csv", index=False)
+    with atomic_path(out / "trials.csv") as tmp:
+        trials.to_csv(tmp, index=False)
     rows = []
     for setting, group in trials.groupby("setting", sort=True):
         row = {"setting": setting, **{key: group[key].iloc[0] for key in keys}, "seeds": len(group),
@@ -470,7 +483,8 @@ def summarise(sweep: SweepFile, trials: pd.DataFrame, out: Path, record: dict | 
                     f"{split} per seed": _values(values)}
         rows.append(row)
     summary = pd.DataFrame(rows)
-    summary.to_csv(out / "summary.csv", index=False)
+    with atomic_path(out / "summary.csv") as tmp:
+        summary.to_csv(tmp, index=False)
     complete = summary[summary.finished == summary.seeds].dropna(subset=["validation mean"])
     best = {}
     if len(complete):
@@ -481,11 +495,12 @@ def summarise(sweep: SweepFile, trials: pd.DataFrame, out: Path, record: dict | 
                 "validation sd": None if pd.isna(top["validation sd"]) else float(top["validation sd"]),
                 "seeds": int(top.seeds), "chosen on": "mean validation accuracy over seeds"}
     best |= record or {}
-    (out / "best.json").write_text(json.dumps(best, indent=2) + "\n")
+    atomic_write(out / "best.json", (json.dumps(best, indent=2) + "\n").encode())
     if len(trials.dropna(subset=["validation accuracy"])):
         from biograd.analysis.figures import sweep_figure
 
-        sweep_figure(trials, keys, out / "sweep.png")
+        with atomic_path(out / "sweep.png") as tmp:
+            sweep_figure(trials, keys, tmp)
     return SweepResult(trials, summary, best)
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from biograd.models.errors import ModelFileError
 from biograd.rundir import RunDirectory
-from biograd.sweep import dask_client, load_sweep, plan_trials, run_sweep
+from biograd.sweep import _ended_rows, dask_client, load_sweep, plan_trials, run_sweep, summarise
 
 BASE = """\
 name: tiny
@@ -225,3 +225,51 @@ def test_workers_restarted_by_the_nanny_may_start_processes():
     finally:
         client.cluster.close()
         client.close()
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage\n", b"a,b\n1,2,3,4\n", b"\x00\xff\xfe\x80 not text"],
+                         ids=["empty", "one-word", "ragged", "binary"])
+def test_an_unreadable_trials_csv_is_named_and_rewritten_from_the_run_directories(sweep_file, tmp_path, content):
+    """trials.csv summarises the trials' run directories: one that cannot be read gives a warning naming it,
+    the sweep goes on and writes it whole again. The trial fails at once (no training): the point is the table."""
+    sweep_file.write_text(SWEEP.replace("model.params.forward_synapse.eta: [0.01, 0.05]", "data.validation: [5000]")
+                          .replace("seeds: [0, 1]", "seeds: [0]"))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "trials.csv").write_bytes(content)
+    with pytest.warns(UserWarning, match=f"^{out / 'trials.csv'} cannot be read .*: its trials are read from their"):
+        result = run_sweep(load_sweep(sweep_file), out, serial=True, progress=False)
+    assert result.trials.status[0].startswith("error: ValueError: data.validation = 5000")
+    written = pd.read_csv(out / "trials.csv")
+    assert list(written.trial) == list(result.trials.trial) and written.status[0] == result.trials.status[0]
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no temporary file left
+
+
+def test_a_readable_trials_csv_keeps_the_rows_of_ended_trials(tmp_path):
+    (tmp_path / "trials.csv").write_text("trial,status,validation accuracy\nab12,finished,0.5\ncd34,running,\n"
+                                         "ef56,diverged,\n")
+    assert {trial: row["validation accuracy"] for trial, row in _ended_rows(tmp_path).items()} == \
+        pytest.approx({"ab12": 0.5, "ef56": float("nan")}, nan_ok=True)
+
+
+def test_sweep_tables_are_written_whole_or_not_at_all(sweep_file, tmp_path, monkeypatch):
+    """A figure that fails mid-write leaves the earlier sweep.png and no temporary file; the tables before it
+    are replaced whole."""
+    import biograd.analysis.figures
+
+    def half(trials, keys, path):
+        Path(path).write_bytes(b"\x89PNG half")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(biograd.analysis.figures, "sweep_figure", half)
+    (tmp_path / "sweep.png").write_bytes(b"old figure")
+    trials = pd.DataFrame({"trial": ["a", "b"], "setting": [0, 0], "model.params.forward_synapse.eta": [0.01, 0.01],
+                           "seed": [0, 1], "status": ["finished"] * 2, "validation accuracy": [0.5, 0.7],
+                           "test accuracy": [None, None], "minutes": [0.1, 0.1]})
+    with pytest.raises(RuntimeError, match="disk full"):
+        summarise(load_sweep(sweep_file), trials, tmp_path)
+    assert (tmp_path / "sweep.png").read_bytes() == b"old figure"
+    assert json.loads((tmp_path / "best.json").read_text())["validation mean"] == pytest.approx(0.6)
+    assert pd.read_csv(tmp_path / "trials.csv").trial.tolist() == ["a", "b"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.json", "summary.csv", "sweep.png", "sweep.yaml",
+                                                          "tiny.yaml", "trials.csv"]
