@@ -180,7 +180,12 @@ def _validated(path: Path, data: dict, overrides: list[str], equations: Path | N
         key, sep, text = item.partition("=")
         if not sep:
             raise ModelFileError(path, f"override {item!r} is not of the form key.sub=value")
-        _set(path, data, key.strip(), yaml.safe_load(text))
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ModelFileError(path, f"--set {item}: the value is not YAML "
+                                 f"({getattr(err, 'problem', None) or type(err).__name__})") from err
+        _set(path, data, key.strip(), value)
     try:
         return RunConfig.model_validate(data, context={"equations": equations})
     except ValidationError as err:

@@ -26,3 +26,7 @@ def read_model_file(path: str | Path, what: str) -> str:
         return path.read_text(encoding="utf-8")
     except OSError as err:
         raise ModelFileError(path, f"cannot read {what}: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[:err.start].count(b"\n") + 1
+        raise ModelFileError(path, f"{what} is not UTF-8 text (byte 0x{err.object[err.start]:02x}); save it as "
+                             "UTF-8", line) from err

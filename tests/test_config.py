@@ -61,6 +61,13 @@ def test_the_sleep_schedule_defaults_to_the_composition_files_values(tmp_path):
     assert load_config(write(tmp_path, MINIMAL), [], copy).train.sleep_duration == "200 ms"
 
 
+def test_a_config_that_is_not_utf8_is_named_with_its_line(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_bytes(MINIMAL.encode() + b"# caf\xe9\n")
+    with pytest.raises(ModelFileError, match=r"run.yaml:3: config is not UTF-8 text \(byte 0xe9\); save it as UTF-8"):
+        load_config(path)
+
+
 def test_sleep_duration_rounds_up_to_slots(tmp_path):
     cfg = load_config(write(tmp_path, MINIMAL + "train: {sleep_duration: 41 ms}\n"))
     assert cfg.model.n_slot == 30 and sleep_slots(cfg.model, cfg.train) == 2
@@ -79,6 +86,7 @@ def test_sleep_duration_rounds_up_to_slots(tmp_path):
     (MINIMAL, ["train.decay.eta=1.5"], "train.decay.eta: 1.5 is not in (0, 1]"),
     (MINIMAL, ["train.decay.etaa=0.5"], "train.decay.etaa: not a chunk parameter of this model (eta)"),
     (MINIMAL, ["train.eta=0.1"], "train.eta: unknown key"),
+    (MINIMAL, ["train.epochs=[1"], "--set train.epochs=[1: the value is not YAML (expected ',' or ']'"),
     (MINIMAL, ["model.params.som.v_th=2"], "model.params.som: no element of that name in this network"),
     (MINIMAL, ["model.params.soma.v_thr=2"], "model.params.soma.v_thr: unknown parameter of soma"),
     (MINIMAL, ["model.params.soma.v_th=2 mV"], "model.params.soma.v_th: parameter 'v_th' = 2. mV has other units"),
