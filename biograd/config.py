@@ -1,6 +1,7 @@
 """Run configuration: YAML files validated by pydantic, with ``--set key=value`` overrides.
 
-A config has five sections (unknown keys are rejected, durations are unit strings)::
+A config has five sections (unknown keys are rejected, durations are unit strings, numbers must be finite:
+YAML's .nan and .inf are refused, here and in ``model.params``)::
 
     name: mnist_1h
     model: {sizes: [784, 500, 10], feedback: sleep, encoder: regular, precision: float,   # NetworkSpec
@@ -31,7 +32,7 @@ from biograd.models.units import parse_as, parse_quantity
 
 
 class DataConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # .nan, .inf: refused
     source: Literal["embedded", "sklearn", "mnist", "nmnist"] = "embedded"
     data_dir: str | None = Field(None, description="folder of the data set (default: BIOGRAD_DATA, ../shared/data)")
     validation: int = Field(0, ge=0, description="hold out the last n samples of the training data as the "
@@ -44,7 +45,7 @@ class DataConfig(BaseModel):
 
 
 class TrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     epochs: int = Field(1, ge=1)
     # the sleep schedule: defaults, references and bounds in the composition file (network.yaml, training:)
     sleep_every: int = Field(description="samples between sleep blocks")
@@ -54,7 +55,8 @@ class TrainConfig(BaseModel):
     decay: dict[str, float] = Field(
         {"eta": 0.7}, description="per-epoch factor of chunk parameters (variables declared (shared, constant) in "
         "the equations, e.g. eta, eta_sleep): in epoch e the value is table value * decay^(e-1)")
-    seed: int = 0
+    seed: int = Field(0, ge=0, description="initial weights, sample order and the simulation's random draws "
+                      "(replica k: seed + k); numpy seeds are non-negative")
     backend: Literal["cpp_standalone", "cuda_standalone", "genn", "numpy", "cython"] = "cpp_standalone"
     templates: Literal["dense", "brian2"] = Field(
         "dense", description="cpp_standalone's synapse templates: dense (all-to-all pathways a row at a time, "

@@ -1,4 +1,5 @@
-"""Starting runs: a config checked (backend tools, units, memory, data) before its run directories are made."""
+"""Starting runs: a config checked (sizes against the data, ensemble, backend tools, units, memory, data) before
+its run directories are made."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import os
 from pathlib import Path
 
 from biograd.config import RunConfig, TrainConfig
-from biograd.data.splits import load_splits
+from biograd.data.splits import check_fits, load_splits, source_shape
 from biograd.models.composition import check_composition_units
 from biograd.models.elements import equations_dir
 from biograd.models.network import estimated_bytes, synapse_count
@@ -25,7 +26,8 @@ class MissingToolError(ValueError):
 
 def start_run(config: RunConfig, equations: Path | None = None, root: Path = Path("runs/out")) -> RunDirectory:
     """A new run directory for ``config`` (equation files copied from ``equations``, default the model's),
-    made only once the data loads (checksums included) and the network fits in this machine's memory."""
+    made only once the network fits the data (:func:`check_config`), the data loads (checksums included) and the
+    network fits in this machine's memory."""
     return start_runs(config, equations, root)[0]
 
 
@@ -33,6 +35,7 @@ def start_runs(config: RunConfig, equations: Path | None = None, root: Path = Pa
     """:func:`start_run` for each replica of ``model.replicas``: runs of seeds train.seed, train.seed + 1, ...,
     each an ordinary single-network run (its config.yaml has no replicas), to train in one ensemble build."""
     equations = equations or equations_dir()
+    check_config(config)
     if missing := config.train.backend_in(root).missing():
         raise MissingToolError(missing)
     spec = config.model.using(equations)
@@ -46,6 +49,17 @@ def start_runs(config: RunConfig, equations: Path | None = None, root: Path = Pa
         run.check_splits(splits.record())
         runs.append(run)
     return runs
+
+
+def check_config(config: RunConfig) -> None:
+    """What the config alone decides, before any data is read (ValueError naming the key): the network fits
+    the data source's shape (:func:`~biograd.data.splits.source_shape`), and an ensemble (``model.replicas``
+    > 1) records no probes (they need a build of their own per run)."""
+    check_fits(config.data.source, source_shape(config.data.source), config.model)
+    if config.model.replicas > 1 and config.record.probe_samples:
+        raise ValueError(f"record.probe_samples: probes need a build of their own per run; an ensemble "
+                         f"(model.replicas: {config.model.replicas}) trains with record.probe_samples=0 (probe its "
+                         "runs afterwards: biograd probe)")
 
 
 def check_memory(spec: NetworkSpec, train: TrainConfig, total: int | None = None, replicas: int = 1) -> None:

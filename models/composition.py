@@ -6,8 +6,8 @@ slot codes), the defaults and bounds of the training loop's sleep schedule (``tr
 precision (``model.precision``), the elements that replace the float ones: the Loihi-precision
 variant and its ablation levels. A :class:`Composition` is what a network
 build reads: every element with the overrides of ``model.params`` applied, each override checked
-first (unknown element, unknown parameter, other units, outside the bounds: an error naming
-``model.params.<element>.<name>``).
+first (unknown element, unknown parameter, not a finite number, other units, outside the bounds: an
+error naming ``model.params.<element>.<name>``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict
 
 from biograd.models.elements import Element, GroupSpec, check_units, compose, equations_dir, load_element
 from biograd.models.errors import ModelFileError
-from biograd.models.params import Parameter, check_bounds, read_yaml_model
+from biograd.models.params import Parameter, check_bounds, finite, read_yaml_model
 from biograd.models.units import parse_quantity
 
 COMPOSITION = "network"  # the composition file's stem, and its key in model.params
@@ -261,6 +261,8 @@ def _override(path: Path, key: str, name: str, param: Parameter, text) -> b2.Qua
         value = parse_quantity(text)
     except ValueError as err:
         raise ModelFileError(path, f"{key}: {err}") from err
+    if not finite(value):  # YAML's .nan and .inf, or a number past the float range such as 1e400
+        raise ModelFileError(path, f"{key} = {text} is not a finite number")
     try:
         check_bounds(path, name, param, None, value)
     except ModelFileError as err:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Literal
 
 import brian2 as b2
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
@@ -192,9 +193,17 @@ def read_table(path: str | Path) -> ParameterTable:
     return table
 
 
+def finite(value: b2.Quantity) -> bool:
+    """Whether ``value`` is a number other than NaN and +-inf (comparisons with NaN are all False)."""
+    return bool(np.all(np.isfinite(np.asarray(value))))
+
+
 def check_bounds(path: Path, name: str, param: Parameter, line: int | None, value: b2.Quantity | None = None):
-    """Raise if ``value`` (default: the table value) has other units than the bounds or lies outside them."""
+    """Raise if ``value`` (default: the table value) is not finite, has other units than the bounds or lies
+    outside them."""
     value = param.quantity() if value is None else value
+    if not finite(value):
+        raise ModelFileError(path, f"parameter {name!r} = {value} is not a finite number", line)
     if not same_dimensions(value, param.quantity()):
         raise ModelFileError(path, f"parameter {name!r} = {value} has other units than its table value "
                              f"{param.value!r}", line)

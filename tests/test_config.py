@@ -3,6 +3,7 @@
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -115,3 +116,63 @@ def test_missing_file(tmp_path):
 def test_a_zero_learning_rate_is_warned_about(tmp_path):
     with pytest.warns(UserWarning, match=r"eta = 0: the weights it trains will not change"):
         load_config(write(tmp_path, MINIMAL), ["model.params.forward_synapse.eta=0"])
+
+
+BRANCHED = "name: t\nmodel: {sizes: [64, 12, 10]}\n"  # two weight layers: feedback synapses too
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("model.params.forward_synapse.eta=.nan",
+     "model: {eqs}/forward_synapse.yaml: model.params.forward_synapse.eta = nan is not a finite number"),
+    ("model.params.network.gain_hidden=.inf",
+     "model: {eqs}/network.yaml: model.params.network.gain_hidden = inf is not a finite number"),
+    ("model.params.network.init_scale=-.inf",
+     "model: {eqs}/network.yaml: model.params.network.init_scale = -inf is not a finite number"),
+    ("model.params.feedback_synapse.lambda_sleep=.nan",
+     "model: {eqs}/feedback_synapse.yaml: model.params.feedback_synapse.lambda_sleep = nan is not a finite number"),
+    ("model.params.network.dt=1e400 ms",  # past the float range: inf
+     "model: {eqs}/network.yaml: model.params.network.dt = 1e400 ms is not a finite number"),
+    ("train.max_weight=.inf", "train.max_weight: Input should be a finite number"),
+    ("train.max_weight=.nan", "train.max_weight: Input should be a finite number"),
+    ("train.decay.eta=.nan", "train.decay.eta: Input should be a finite number"),
+    ("data.test_fraction=.nan", "data.test_fraction: Input should be a finite number"),
+    ("train.seed=-1", "train.seed: Input should be greater than or equal to 0"),
+])
+def test_non_finite_numbers_and_negative_seeds_are_refused_naming_the_key(tmp_path, override, message):
+    """YAML's .nan and .inf passed the bounds (every comparison with NaN is False) and trained to NaN; numpy
+    refused a negative seed only after the run directory was made."""
+    path = write(tmp_path, BRANCHED)
+    with pytest.raises(ModelFileError) as err:
+        load_config(path, [override])
+    assert str(err.value) == f"{path}: " + message.format(eqs=equations_dir())
+
+
+def test_a_non_finite_table_value_is_refused_naming_the_file_and_line(tmp_path):
+    copy = tmp_path / "equations"
+    shutil.copytree(equations_dir(), copy)
+    table = copy / "forward_synapse.yaml"
+    text = table.read_text()
+    line = next(k for k, row in enumerate(text.splitlines(), 1) if row.strip() == "eta:")
+    table.write_text(text.replace("  eta:\n    value: ", "  eta:\n    value: .nan  # ", 1))
+    with pytest.raises(ModelFileError) as err:
+        load_config(write(tmp_path, MINIMAL), [], copy)
+    assert f"{table}:{line}: parameter 'eta' = nan is not a finite number" in str(err.value)
+
+
+def test_a_data_sources_shape_is_the_loaded_datas():
+    """launch checks model.sizes against source_shape before any data is read; it must be the data's shape
+    (sklearn's, loaded here; the embedded set takes seconds to parse: its (5000, 784) is test_data_embedded's)."""
+    from biograd.config import DataConfig
+    from biograd.data.splits import DataShape, load_splits, source_shape
+    from biograd.models.spec import NetworkSpec
+
+    shape = source_shape("sklearn")
+    splits = load_splits(DataConfig(source="sklearn"), NetworkSpec(sizes=(shape.inputs, shape.classes)))
+    labels = np.concatenate([splits.train.labels, splits.test.labels])
+    assert shape == DataShape(splits.train.n_inputs, len(np.unique(labels)), splits.train.events) == (64, 10, False)
+    assert set(labels) == set(range(shape.classes))
+    with pytest.raises(ValueError, match=r"^model.sizes: data source 'sklearn' has 10 classes, but the model's output "
+                       r"layer has 9 neurons \(model.sizes\[-1\] must be at least 10\)$"):
+        load_splits(DataConfig(source="sklearn"), NetworkSpec(sizes=(64, 9)))  # the loaded labels, checked too
+    assert [source_shape(s) for s in ("embedded", "mnist", "nmnist")] == [(784, 10, False), (784, 10, False),
+                                                                          (2312, 10, True)]

@@ -3,6 +3,7 @@ the project's own error (ModelFileError, DataError), never another exception."""
 
 import gzip
 import struct
+import warnings
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from biograd.data.errors import DataError
 from biograd.data.mnist import parse_idx, read_idx
 from biograd.data.nmnist import EVENT_DTYPE, OVERFLOW_Y, decode_bin
 from biograd.models.errors import ModelFileError
+from biograd.models.params import finite
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
@@ -109,3 +111,31 @@ def test_a_yaml_list_is_not_a_config(tmp_path):
     path.write_text("- 1\n- 2\n")
     with pytest.raises(ModelFileError, match="list.yaml"):
         load_config(path, ["train.epochs=2"])
+
+
+NUMERIC_KEYS = ["model.params.forward_synapse.eta", "model.params.network.gain_hidden",
+                "model.params.network.init_scale", "model.params.feedback_synapse.lambda_sleep", "train.max_weight",
+                "train.seed"]
+numbers = st.one_of(st.floats(), st.sampled_from([float("nan"), float("inf"), -float("inf"), -1.0, 1e308]),
+                    st.integers(-2**70, 2**70))
+
+
+@settings(SETTINGS, max_examples=40)
+@given(key=st.sampled_from(NUMERIC_KEYS), value=numbers, unit=st.sampled_from(["", " ms", " mV", " Hz"]))
+def test_any_number_for_a_numeric_key_loads_finite_or_names_the_key(tmp_path, key, value, unit):
+    """NaN, inf, negative, huge or in the wrong unit: the config loads with finite values (a seed >= 0), or the
+    error names the key; never another exception."""
+    path = tmp_path / "n.yaml"
+    path.write_text("name: t\nmodel: {sizes: [64, 12, 10]}\n")  # feedback synapses too
+    text = yaml.safe_dump(value).removesuffix("...\n").strip() + unit
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # eta = 0 is warned about
+            warnings.simplefilter("ignore", RuntimeWarning)  # Brian2 printing a huge value in an error
+            config = load_config(path, [f"{key}={text}"])
+    except ModelFileError as err:
+        assert str(err).startswith(str(path)) and key in str(err), err
+        return
+    composition = config.model.composition
+    values = [*composition.values.values(), *(v for el in composition.elements.values() for v in el.values.values())]
+    assert all(finite(v) for v in values) and np.isfinite(config.train.max_weight) and config.train.seed >= 0

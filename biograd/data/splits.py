@@ -16,17 +16,51 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from biograd.config import DataConfig
-from biograd.data.embedded import load_embedded_mnist, load_sklearn_digits, train_test_split_digits
-from biograd.data.mnist import load_mnist_digits
+from biograd.data.embedded import SKLEARN_SHAPE, load_embedded_mnist, load_sklearn_digits, train_test_split_digits
+from biograd.data.mnist import IMAGE_SHAPE, load_mnist_digits
 from biograd.data.nmnist import SENSOR_SIZE, bin_events, load_nmnist
 from biograd.models.spec import NetworkSpec
 
 NMNIST_DURATION_US = 315_000  # three saccades of ~105 ms (Orchard et al. 2015)
 SPLIT_SEED = 0  # the stratified test split of sets without one (independent of the run's seed)
+DIGITS = 10  # classes of every data source: the digits 0-9
+
+
+class DataShape(NamedTuple):
+    """What a network must fit: inputs per sample (event data: per time step), classes (labels 0 ..
+    classes - 1), and whether the samples are events."""
+
+    inputs: int
+    classes: int
+    events: bool
+
+
+def source_shape(source: str) -> DataShape:
+    """The shape of ``source``'s samples, known without loading them (:func:`load_splits` checks the loaded ones):
+    MNIST and embedded 28 x 28 pixels, sklearn 8 x 8, N-MNIST 34 x 34 pixels x 2 polarities, 10 classes each."""
+    if source == "nmnist":
+        return DataShape(int(np.prod(SENSOR_SIZE)), DIGITS, True)
+    return DataShape(int(np.prod(SKLEARN_SHAPE if source == "sklearn" else IMAGE_SHAPE)), DIGITS, False)
+
+
+def check_fits(source: str, shape: DataShape, spec: NetworkSpec) -> None:
+    """Raise ValueError naming the key if ``spec`` does not fit data ``source`` of ``shape``: one input neuron per
+    input, at least one output neuron per class, encoder ``events`` exactly for event data."""
+    n_in, n_out = spec.sizes[0], spec.sizes[-1]
+    if n_in != shape.inputs:
+        raise ValueError(f"model.sizes: data source {source!r} has {shape.inputs} inputs per sample, but the model's "
+                         f"input layer has {n_in} neurons (model.sizes[0] must be {shape.inputs})")
+    if n_out < shape.classes:
+        raise ValueError(f"model.sizes: data source {source!r} has {shape.classes} classes, but the model's output "
+                         f"layer has {n_out} neurons (model.sizes[-1] must be at least {shape.classes})")
+    if (spec.encoder == "events") != shape.events:
+        raise ValueError(f"model.encoder: encoder {spec.encoder!r} does not fit data source {source!r} "
+                         "(event data needs encoder: events, images need regular or poisson)")
 
 
 @dataclass(frozen=True)
@@ -117,16 +151,12 @@ def _parts(cfg: DataConfig, spec: NetworkSpec) -> tuple[Split, Split]:
 
 
 def load_splits(cfg: DataConfig, spec: NetworkSpec) -> Splits:
-    """The splits a config asks for; raises ValueError if the input size does not fit."""
+    """The splits a config asks for; raises ValueError if the network does not fit them (:func:`check_fits`)."""
     whole, test = _parts(cfg, spec)
     train, validation = _hold_out(whole, cfg.validation)
     train = _first(train, cfg.n_train)
-    if train.n_inputs != spec.sizes[0]:
-        raise ValueError(f"data source {cfg.source!r} has {train.n_inputs} inputs per sample, but the model's "
-                         f"input layer has {spec.sizes[0]} neurons (model.sizes[0])")
-    if (spec.encoder == "events") != train.events:
-        raise ValueError(f"encoder {spec.encoder!r} does not fit data source {cfg.source!r} "
-                         "(event data needs encoder: events, images need regular or poisson)")
+    classes = int(max(whole.labels.max(initial=-1), test.labels.max(initial=-1))) + 1
+    check_fits(cfg.source, DataShape(train.n_inputs, classes, train.events), spec)
     return Splits(train, validation, test)
 
 
