@@ -25,6 +25,7 @@ from __future__ import annotations
 import gc
 import os
 import re
+import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -110,6 +111,7 @@ class StandaloneRunner:
     """cpp_standalone: the project is generated and compiled once; every chunk reruns it with run_args."""
 
     runs_whole_build = True  # the binary always simulates the whole build; extra slots idle
+    own_make = True  # make runs as a child that gets the process group's signals (compile_project)
 
     def __init__(self, dense_pathways: bool = False):
         self.built = False
@@ -135,7 +137,9 @@ class StandaloneRunner:
         device = b2.get_device()
         device.insert_code("main", self.reseed_code())
         network.run(duration, namespace={}, report=report)
-        device.build(**(dict(device.build_options) | {"run": False}))
+        device.build(**(dict(device.build_options) | {"run": False, "compile": not self.own_make}))
+        if self.own_make:
+            compile_project(device.project_dir)
         self.built = True
 
     def run(self, network: b2.Network, duration: b2.Quantity, arrays: dict[b2.TimedArray, np.ndarray],
@@ -157,6 +161,8 @@ class StandaloneRunner:
 class CudaRunner(StandaloneRunner):
     """cuda_standalone (brian2cuda): reseeds cuRAND, and refuses run_args names it would not find."""
 
+    own_make = False  # brian2cuda's own compile step (its makefile and nvcc settings)
+
     def adopt(self, synapses: b2.Synapses) -> None:
         """brian2cuda's own templates (the dense ones are C++ for one core)."""
 
@@ -165,6 +171,28 @@ class CudaRunner(StandaloneRunner):
 
     def check(self, run_args: dict) -> None:
         cuda.check_run_arg_names(run_args)
+
+
+class CompileError(RuntimeError):
+    """make failed in a cpp_standalone project; the message names its log."""
+
+
+def compile_project(directory: str | Path) -> None:
+    """make in a cpp_standalone project, with Brian2's make command and arguments (preferences
+    ``devices.cpp_standalone.make_cmd_unix``, ``extra_make_args_unix``), output to ``make.log``.
+
+    Brian2 runs make through ``os.system``, which ignores SIGINT in the caller while make runs: a Ctrl-C
+    then ended make alone and surfaced as "Project compilation failed". As a subprocess here, make and
+    this process both receive a signal sent to the process group, and the trainer's stop handling
+    (:mod:`biograd.signals`) sees it. (Linux and macOS; Brian2's Windows build uses nmake.)"""
+    prefs = b2.prefs.devices.cpp_standalone
+    log = Path(directory) / "make.log"
+    with open(log, "w", encoding="utf-8") as out:
+        done = subprocess.run([*prefs.make_cmd_unix.split(), *prefs.extra_make_args_unix], cwd=directory,
+                              stdout=out, stderr=subprocess.STDOUT, check=False)
+    if done.returncode:
+        last = " | ".join(log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:])
+        raise CompileError(f"make failed in {directory} (exit {done.returncode}; whole output in {log}): {last}")
 
 
 def _delete_run_args_files(project_dir: str) -> None:

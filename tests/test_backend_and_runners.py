@@ -100,3 +100,31 @@ def test_a_missing_tool_is_named_before_a_run_directory_exists(tmp_path, monkeyp
     monkeypatch.setattr("importlib.util.find_spec", lambda name, *args: None)
     assert Backend("genn", tmp_path).missing() == ("backend genn needs pygenn, not found on this machine: run "
                                                    "'make genn'; or train with backend numpy")
+
+
+def test_make_receives_the_signals_of_the_process_group(tmp_path):
+    """compile_project runs make as a child: Ctrl-C (SIGINT to the process group) ends make and reaches the
+    trainer's stop handling too (Brian2's os.system ignored SIGINT in the caller: the stop went unseen)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "makefile").write_text("all:\n\tsleep 60\n")
+    script = ("import time\nfrom biograd.signals import stop_requests\n"
+              "from biograd.models.runners import CompileError, compile_project\n"
+              "with stop_requests() as stop:\n    start = time.monotonic()\n    try:\n"
+              f"        compile_project({str(tmp_path)!r})\n"
+              "    except CompileError as err:\n        print('failed:', err)\n"
+              "    print('stop:', stop, 'seconds:', round(time.monotonic() - start))\n")
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "make.log").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)  # make has started its recipe
+    os.killpg(child.pid, signal.SIGINT)
+    out = child.communicate(timeout=60)[0]
+    assert "stop: ['SIGINT']" in out and "failed: make failed in" in out and "make.log" in out, out
+    assert int(out.rsplit("seconds:", 1)[1]) < 30, "make was stopped, not waited for"
