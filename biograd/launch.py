@@ -12,6 +12,7 @@ from biograd.models.composition import check_composition_units
 from biograd.models.elements import equations_dir
 from biograd.models.network import estimated_bytes, synapse_count
 from biograd.models.spec import NetworkSpec
+from biograd.packing import check_no_probes
 from biograd.plan import slots_per_chunk
 from biograd.rundir import RunDirectory
 
@@ -56,10 +57,7 @@ def check_config(config: RunConfig) -> None:
     the data source's shape (:func:`~biograd.data.splits.source_shape`), and an ensemble (``model.replicas``
     > 1) records no probes (they need a build of their own per run)."""
     check_fits(config.data.source, source_shape(config.data.source), config.model)
-    if config.model.replicas > 1 and config.record.probe_samples:
-        raise ValueError(f"record.probe_samples: probes need a build of their own per run; an ensemble "
-                         f"(model.replicas: {config.model.replicas}) trains with record.probe_samples=0 (probe its "
-                         "runs afterwards: biograd probe)")
+    check_no_probes(config.model.replicas, config.record.probe_samples, f"model.replicas: {config.model.replicas}")
 
 
 def check_memory(spec: NetworkSpec, train: TrainConfig, total: int | None = None, replicas: int = 1) -> None:

@@ -30,6 +30,13 @@ def packing_key(config: RunConfig) -> dict:
     return dump
 
 
+def check_no_probes(runs: int, probe_samples: int, what: str) -> None:
+    """Probes need a build of their own per run: ``runs`` > 1 trained side by side (``what`` says how) take none."""
+    if runs > 1 and probe_samples:
+        raise ValueError(f"record.probe_samples: probes need a build of their own per run; an ensemble ({what}) "
+                         "trains with record.probe_samples=0 (probe its runs afterwards: biograd probe)")
+
+
 def varied_parameters(configs: list[RunConfig]) -> set[str]:
     """The chunk parameters whose values differ between ``configs``; a ValueError names the first other
     setting that differs (those runs cannot share a build)."""

@@ -31,7 +31,7 @@ from biograd.config import RunConfig
 from biograd.data.splits import Splits, load_splits
 from biograd.models.network import BioGradNetwork, PlasticState
 from biograd.models.spec import NetworkSpec
-from biograd.packing import varied_parameters
+from biograd.packing import check_no_probes, varied_parameters
 from biograd.plan import Task, build, plan_tasks
 from biograd.recording import Prober, Recorder
 from biograd.rundir import Progress, RunDirectory
@@ -106,9 +106,7 @@ class Trainer:
         self.progress, self.builds, self.until_epoch = progress, builds or self.run.path, until_epoch
         self.config: RunConfig = self.run.config
         self.varied = varied_parameters([run.config for run in self.runs]) if len(self.runs) > 1 else set()
-        if len(self.runs) > 1 and self.config.record.probe_samples:
-            raise ValueError("record.probe_samples: probes need a build of their own per run; an ensemble "
-                             "trains with record.probe_samples=0 (probe its runs afterwards: biograd probe)")
+        check_no_probes(len(self.runs), self.config.record.probe_samples, f"{len(self.runs)} runs in one build")
         self.stop_requested: list[str] = []  # signals that asked the run to stop (see stop_requests)
 
     def train(self) -> list[Progress]:
