@@ -1,7 +1,7 @@
 """Run configuration: YAML files validated by pydantic, with ``--set key=value`` overrides.
 
 A config has five sections (unknown keys are rejected, durations are unit strings, numbers must be finite:
-YAML's .nan and .inf are refused, here and in ``model.params``)::
+YAML's .nan and .inf are refused, here and in ``model.params``; ``record.spikes`` is off unless given)::
 
     name: mnist_1h
     model: {sizes: [784, 500, 10], feedback: sleep, encoder: regular, precision: float,   # NetworkSpec
@@ -10,7 +10,8 @@ YAML's .nan and .inf are refused, here and in ``model.params``)::
     train: {epochs: 6, sleep_every: 100, chunk: 1000, sleep_duration: 500 ms, warmup_sleep_blocks: 300,
             decay: {eta: 0.7}, seed: 0, backend: cpp_standalone, max_weight: 100,
             eval_chunk: 1000, report: null}
-    record: {activity: true, probe_samples: 0, probe_every: 0, arrays: false}
+    record: {activity: true, probe_samples: 0, probe_every: 0, arrays: false,
+             spikes: {samples: 10, repeats: 2, layers: [1, 2], neurons: 50, phases: [forward, error, sleep]}}
 """
 
 from __future__ import annotations
@@ -21,7 +22,16 @@ from typing import Literal
 
 import brian2 as b2
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from biograd.models.backend import Backend
 from biograd.models.composition import training_parameters
@@ -102,6 +112,22 @@ class TrainConfig(BaseModel):
                        genn_backend=self.genn_backend)
 
 
+class SpikeRecordConfig(BaseModel):
+    """Spike times of chosen samples, neurons and phases, recorded in the probe build at every probe point and
+    written as ``<run>/spikes.nwb`` (biograd.spikes); at most samples x repeats slots and one sleep block each time."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    samples: int = Field(10, ge=1, description="training samples, each run alone from the probe point's weights "
+                         "(the first of the probed samples' fixed order)")
+    repeats: int = Field(2, ge=1, description="runs per sample with other random draws (the Fano factor needs 2)")
+    layers: list[int] | None = Field(None, description="layers whose neurons are recorded (None: every layer but "
+                                     "the input, whose spikes are the stimulus code)")
+    neurons: int = Field(50, ge=1, description="the first n neurons of each recorded layer (all if it has fewer)")
+    phases: list[Literal["forward", "error", "sleep"]] = Field(
+        ["forward", "error", "sleep"], min_length=1, description="phases kept: forward (spikes of a sample's "
+        "forward phase), error (signed error events), sleep (spikes of one sleep block, in sleep mode)")
+
+
 class RecordConfig(BaseModel):
     """What a training run records besides accuracy and angle(B, W^T) (biograd.recording)."""
 
@@ -114,6 +140,22 @@ class RecordConfig(BaseModel):
                              "training and after each epoch)")
     arrays: bool = Field(False, description="write W, B and the probed samples' dW, rates and gates as .npz "
                          "into recording/ at every probe point (large)")
+    spikes: SpikeRecordConfig | None = Field(None, description="spike times of a few samples as NWB, at every "
+                                             "probe point (None: off; needs probe_samples >= 1)")
+
+    @model_validator(mode="after")
+    def _spikes_need_probes(self) -> RecordConfig:
+        if self.spikes is not None and not self.probe_samples:
+            raise ValueError("spikes: recorded in the probe build at its probe points: set record.probe_samples >= 1")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _spikes_only_when_on(self, handler):
+        """``spikes: null`` is left out, so that a config without spikes dumps (and hashes) as before the key."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("spikes") is None:
+            data.pop("spikes", None)
+        return data
 
 
 class RunConfig(BaseModel):

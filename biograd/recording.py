@@ -9,6 +9,8 @@
               the probes' activity and operation counts go to metrics with split ``probe`` (and,
               in sleep mode, one sleep block's counts with split ``probe_sleep``)
     arrays    at every probe point W, B and the samples' dW, rates and gates in recording/*.npz
+    spikes    at every probe point the spike times of a few samples, neurons and phases, as ``spikes.nwb``
+              (:mod:`biograd.spikes`; the file holds the last probe point's)
 
 Activity is computed from per-slot counts every training build records (the spike counter of
 ``equations/activity.eqs`` and ``n_error``), with a few array reductions per chunk. Probes run in
@@ -36,6 +38,7 @@ from biograd.models.backend import Backend
 from biograd.models.network import BioGradNetwork, PlasticState
 from biograd.plan import PROBE, Task, sleep_kinds, sleep_slots, task_seed
 from biograd.rundir import METRIC_SCHEMA, TABLES, RunDirectory, atomic_write, write_parquet
+from biograd.spikes import monitored, record_spikes, write_spikes
 
 PROBE_SELECTION = 7  # second entry of the seed that picks the probed samples
 
@@ -86,23 +89,29 @@ class Prober:
     """A training build of its own, one sleep block long (at least one slot), that measures probes.
 
     Small, so that a probe sample costs one short run of the binary rather than a run of the whole
-    training build. ``record`` defaults to the run config's; ``directory`` receives arrays files; ``backend``
-    builds it (default: Brian2's active device).
+    training build. ``record`` defaults to the run config's; ``directory`` receives arrays files and
+    ``spikes.nwb``; ``backend`` builds it (default: Brian2's active device). With ``record.spikes`` the build
+    has EventMonitors (:func:`biograd.spikes.monitored`); without, none.
     """
 
     def __init__(self, config: RunConfig, equations: Path, directory: Path, record: RecordConfig | None = None,
                  backend: Backend | None = None):
-        self.train, self.record, self.directory = config.train, record or config.record, directory
+        self.config, self.train, self.record, self.directory = config, config.train, record or config.record, directory
         spec = config.model.using(equations)
         self.split = split = load_splits(config.data, spec).train
         self.indices = probe_indices(len(split), self.record.probe_samples, self.train.seed)
+        spikes = self.record.spikes
+        if spikes is not None and (backend or Backend.active()).name == "genn":
+            raise ValueError("record.spikes: the genn backend cannot record spike times (an EventMonitor has no GeNN "
+                             "translation); record them with backend cpp_standalone or numpy")
+        self.spike_indices = probe_indices(len(split), spikes.samples, self.train.seed) if spikes else None
         self.net = BioGradNetwork(spec, slots=max(1, len(sleep_kinds(spec, self.train))), seed=self.train.seed,
-                                  backend=backend)
+                                  backend=backend, spikes=monitored(spec, spikes) if spikes else None)
         self.net.compile()
 
     def rows(self, state: PlasticState, base: dict, name: str) -> tuple[list[dict], list[dict]]:
         """(metrics rows, alignment rows) of a probe point at weights ``state``; ``base`` gives
-        epoch, chunk and samples; ``name`` names the arrays file."""
+        epoch, chunk and samples; ``name`` names the arrays file (and the probe point in spikes.nwb)."""
         net, spec = self.net, self.net.spec
         seed = task_seed(self.train.seed, PROBE, base["samples"])
         samples, result = probe(net, self.split, self.indices, state, seed)
@@ -118,6 +127,9 @@ class Prober:
         alignment = [_position(base) | row for row in probe_alignment_rows(samples, state.W, state.B)]
         if self.record.arrays:
             write_probe_arrays(self.directory / "recording" / f"{name}.npz", state, samples)
+        if self.record.spikes:
+            recording = record_spikes(net, self.split, self.spike_indices, state, seed, self.record.spikes, block)
+            write_spikes(self.directory, recording, self.config, name)
         return metrics, alignment
 
 
@@ -173,7 +185,8 @@ def probe_run(run: RunDirectory, n_samples: int, backend: str | None = None, ove
             chosen_backend = dataclasses.replace(chosen_backend, name=backend)
         chosen_backend.activate()
         prober = Prober(config, run.build_equations(), out,
-                        config.record.model_copy(update={"probe_samples": n_samples, "arrays": False}), chosen_backend)
+                        config.record.model_copy(update={"probe_samples": n_samples, "arrays": False, "spikes": None}),
+                        chosen_backend)
         for epoch in chosen:
             base = {"epoch": epoch, "chunk": None, "samples": int(samples_at.get(epoch, 0)), "split": "probe",
                     "layer": None}

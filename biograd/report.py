@@ -4,7 +4,9 @@ Writes into ``<run>/report/`` (one run) or ``--out`` (several): ``report.md`` an
 ``accuracy.png``, ``alignment.png`` (probed runs), ``sleep_alignment.png`` (runs with feedback
 weights), ``depth.png`` (probed runs, when the runs have more than one hidden layer or more than one
 feedback mode: accuracy against each layer's alignment with backprop) and ``rates.png`` (runs with
-activity recording). Every number comes from the run directories' tables (:mod:`biograd.runs`).
+activity recording). Every number comes from the run directories' tables (:mod:`biograd.runs`), and for
+runs with ``spikes.nwb`` (``record.spikes``) from that file: Elephant's spike statistics against cortical
+reference ranges (:mod:`biograd.analysis.spike_statistics`).
 """
 
 from __future__ import annotations
@@ -110,6 +112,32 @@ def energy_section(run: RunData, table) -> tuple[str, pd.DataFrame]:
     return text, estimate
 
 
+def spike_section(run: RunData) -> list[str]:
+    """The report's lines on ``<run>/spikes.nwb``: each spike statistic per layer and phase against its cortical
+    reference range and citations (none for a run without the file)."""
+    path = run.path / "spikes.nwb"
+    if not path.is_file():
+        return []
+    from biograd.analysis.spike_statistics import load_references, reference_checks, spike_statistics
+    from biograd.analysis.spike_trains import neo_segments, read_nwb
+
+    recording = read_nwb(path)
+    references = load_references()
+    checks = reference_checks(spike_statistics(neo_segments(recording)), references)
+    ranged = checks[checks.meets != "n/a"]
+    cited = {c.short: c.full for name in dict.fromkeys(ranged.measure) for c in references[name].citations}
+    lines = [f"### Spike statistics (Elephant): {run.label}", "",
+             f"From `spikes.nwb`: {recording.metadata.get('description', '')}. Per layer and phase, Elephant's "
+             "measures over the recorded neurons (`biograd.analysis.spike_statistics`: rates, CV of the "
+             "inter-spike intervals, local variation, Fano factor over repeats, spike-count correlation over "
+             "trials, error events' rate and sign balance; `n`: the neurons, conditions or pairs behind a value), "
+             "against cortical reference ranges (`analysis/cortical_references.yaml`; `~`: an approximate "
+             f"range). The model meets {int((ranged.meets == 'yes').sum())} of the {len(ranged)} values with a "
+             "range.", "", _md(checks.assign(layer=checks.layer.astype(str)), 3), "", "References:", ""]
+    lines += [f"- {short}: {full}" for short, full in cited.items()]
+    return [*lines, ""]
+
+
 ENERGY_DISCUSSION = """\
 How to read this against the paper's "400x less energy per training sample than on GPU": the
 estimate prices only the operations the model performs; a chip measurement adds routing between
@@ -169,6 +197,7 @@ def write_report(paths: list[Path], out: Path | None = None) -> Path:
                   "Against the ranges the parameter tables declare (last recorded epoch):", "",
                   _md(observable_checks(run.metrics, run.config.model)
                       .drop(columns=["reference"])), ""]
+        lines += spike_section(run)
     if len(rates):
         figures.rate_distributions(rates, out / "rates.png")
         lines += ["![rates](rates.png)", ""]

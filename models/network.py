@@ -26,7 +26,8 @@ the same model with other draws.
 Per slot, the groups record (before the slot-start reset) each layer's rate ``x_trace`` and
 forward input ``A_soma``, the hidden layers' apical potential ``d_apical``, and in a training
 build the spikes ``n_spikes`` (any phase), signed error events ``n_error`` and sleep-rule events
-``n_sleep_events`` of the slot; the last slot is read from the final state.
+``n_sleep_events`` of the slot; the last slot is read from the final state. Only when asked (``spikes``), EventMonitors
+also record the times of a few neurons' spikes and signed error events (:data:`SPIKE_EVENTS`) in every chunk.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from biograd.models.spec import NetworkSpec
 
 RECORDED = {"d_apical": "apical", "n_spikes": "spikes", "n_error": "errors",  # optional per-slot variables
             "n_sleep_events": "sleep_events", "g_soma": "gates"}
+SPIKE_EVENTS = ("spike", "err_pos", "err_neg")  # events a build with ``spikes`` records, where a layer has them
 
 
 @dataclass
@@ -118,12 +120,14 @@ class BioGradNetwork:
     from Python, in standalone mode the first chunk builds the project once and every chunk is a rerun with
     ``run_args``. ``equations`` composes the network from the equation files of another folder (e.g. a run
     directory's copy). A list of seeds builds an ensemble, one replica per seed (module docstring); ``varied``
-    names the chunk parameters whose values may differ between its replicas.
+    names the chunk parameters whose values may differ between its replicas. ``spikes`` (layer -> n) adds
+    EventMonitors on the first n neurons of those layers (of the first replica), one per event of
+    :data:`SPIKE_EVENTS` the layer has (:meth:`spike_times`); without it the build has none.
     """
 
     def __init__(self, spec: NetworkSpec, slots: int, *, seed: int | Sequence[int] = 0, equations: Path | None = None,
                  inference: bool = False, report: str | None = None, varied: Collection[str] = (),
-                 backend: Backend | None = None):
+                 backend: Backend | None = None, spikes: dict[int, int] | None = None):
         spec = spec.using(equations) if equations is not None else spec
         self.seeds = [int(seed)] if np.ndim(seed) == 0 else [int(s) for s in seed]
         if not self.seeds:
@@ -188,8 +192,15 @@ class BioGradNetwork:
             variables = ["x_trace"] + (["A_soma"] if layer else []) + [v for v in RECORDED if v in group.variables]
             self.monitors.append(b2.StateMonitor(group, variables, record=True, dt=slot_dt, when="start",
                                                  order=-1, name=f"layer{layer}_slots"))
+        self.spike_monitors: dict[tuple[int, str], b2.EventMonitor] = {}
+        for layer, n in sorted((spikes or {}).items()):
+            if not 0 <= layer <= L or not 1 <= n <= sizes[layer]:
+                raise ValueError(f"spikes: layer {layer} with {n} neurons is not in this network ({sizes})")
+            for event in (e for e in SPIKE_EVENTS if e in self.layers[layer].events):
+                self.spike_monitors[layer, event] = b2.EventMonitor(self.layers[layer][:n], event,
+                                                                    name=f"layer{layer}_{event}_times")
         self.network = b2.Network(*self.layers, *objects, *self.forward[1:], *self.feedback.values(),
-                                  *self.monitors)
+                                  *self.monitors, *self.spike_monitors.values())
         used = {id(ns) for group in self.layers for ns in group.namespace.values() if isinstance(ns, b2.TimedArray)}
         self._used_arrays = [array for array in (self.slot_kind, self.stimulus, self.target)  # inference: no target
                              if id(array) in used]
@@ -349,6 +360,12 @@ class BioGradNetwork:
                         self.seed if seed is None else seed, self.report, results_directory)
         self.states = self._read_states()
         return self._collect(n, ran)
+
+    def spike_times(self) -> dict[tuple[int, str], tuple[np.ndarray, np.ndarray]]:
+        """What the EventMonitors (``spikes``) recorded in the last chunk: (layer, event) -> (neuron, time in
+        seconds from the chunk's start), in the order of time."""
+        return {key: (np.asarray(monitor.i[:], np.int64), np.asarray(monitor.t[:] / b2.second, float))
+                for key, monitor in self.spike_monitors.items()}
 
     def _collect(self, n: int, n_run: int) -> list[ChunkResult]:
         """Rows for the first ``n`` of ``n_run`` slots, per replica; slot m is recorded at the start of slot m+1."""
