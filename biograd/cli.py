@@ -1,8 +1,9 @@
 """Command line: ``biograd describe | check | train | evaluate | probe | export | report | sweep | demo``
-(``--debug``: tracebacks)."""
+(``--debug``: tracebacks, and Brian2's debug log and warnings, see biograd.models.backend.brian_logging)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from importlib.resources import files
@@ -101,11 +102,7 @@ def train(
 ):
     """Train from a config into a new run directory (one per replica with model.replicas: K, trained side by side
     in one build), or --resume interrupted runs."""
-    from biograd.config import load_config
-    from biograd.launch import start_runs
-    from biograd.rundir import RunDirectory, RunLockedError
-    from biograd.signals import Terminated
-    from biograd.trainer import Trainer, TrainingDiverged
+    from biograd.signals import Terminated, stops_at_once
 
     if (config is None) == (not resume):
         raise _fail(ValueError("give a config file or --resume RUN_DIR (not both)"))
@@ -113,18 +110,39 @@ def train(
         raise _fail(ValueError("--set cannot change a run that is resumed (its config.yaml is fixed)"))
     if out.exists() and not out.is_dir():
         raise _fail(ValueError(f"--out {out}: a file, not a folder for run directories"))
-    runs = []
+    runs: list = []  # this command's run directories, as soon as they exist
+    try:
+        with stops_at_once():  # the trainer stops at a safe point; before and after it, a signal stops at once
+            return _train(config, set_ or [], resume or [], accept_changes, out, progress, runs)
+    except Terminated as err:
+        for run in runs:
+            if not (run.path / "status.json").is_file():  # made, not yet trained
+                run.set_status("failed", f"{err} before its first task")
+        hint = f"; continue with: biograd train {' '.join(f'--resume {run.path}' for run in runs)}" if runs else \
+            " (no run directory was made)"
+        console.print(f"[red]training {err}[/red]{hint}")
+        raise typer.Exit(err.exit_code) from None
+
+
+def _train(config: Path | None, set_: list[str], resume: list[Path], accept_changes: bool, out: Path, progress: bool,
+           runs: list):
+    """The train command's work; ``runs`` receives its run directories as soon as they exist."""
+    from biograd.config import load_config
+    from biograd.launch import start_runs
+    from biograd.rundir import RunDirectory, RunLockedError
+    from biograd.trainer import Trainer, TrainingDiverged
+
     try:
         if resume:
-            runs = [RunDirectory(path) for path in resume]
+            runs += [RunDirectory(path) for path in resume]
             for run in (run for run in runs if run.finished):
                 console.print(f"{run.path}: finished ({run.read_json('status.json').get('message')}); nothing to do")
-            runs = [run for run in runs if not run.finished]
+            runs[:] = [run for run in runs if not run.finished]
             for run in runs:
                 run.check_unchanged(accept_changes)
                 run.check_resumable()
         else:
-            runs = start_runs(load_config(config, set_ or []), root=out)
+            start_runs(load_config(config, set_), root=out, made=runs)
         if not runs:
             return None
         for run in runs:
@@ -139,11 +157,6 @@ def train(
         messages = "\n".join(f"{run.path.name}: {run.read_json('status.json')['message']}" for run in runs)
         console.print(f"[red]training stopped:[/red] {err}\n{messages}")
         raise typer.Exit(1) from err
-    except (Terminated, KeyboardInterrupt) as err:
-        code = err.exit_code if isinstance(err, Terminated) else 128 + signal.SIGINT
-        hint = f"; continue with: biograd train {' '.join(f'--resume {run.path}' for run in runs)}" if runs else ""
-        console.print(f"[red]training {err or 'stopped by SIGINT'}[/red]{hint}")
-        raise typer.Exit(code) from None
     for run in runs:
         _summary(run)
     return runs[0] if len(runs) == 1 else runs
@@ -277,24 +290,25 @@ def sweep(
     validation), figure."""
     from rich.table import Table
 
-    from biograd.signals import Terminated
+    from biograd.signals import Terminated, stops_at_once
     from biograd.study import run_study
     from biograd.sweep import SweepLockedError, load_sweep, plan_trials, run_sweep
 
     folder = out
     try:
-        spec = load_sweep(sweep_file)
-        folder = out or Path("runs/sweeps/out") / spec.name
-        if spec.study:
-            console.print(f"sweep {spec.name}: an Optuna study of {spec.search.budget} training samples in {folder} "
-                          f"(watch it: optuna-dashboard {folder / 'study.journal'})")
-            result = run_study(spec, folder, scheduler=scheduler, workers=workers, serial=serial,
-                               log=console.print if progress else None)
-        else:
-            trials = plan_trials(spec, folder)  # every trial's config checked before any work
-            console.print(f"sweep {spec.name}: {len(trials)} trials in {folder}")
-            result = run_sweep(spec, folder, trials=trials, scheduler=scheduler, workers=workers, serial=serial,
-                               progress=progress)
+        with stops_at_once():  # Terminated, also while Dask works (the program's handler would exit at once)
+            spec = load_sweep(sweep_file)
+            folder = out or Path("runs/sweeps/out") / spec.name
+            if spec.study:
+                console.print(f"sweep {spec.name}: an Optuna study of {spec.search.budget} training samples in "
+                              f"{folder} (watch it: optuna-dashboard {folder / 'study.journal'})")
+                result = run_study(spec, folder, scheduler=scheduler, workers=workers, serial=serial,
+                                   log=console.print if progress else None)
+            else:
+                trials = plan_trials(spec, folder)  # every trial's config checked before any work
+                console.print(f"sweep {spec.name}: {len(trials)} trials in {folder}")
+                result = run_sweep(spec, folder, trials=trials, scheduler=scheduler, workers=workers, serial=serial,
+                                   progress=progress)
     except (ModelFileError, FileNotFoundError, ValueError) as err:
         raise _fail(err) from err
     except SweepLockedError as err:
@@ -303,7 +317,7 @@ def sweep(
     except (Terminated, KeyboardInterrupt) as err:
         code = err.exit_code if isinstance(err, Terminated) else 128 + signal.SIGINT
         again = f"biograd sweep {sweep_file}" + (f" --out {folder}" if folder else "")
-        console.print(f"[red]sweep {err or 'stopped by SIGINT'}[/red]; continue with: {again}")
+        console.print(f"[red]sweep {str(err) or 'stopped by SIGINT'}[/red]; continue with: {again}")
         raise typer.Exit(code) from None
     summary = result.summary.drop(columns=["setting"])
     table = Table(*map(str, summary.columns), title=f"{spec.name}: mean and sd over seeds")
@@ -333,10 +347,12 @@ def demo(
 
 
 def main() -> None:
-    """The ``biograd`` command: an unexpected error is one line and exit 1; ``--debug`` shows its traceback."""
+    """The ``biograd`` command: an unexpected error is one line and exit 1; ``--debug`` shows its traceback and
+    keeps Brian2's debug log (``brian_debug_*.log`` in the temp folder, named with an uncaught error)."""
     debug = "--debug" in sys.argv
     if debug:
         sys.argv.remove("--debug")
+        os.environ["BIOGRAD_DEBUG"] = "1"  # biograd.models.backend.DEBUG_VARIABLE, read as Brian2 is set up
     try:
         app()
     except Exception as err:  # noqa: BLE001 - the last resort: every expected error is handled by its command

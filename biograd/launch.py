@@ -15,6 +15,7 @@ from biograd.models.spec import NetworkSpec
 from biograd.packing import check_no_probes
 from biograd.plan import slots_per_chunk
 from biograd.rundir import RunDirectory
+from biograd.signals import stops_deferred
 
 
 class TooLargeError(ValueError):
@@ -32,9 +33,12 @@ def start_run(config: RunConfig, equations: Path | None = None, root: Path = Pat
     return start_runs(config, equations, root)[0]
 
 
-def start_runs(config: RunConfig, equations: Path | None = None, root: Path = Path("runs/out")) -> list[RunDirectory]:
+def start_runs(config: RunConfig, equations: Path | None = None, root: Path = Path("runs/out"),
+               made: list[RunDirectory] | None = None) -> list[RunDirectory]:
     """:func:`start_run` for each replica of ``model.replicas``: runs of seeds train.seed, train.seed + 1, ...,
-    each an ordinary single-network run (its config.yaml has no replicas), to train in one ensemble build."""
+    each an ordinary single-network run (its config.yaml has no replicas), to train in one ensemble build.
+    A stop signal waits while a run directory is made; ``made`` (a caller's list, returned) receives each as
+    soon as it is whole, so that a caller stopped meanwhile knows them."""
     equations = equations or equations_dir()
     check_config(config)
     if missing := config.train.backend_in(root).missing():
@@ -43,12 +47,13 @@ def start_runs(config: RunConfig, equations: Path | None = None, root: Path = Pa
     check_composition_units(spec.composition)
     check_memory(spec, config.train, replicas=spec.replicas)
     splits = load_splits(config.data, spec)
-    runs = []
+    runs, record = ([] if made is None else made), splits.record()
     for k in range(spec.replicas):
         member = config.model_copy(update={"train": config.train.model_copy(update={"seed": config.train.seed + k})})
-        run = RunDirectory.create(member, equations, root)
-        run.check_splits(splits.record())
-        runs.append(run)
+        with stops_deferred():
+            run = RunDirectory.create(member, equations, root)
+            run.check_splits(record)
+            runs.append(run)
     return runs
 
 

@@ -1,5 +1,7 @@
 """Stopping a run on a signal: SIGINT (Ctrl-C) and SIGTERM (``kill``, ``timeout``, a batch scheduler) ask
-the trainer to stop at a safe point (:func:`stop_requests`), which it does by raising :class:`Terminated`."""
+the trainer to stop at a safe point (:func:`stop_requests`), which it does by raising :class:`Terminated`;
+before and after the trainer, a command stops at once (:func:`stops_at_once`), or, while it makes something
+that must be whole, at the block's end (:func:`stops_deferred`)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -29,11 +32,12 @@ class Terminated(BaseException):
 
 
 @contextmanager
-def stop_requests() -> Iterator[list[str]]:
+def stop_requests(notice: bool = True) -> Iterator[list[str]]:
     """Within the block, SIGINT or SIGTERM appends its name to the yielded list instead of interrupting
-    the process (the caller stops at a safe point); a second one acts as usual (KeyboardInterrupt, or
-    the end of the process). Raising from the handler instead could land inside a finaliser, where
-    Python ignores the exception."""
+    the process (the caller stops at a safe point; ``notice``: says so on stderr); a second one acts as
+    before the block (:func:`stops_at_once`: Terminated; by default KeyboardInterrupt, or the end of the
+    process). Raising from the handler instead could land inside a finaliser, where Python ignores the
+    exception."""
     requested: list[str] = []
     if threading.current_thread() is not threading.main_thread():
         yield requested
@@ -43,8 +47,9 @@ def stop_requests() -> Iterator[list[str]]:
         requested.append(signal.Signals(signum).name)
         for stop in STOP_SIGNALS:
             signal.signal(stop, previous[stop])
-        print(f"{signal.Signals(signum).name}: stopping after this task (send it again to stop at once)",
-              file=sys.stderr, flush=True)
+        if notice:
+            print(f"{signal.Signals(signum).name}: stopping after this task (send it again to stop at once)",
+                  file=sys.stderr, flush=True)
 
     previous = {stop: signal.signal(stop, request) for stop in STOP_SIGNALS}
     try:
@@ -52,3 +57,77 @@ def stop_requests() -> Iterator[list[str]]:
     finally:
         for stop, handler in previous.items():
             signal.signal(stop, handler)
+
+
+REDELIVERY_S = 0.01  # a stop that a finaliser swallowed is raised again after this long
+
+
+def exit_on_stop(program: str = "biograd") -> None:
+    """In the ``program`` (a process whose main module is that console script, nowhere else), from its first
+    import on (Python loading the command line, where Ctrl-C was a KeyboardInterrupt traceback and SIGTERM an
+    exit without a word): SIGINT or SIGTERM ends the process with one line and exit code 128 + the signal's
+    number (atexit handlers run). Commands that stop otherwise install their own handlers
+    (:func:`stops_at_once`, :func:`stop_requests`) and restore this one."""
+
+    def stop(signum, frame):
+        print(f"stopped by {signal.Signals(signum).name}", file=sys.stderr, flush=True)
+        raise SystemExit(128 + signum)
+
+    main = Path(getattr(sys.modules.get("__main__"), "__file__", None) or "")
+    if main.stem == program and threading.current_thread() is threading.main_thread():
+        for stop_signal in STOP_SIGNALS:
+            signal.signal(stop_signal, stop)
+
+
+@contextmanager
+def stops_at_once() -> Iterator[None]:
+    """Within the block (a command: imports, config, data, run directories, the trainer inside), SIGINT or
+    SIGTERM raises :class:`Terminated` at once ("stopped by SIGINT"), a ``BaseException`` that no ``except
+    Exception`` takes. Python ignores an exception raised inside a finaliser or weakref callback (it prints
+    'Exception ignored in ...' and goes on): such a stop is raised again :data:`REDELIVERY_S` later in the
+    code that runs then (:func:`sys.unraisablehook`, from a timer thread: a handler called from the hook would
+    raise inside it), and at the latest when the block ends without an error. Blocks that handle the signals
+    themselves (:func:`stop_requests`) nest inside."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    swallowed: list[str] = []
+    active = threading.Event()
+
+    def stop(signum, frame):
+        name = signal.Signals(signum).name
+        raise Terminated(f"stopped by {name}", name)
+
+    def again(signum: int) -> None:
+        if active.is_set():  # a real signal, which also ends a wait (sleep, a pipe) the main thread is in
+            signal.pthread_kill(threading.main_thread().ident, signum)
+
+    def unraisable(info) -> None:
+        if not isinstance(info.exc_value, Terminated):
+            return hook(info)
+        swallowed.append(info.exc_value.signal_name)
+        threading.Timer(REDELIVERY_S, again, (signal.Signals[info.exc_value.signal_name],)).start()
+        return None
+
+    previous = {stop_signal: signal.signal(stop_signal, stop) for stop_signal in STOP_SIGNALS}
+    hook, sys.unraisablehook = sys.unraisablehook, unraisable
+    active.set()
+    try:
+        yield
+    finally:
+        active.clear()
+        sys.unraisablehook = hook
+        for stop_signal, handler in previous.items():
+            signal.signal(stop_signal, handler)
+    if swallowed:  # and not raised again: the block ended before the timer
+        raise Terminated(f"stopped by {swallowed[0]}", swallowed[0])
+
+
+@contextmanager
+def stops_deferred() -> Iterator[None]:
+    """Within the block (a few file operations that must not stop halfway), SIGINT or SIGTERM waits: the
+    block ends, then the first one raises :class:`Terminated`."""
+    with stop_requests(notice=False) as requested:
+        yield
+    if requested:
+        raise Terminated(f"stopped by {requested[0]}", requested[0])

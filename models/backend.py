@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import importlib.util
+import logging
 import os
 import shutil
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import brian2 as b2
 from brian2.devices.device import all_devices
+from brian2.utils.logger import BrianLogger
 
 from biograd.models import cuda
 from biograd.models.genn.runner import GennRunner
@@ -25,6 +27,7 @@ STANDALONE = ("cpp_standalone", "cuda_standalone")  # compiled once, rerun with 
 COMPILED = (*STANDALONE, "genn")  # built once per process and directory
 BACKENDS = (*COMPILED, "numpy", "cython")
 GENN_BACKENDS = ("cuda", "single_threaded_cpu")
+DEBUG_VARIABLE = "BIOGRAD_DEBUG"  # set (biograd --debug sets it): Brian2 keeps its debugging aids, see brian_logging
 
 
 @dataclass(frozen=True)
@@ -117,3 +120,26 @@ class Backend:
         if self.name == "cpp_standalone":
             return StandaloneRunner(dense_pathways=self.dense_pathways)
         return RuntimeRunner()
+
+
+def brian_logging(debug: bool) -> None:
+    """Brian2's debugging aids, on (``debug``) or off: a debug log and a copy of the main script that Brian2
+    writes to the temp folder when it is imported (``brian_debug_*.log``, ``brian_script_*.py``; deleted at
+    exit, but kept after an uncaught error or a kill), and a warning for each of its objects deleted without
+    having run (which an error or a stop signal during a build leaves). Off, the files made at import are
+    deleted now (never a file of the parent of a forked process), and Brian2 makes no more."""
+    b2.prefs.logging.file_log = b2.prefs.logging.save_script = b2.prefs.logging.warn_for_unused_objects = debug
+    if debug or BrianLogger._pid not in (None, os.getpid()):
+        return
+    logger = logging.getLogger("brian2")
+    if BrianLogger.file_handler is not None:
+        logger.removeHandler(BrianLogger.file_handler)
+        BrianLogger.file_handler.close()
+        BrianLogger.file_handler = None
+    for name in (BrianLogger.tmp_log, BrianLogger.tmp_log and f"{BrianLogger.tmp_log}.1", BrianLogger.tmp_script):
+        if name:
+            Path(name).unlink(missing_ok=True)
+    BrianLogger.tmp_log = BrianLogger.tmp_script = None
+
+
+brian_logging(debug=bool(os.environ.get(DEBUG_VARIABLE)))  # with the import, before any network is built

@@ -375,7 +375,7 @@ class _brian_errors:
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        if exc is None or isinstance(exc, ModelFileError):
+        if not isinstance(exc, Exception) or isinstance(exc, ModelFileError):  # Ctrl-C and stop signals pass
             return False
         root = exc
         while root.__cause__ is not None or (root.__context__ is not None and not root.__suppress_context__):

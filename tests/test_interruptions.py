@@ -1,0 +1,144 @@
+"""Stopping a command at any moment (issue 33): SIGINT or SIGTERM, from Python loading the command line to the
+end of training, is one line and exit code 130 or 143, without a traceback; a run directory made by then says
+why it stopped and can be resumed; Brian2's debug files are not left in the temp folder."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from biograd.rundir import RunDirectory
+from biograd.signals import Terminated, stops_at_once
+
+BIOGRAD = Path(sys.executable).with_name("biograd")  # the console script, as a user starts the program
+
+TINY = """\
+name: tiny
+model: {sizes: [64, 12, 10], feedback: sleep}
+data: {source: sklearn, n_train: 40, validation: 20, n_test: 20}
+train: {epochs: 2, sleep_every: 20, chunk: 20, sleep_duration: 100 ms, warmup_sleep_blocks: 1, backend: numpy}
+record: {probe_samples: 0}
+"""
+
+
+class Finalised:
+    def __del__(self):
+        signal.raise_signal(signal.SIGTERM)  # the signal arrives while Python runs a finaliser
+
+
+def test_a_stop_signal_inside_a_finaliser_is_raised_again_in_ordinary_code(capfd):
+    """Python ignores an exception raised in a finaliser ('Exception ignored in ...'), and the command went on."""
+    start = time.monotonic()
+    with pytest.raises(Terminated, match="stopped by SIGTERM") as stop:
+        with stops_at_once():
+            Finalised()
+            time.sleep(5)
+    assert stop.value.exit_code == 143 and time.monotonic() - start < 2
+    with pytest.raises(Terminated, match="stopped by SIGTERM"):  # a block that ends first raises it as it ends
+        with stops_at_once():
+            Finalised()
+    time.sleep(0.1)  # and nothing arrives after the block
+    assert "Exception ignored" not in capfd.readouterr().err
+
+
+def test_a_stop_during_a_unit_check_is_not_an_equation_file_error(monkeypatch):
+    from biograd.models import elements
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(elements.b2, "Network", interrupted)  # Ctrl-C as Brian2 checks the element's units
+    with pytest.raises(KeyboardInterrupt):
+        elements.check_units(elements.load_element("soma"))
+
+
+@pytest.mark.parametrize("debug", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["default", "debug"])
+def test_a_process_that_ends_without_cleaning_up_leaves_no_brian2_files(tmp_path, debug):
+    """Brian2 writes brian_debug_*.log to the temp folder at import and deletes it at a clean exit only: a
+    process killed (or a worker ending with os._exit) left one each time. BIOGRAD_DEBUG (biograd --debug) keeps it."""
+    script = "import os, signal, biograd.models.backend; os.kill(os.getpid(), signal.SIGKILL)"
+    env = os.environ | {"TMPDIR": str(tmp_path), "BIOGRAD_DEBUG": "1" if debug else ""}
+    assert subprocess.run([sys.executable, "-c", script], env=env).returncode == -signal.SIGKILL
+    assert bool(list(tmp_path.glob("brian_debug_*.log"))) == debug, list(tmp_path.iterdir())
+
+
+def _handles_sigterm(pid: int) -> bool:
+    """Whether the process has installed its SIGTERM handler (Linux /proc: SigCgt), i.e. biograd is loading."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        caught = next(line for line in status if line.startswith("SigCgt"))
+    except (OSError, StopIteration):
+        return False
+    return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("sig", "when", "delay"), [
+    (signal.SIGINT, None, 0.0),  # Python loading the command line
+    (signal.SIGTERM, None, 1.5),  # loading the config, the equation files, the data
+    (signal.SIGINT, None, 3.0),
+    (signal.SIGINT, "run directory:", 0.0),  # the run directory made, the trainer starting
+    (signal.SIGTERM, "epoch 0:", 0.0),  # training
+], ids=["SIGINT-0s", "SIGTERM-1.5s", "SIGINT-3s", "SIGINT-run-directory", "SIGTERM-training"])
+def test_a_stop_signal_at_any_moment_of_train_is_one_line_and_leaves_consistent_runs(tmp_path, sig, when, delay):
+    config, out, tmp = tmp_path / "tiny.yaml", tmp_path / "out", tmp_path / "tmp"
+    config.write_text(TINY)
+    tmp.mkdir()
+    process = subprocess.Popen([str(BIOGRAD), "train", str(config), "--out", str(out), "--no-progress"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                               env=os.environ | {"TMPDIR": str(tmp), "PYTHONUNBUFFERED": "1"})
+    lines = []
+    if when is None:
+        deadline = time.monotonic() + 10
+        while not _handles_sigterm(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    else:
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith(when):
+                break
+        assert lines and lines[-1].startswith(when), "".join(lines)
+    time.sleep(delay)
+    os.killpg(process.pid, sig)  # as Ctrl-C in a terminal, or timeout, reaches the whole job
+    output, _ = process.communicate(timeout=300)
+    output = "".join(lines) + output
+    assert process.returncode == 128 + sig, output
+    assert "Traceback" not in output and "Exception ignored" not in output and "WARNING" not in output, output
+    said = [line for line in output.splitlines() if not line.startswith(("run directory:", "epoch ",
+                                                                        f"{sig.name}: stopping after this task"))]
+    assert len(said) == 1 and f"stopped by {sig.name}" in said[0], output
+    for path in out.glob("*") if out.is_dir() else []:
+        run = RunDirectory(path)
+        status = run.read_json("status.json")
+        assert status["status"] == "failed" and sig.name in status["message"], status
+        assert f"--resume {path}" in said[0]
+        run.check_resumable()
+        assert run.changed_files() == []
+    assert not list(tmp.glob("brian_*")), list(tmp.iterdir())
+
+
+@pytest.mark.slow
+def test_a_dask_sweep_stopped_by_ctrl_c_says_so_in_one_line_with_the_command_that_continues_it(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(TINY.replace("n_train: 40", "n_train: 100"))
+    (tmp_path / "sweep.yaml").write_text("name: tiny_sweep\nbase: tiny.yaml\nseeds: [0, 1, 2]\n")
+    out = tmp_path / "out"
+    process = subprocess.Popen([str(BIOGRAD), "sweep", str(tmp_path / "sweep.yaml"), "--out", str(out), "--workers",
+                                "2", "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True, env=os.environ | {"PYTHONUNBUFFERED": "1"})
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:  # until trials train on the workers
+        if any(json.loads(path.read_text())["status"] == "running" for path in out.glob("trials/*/*/status.json")):
+            break
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in a terminal: the workers get it too
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output
+    assert "Traceback" not in output, output
+    said = [line for line in output.splitlines() if "stopped by" in line]  # besides Dask's workers' log lines
+    assert said == [f"sweep stopped by SIGINT; continue with: biograd sweep {tmp_path / 'sweep.yaml'} --out {out}"], \
+        output
