@@ -13,7 +13,9 @@ error events in the error phase; Elephant computes each neuron's value, the row 
                          trial: Elephant's lv per trial, weighted by its pairs (neurons with MIN_ISIS intervals)
     fano_factor          mean over neurons and conditions of fanofactor (var/mean of the spike counts) over the
                          trials of one condition: the repeats of one sample (forward), the slots of a sleep block
-                         (sleep); conditions with at least two trials and a mean count above 0
+                         (sleep); conditions with at least two trials and a mean count above 0. Elephant divides
+                         the sum of squares by the n trials; times n/(n-1) here (the unbiased variance), else two
+                         repeats would halve it on average
     count_correlation    mean over pairs of neurons of the Pearson correlation of their spike counts per trial
                          (correlation_coefficient of the trains binned by trial); pooled over the samples, so it
                          includes stimulus-driven (signal) correlation
@@ -146,7 +148,8 @@ def _isi_measures(trains: dict[int, list]) -> tuple[list[float], list[float]]:
 
 
 def _fano(segments: list, layer: int, phase: str, trains: dict[int, list]) -> tuple[float, int]:
-    """Mean Fano factor over (neuron, condition) with two trials or more and a mean count above 0."""
+    """Mean Fano factor (unbiased variance) over (neuron, condition) with two trials or more and a mean count
+    above 0, and how many such pairs."""
     from elephant.statistics import fanofactor
 
     chosen = [k for k, s in enumerate(segments)
@@ -157,7 +160,7 @@ def _fano(segments: list, layer: int, phase: str, trains: dict[int, list]) -> tu
         for condition in np.unique(conditions):
             group = [t for t, c in zip(neuron_trains, conditions, strict=True) if c == condition]
             if len(group) >= 2 and sum(len(t) for t in group) > 0:
-                values.append(float(fanofactor(group)))
+                values.append(float(fanofactor(group)) * len(group) / (len(group) - 1))
     return (float(np.mean(values)) if values else float("nan")), len(values)
 
 

@@ -10,7 +10,7 @@ YAML's .nan and .inf are refused, here and in ``model.params``; ``record.spikes`
     train: {epochs: 6, sleep_every: 100, chunk: 1000, sleep_duration: 500 ms, warmup_sleep_blocks: 300,
             decay: {eta: 0.7}, seed: 0, backend: cpp_standalone, max_weight: 100,
             eval_chunk: 1000, report: null}
-    record: {activity: true, probe_samples: 0, probe_every: 0, arrays: false,
+    record: {activity: true, probe_samples: 32, probe_every: 0, arrays: false,
              spikes: {samples: 10, repeats: 2, layers: [1, 2], neurons: 50, phases: [forward, error, sleep]}}
 """
 

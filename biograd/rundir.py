@@ -14,6 +14,7 @@ Contents::
     alignment.parquet  probed samples' gradient alignment (``record.probe_samples``; biograd.analysis.alignment)
     neuron_rates.parquet  per-neuron forward rates of each epoch's last training chunk (``record.activity``)
     recording/         W, B and probed dW, rates and gates per probe point (``record.arrays``)
+    spikes.nwb         spike and error-event times of a few samples at the last probe point (``record.spikes``; NWB)
     timings.json       build and training times, one entry per session
     status.json        running | finished | diverged | failed, with a message
     splits.json        name, size and sha256 of the train, validation and test splits: a resume refuses other data
@@ -152,6 +153,18 @@ class RunChangedError(ValueError):
 
 class RunLockedError(RuntimeError):
     """Another process is training this run."""
+
+
+class RunFileError(ValueError):
+    """A JSON file of a run directory cannot be read."""
+
+
+REWRITTEN = {  # JSON files of a run that a resume writes anew: what deleting a corrupt one does
+    "status.json": "; the run can be resumed after deleting it",
+    "timings.json": "; the run can be resumed after deleting it (the times of its earlier sessions are lost)",
+    CONTRACT: "; after deleting it the run resumes with --accept-changes, which makes today's files the contract",
+    "splits.json": "; after deleting it a resume records today's data as the run's, unchecked",
+}
 
 
 def file_digests(path: Path) -> dict[str, str]:
@@ -333,8 +346,20 @@ class RunDirectory:
         atomic_write(self.path / name, json.dumps(content, indent=2).encode())
 
     def read_json(self, name: str) -> dict:
+        """The run's JSON file ``name`` ({} if there is none); one that is not a JSON object (a crash of an older
+        version, an edit) raises RunFileError naming it and, for a file the run writes anew, what deleting it does."""
         path = self.path / name
-        return json.loads(path.read_text()) if path.is_file() else {}
+        if not path.is_file():
+            return {}
+        try:
+            content = json.loads(path.read_bytes())
+        except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+            reason = f"{err.msg} at line {err.lineno} column {err.colno}" if isinstance(err, json.JSONDecodeError) \
+                else "not UTF-8 text"
+            raise RunFileError(f"{path}: not readable JSON ({reason}){REWRITTEN.get(name, '')}") from err
+        if not isinstance(content, dict):
+            raise RunFileError(f"{path}: not a JSON object but {type(content).__name__}{REWRITTEN.get(name, '')}")
+        return content
 
     def set_status(self, status: str, message: str = "") -> None:
         self.write_json("status.json", {"status": status, "message": message, "time": time.strftime("%FT%T")})
