@@ -430,6 +430,31 @@ def test_resume_of_a_finished_run_does_nothing(finished_run):
     assert {p.name: p.stat().st_mtime_ns for p in finished_run.path.iterdir()} == before
 
 
+@pytest.mark.parametrize(("name", "content", "says"), [
+    ("status.json", b"", "not readable JSON (Expecting value at line 1 column 1); the run can be resumed after "
+                         "deleting it"),
+    ("timings.json", b'{"sessions": [{"build_s": 1.0',
+     "not readable JSON (Expecting ',' delimiter at line 1 column 30); the run can be resumed after deleting it (the "
+     "times of its earlier sessions are lost)"),
+    ("contract.json", b"\xe9t\xe9", "not readable JSON (not UTF-8 text); after deleting it the run resumes with "
+                                    "--accept-changes, which makes today's files the contract"),
+    ("splits.json", b"[1, 2]", "not a JSON object but list; after deleting it a resume records today's data as the "
+                               "run's, unchecked"),
+])
+def test_a_corrupt_json_file_of_a_run_is_named_with_what_deleting_it_does(finished_run, name, content, says):
+    """It was the JSON library's message alone ('Expecting value: line 1 column 1 (char 0)')."""
+    run = finished_run
+    (run.path / "status.json").write_text('{"status": "failed", "message": "stopped by SIGINT"}')
+    (run.path / name).write_bytes(content)
+    result = _cli("train", "--resume", run.path, "--no-progress")
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines()[-1] == f"error: {run.path / name}: {says}", result.output  # one line
+    if name == "status.json":
+        (run.path / name).unlink()
+        result = _cli("train", "--resume", run.path, "--no-progress")
+        assert result.exit_code == 0 and run.read_json("status.json")["status"] == "finished", result.output
+
+
 def test_resume_refuses_a_lost_checkpoint_and_names_what_remains(finished_run):
     run = finished_run
     (run.path / "status.json").write_text('{"status": "failed", "message": "killed"}')
