@@ -141,6 +141,7 @@ def _train(config: Path | None, set_: list[str], resume: list[Path], accept_chan
             for run in runs:
                 run.check_unchanged(accept_changes)
                 run.check_resumable()
+                run.check_ensemble(runs)
         else:
             start_runs(load_config(config, set_), root=out, made=runs)
         if not runs:

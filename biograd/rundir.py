@@ -393,6 +393,27 @@ class RunDirectory:
         self._check_arrays(path, state)
         return state, progress
 
+    def check_ensemble(self, resumed: list[RunDirectory]) -> None:
+        """A run last trained in an ensemble build (timings.json: the session's ``ensemble``, run directories beside
+        this one) draws its random numbers from that build's one generator: it continues as the ensemble would only
+        if resumed with every member that can still train. Refuse (ValueError naming them and the command) a
+        resume, ``resumed`` the runs resumed together, that leaves out an unfinished member, unless the ensemble
+        cannot go on anyway (a member diverged or its directory is gone)."""
+        sessions = self.read_json("timings.json").get("sessions", [])
+        members = [self.path.parent / name for name in (sessions[-1].get("ensemble", []) if sessions else [])]
+        if any(not (member / "config.yaml").is_file() or
+               RunDirectory(member).read_json("status.json").get("status") == "diverged" for member in members):
+            return
+        given = {run.path.resolve() for run in resumed}
+        left = [member for member in members if member.resolve() not in given
+                and RunDirectory(member).read_json("status.json").get("status") != "finished"]
+        if left:
+            together = " ".join(f"--resume {path}" for path in [*(run.path for run in resumed), *left])
+            raise ValueError(f"{self.path}: trained in one ensemble build with {', '.join(map(str, left))}, whose "
+                             "random numbers it shares (one generator per build): resumed without them it would "
+                             f"continue with other draws than the ensemble's; resume them together: biograd train "
+                             f"{together}")
+
     def check_resumable(self) -> None:
         """A run that has made progress (metrics or epoch weights written) needs its checkpoint to go on."""
         progressed = (self.path / "metrics.parquet").is_file() or any(self.path.glob("weights_epoch*.npz"))

@@ -14,7 +14,7 @@ import pytest
 from support import INFER, TRAIN, block, tiny_spec
 
 from biograd.config import load_config
-from biograd.launch import start_run
+from biograd.launch import start_run, start_runs
 from biograd.models.elements import equations_dir
 from biograd.models.errors import ModelFileError
 from biograd.models.network import BioGradNetwork
@@ -453,6 +453,25 @@ def test_a_corrupt_json_file_of_a_run_is_named_with_what_deleting_it_does(finish
         (run.path / name).unlink()
         result = _cli("train", "--resume", run.path, "--no-progress")
         assert result.exit_code == 0 and run.read_json("status.json")["status"] == "finished", result.output
+
+
+def test_a_member_of_an_ensemble_is_resumed_only_with_the_members_that_share_its_random_numbers(tiny, tmp_path):
+    """It continued alone, with other random draws than the ensemble's (one generator per build)."""
+    a, b, c = start_runs(load_config(tiny, ["model.replicas=3", "record.probe_samples=0"]), root=tmp_path)
+    for run in (a, b, c):  # as after a Ctrl-C in the ensemble's first session
+        run.set_status("failed", "stopped by SIGINT after task 2 of 9")
+        run.write_json("timings.json", {"sessions": [{"ensemble": [a.path.name, b.path.name, c.path.name]}]})
+    result = _cli("train", "--resume", a.path, "--resume", b.path)
+    assert result.exit_code == 2, result.output
+    assert " ".join(result.output.split()) == (
+        f"error: {a.path}: trained in one ensemble build with {c.path}, whose random numbers it shares (one generator "
+        "per build): resumed without them it would continue with other draws than the ensemble's; resume them "
+        f"together: biograd train --resume {a.path} --resume {b.path} --resume {c.path}")
+    a.check_ensemble([c, b, a])  # all of them, in any order
+    c.set_status("finished", "9 tasks")  # a kill between two members' last checkpoints: c is done
+    a.check_ensemble([a, b])
+    b.set_status("diverged", "task 5: W1 has NaN entries")  # the ensemble cannot go on: any member may
+    a.check_ensemble([a])
 
 
 def test_resume_refuses_a_lost_checkpoint_and_names_what_remains(finished_run):
