@@ -1,7 +1,7 @@
 """Stopping a run on a signal: SIGINT (Ctrl-C) and SIGTERM (``kill``, ``timeout``, a batch scheduler) ask
 the trainer to stop at a safe point (:func:`stop_requests`), which it does by raising :class:`Terminated`;
 before and after the trainer, a command stops at once (:func:`stops_at_once`), or, while it makes something
-that must be whole, at the block's end (:func:`stops_deferred`)."""
+that must be whole, as the block ends (:func:`stops_deferred`)."""
 
 from __future__ import annotations
 
@@ -125,9 +125,10 @@ def stops_at_once() -> Iterator[None]:
 
 @contextmanager
 def stops_deferred() -> Iterator[None]:
-    """Within the block (a few file operations that must not stop halfway), SIGINT or SIGTERM waits: the
-    block ends, then the first one raises :class:`Terminated`."""
+    """Within the block (a few file operations that must not stop halfway), SIGINT or SIGTERM waits: when the
+    block ends, the first one is raised again, to act as it would have (under :func:`stops_at_once`:
+    :class:`Terminated`; under :func:`stop_requests`: a request to stop at the next safe point)."""
     with stop_requests(notice=False) as requested:
         yield
     if requested:
-        raise Terminated(f"stopped by {requested[0]}", requested[0])
+        signal.raise_signal(signal.Signals[requested[0]])

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from biograd.rundir import RunDirectory
-from biograd.signals import Terminated, stops_at_once
+from biograd.signals import Terminated, stop_requests, stops_at_once, stops_deferred
 
 BIOGRAD = Path(sys.executable).with_name("biograd")  # the console script, as a user starts the program
 
@@ -44,6 +44,20 @@ def test_a_stop_signal_inside_a_finaliser_is_raised_again_in_ordinary_code(capfd
             Finalised()
     time.sleep(0.1)  # and nothing arrives after the block
     assert "Exception ignored" not in capfd.readouterr().err
+
+
+def test_a_stop_while_a_run_directory_is_made_waits_for_its_end_then_acts_as_outside():
+    made = []
+    with pytest.raises(Terminated, match="stopped by SIGTERM"):
+        with stops_at_once():
+            with stops_deferred():  # as start_runs makes a run directory
+                signal.raise_signal(signal.SIGTERM)
+                made.append("whole")
+    assert made == ["whole"]
+    with stop_requests(notice=False) as requested:  # a serial study's trial: a request, to stop at a safe point
+        with stops_deferred():
+            signal.raise_signal(signal.SIGINT)
+    assert requested == ["SIGINT"]
 
 
 def test_a_stop_during_a_unit_check_is_not_an_equation_file_error(monkeypatch):
