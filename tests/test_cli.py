@@ -62,7 +62,8 @@ def test_demo_checks_trains_and_reports(tmp_path, monkeypatch):
     result = runner.invoke(app, ["demo", *(arg for item in overrides for arg in ("--set", item))])
     assert result.exit_code == 0, result.output
     assert "transpose_relay" in result.output and "test accuracy" in result.output
-    assert list(tmp_path.glob("runs/out/*_demo_*/report/report.md"))
+    report = next(tmp_path.glob("runs/out/*_demo_*/report/report.md"))
+    assert (report.parents[1] / "spikes.nwb").is_file() and "Spike statistics (Elephant)" in report.read_text()
 
 
 def test_export_writes_netx_and_nir_of_a_trained_run(tmp_path):

@@ -281,8 +281,8 @@ def test_cli_train_and_evaluate(tiny, tmp_path):
     (["train", "{tiny}", "--set", "train.etaa=1"], "train.etaa: unknown key"),
     (["train", "--resume", "{tmp}", "--set", "train.epochs=1"], "--set cannot change a run that is resumed"),
     (["train", "--resume", "{tmp}"], "not a run directory (no config.yaml)"),
-    (["train", "{tiny}", "--out", "{tmp}", "--set", "data.source=nmnist", "--set", "data.data_dir={tmp}/none"],
-     "does not exist"),
+    (["train", "{tiny}", "--out", "{tmp}", "--set", "data.source=nmnist", "--set", "data.data_dir={tmp}/none",
+      "--set", "model.sizes=[2312, 12, 10]", "--set", "model.encoder=events"], "does not exist"),
 ])
 def test_cli_train_errors(tiny, tmp_path, args, message):
     from typer.testing import CliRunner
