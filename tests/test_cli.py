@@ -58,7 +58,8 @@ def test_demo_checks_trains_and_reports(tmp_path, monkeypatch):
     """`make demo`'s command, shortened: model files and data checked, a run trained, its report written."""
     monkeypatch.chdir(tmp_path)
     overrides = ["data.n_train=30", "data.n_test=20", "data.validation=10", "train.epochs=1",
-                 "train.warmup_sleep_blocks=1", "record.probe_samples=1", "train.backend=numpy", "train.chunk=30"]
+                 "train.warmup_sleep_blocks=1", "record.probe_samples=1", "record.spikes.samples=2",
+                 "train.backend=numpy", "train.chunk=30"]
     result = runner.invoke(app, ["demo", *(arg for item in overrides for arg in ("--set", item))])
     assert result.exit_code == 0, result.output
     assert "transpose_relay" in result.output and "test accuracy" in result.output

@@ -54,6 +54,7 @@ def _run(row: pd.Series, out: Path) -> RunDirectory:
     return RunDirectory(out / row.run)
 
 
+@pytest.mark.slow  # 16 s of CPU: the fast tier keeps the study's file, lock and validation checks
 @pytest.mark.filterwarnings("ignore:eta = 0")
 def test_a_study_prunes_poor_settings_within_its_budget_and_reruns_nothing(study_file, tmp_path):
     """eta = 0 learns nothing: after its first epoch it is below the setting before it, and successive halving

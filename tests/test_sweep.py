@@ -187,6 +187,7 @@ def test_a_failing_trial_is_recorded_and_the_others_finish(sweep_file, tmp_path)
     assert result.best["values"] == {"data.validation": 40}
 
 
+@pytest.mark.slow  # 16 s of CPU; packed builds are also checked by test_ensemble's fast tests
 def test_packed_trials_equal_trials_trained_alone(sweep_file, tmp_path):
     """pack: 4 trains the four trials (two etas x two seeds) in one ensemble build; without random numbers in the
     model each ends as when trained alone (weights to rounding: eta is a per-replica constant there)."""
