@@ -64,3 +64,30 @@ def make_group(names, n, *, declared="", overrides=None, slot_kinds=(1, 1), err_
     if "gain_error" in group.variables:  # set per layer by network.yaml in a network; here 1 unless a test sets it
         group.gain_error = 1.0
     return group, objects
+
+
+def executed_notebook_cells(notebook, runs: list, workdir) -> list:
+    """Run a jupytext notebook with BIOGRAD_RUNS = ``runs`` in ``workdir``; assert that no cell failed, that every
+    code cell shows something and every plt.show() cell an image; return the code cells (with their outputs)."""
+    import os
+
+    import pytest
+
+    from biograd.runs import RUNS_VARIABLE
+
+    jupytext = pytest.importorskip("jupytext", reason="the notebooks extra: pip install -e '.[notebooks]'")
+    NotebookClient = pytest.importorskip("nbclient").NotebookClient
+    mp = pytest.MonkeyPatch()
+    mp.setenv(RUNS_VARIABLE, os.pathsep.join(str(run) for run in runs))
+    try:
+        nb = jupytext.read(notebook)
+        NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}).execute()
+    finally:
+        mp.undo()
+    cells = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert not [o for cell in cells for o in cell.outputs if o.output_type == "error"]
+    for cell in cells:
+        assert cell.outputs, f"shows nothing:\n{cell.source}"
+        if "plt.show()" in cell.source:
+            assert any("image/png" in o.get("data", {}) for o in cell.outputs), f"no figure:\n{cell.source}"
+    return cells

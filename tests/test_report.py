@@ -1,12 +1,12 @@
 """Recording during training, probes afterwards, `biograd report`, and the notebooks, on a tiny run."""
 
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from support import executed_notebook_cells
 from typer.testing import CliRunner
 
 from biograd.analysis.depth import depth_table
@@ -17,7 +17,7 @@ from biograd.models.errors import ModelFileError
 from biograd.recording import probe_run
 from biograd.report import depth_section, write_report
 from biograd.rundir import RunDirectory
-from biograd.runs import RUNS_VARIABLE, combined, load_run, load_runs
+from biograd.runs import combined, load_run, load_runs
 from biograd.trainer import Trainer
 
 NOTEBOOKS = sorted(p for p in (Path(__file__).parents[1] / "analysis" / "notebooks").glob("*.py")
@@ -177,22 +177,12 @@ def test_report_has_the_depth_section_for_two_modes(tiny_run, deep_run, tmp_path
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_executes(notebook, tiny_run, tmp_path, monkeypatch):
+def test_notebook_executes(notebook, tiny_run, tmp_path):
     """Each notebook runs on two runs of the same name (the tiny run and a copy) and every code cell shows
     something: its figure (an image, where it calls plt.show), its table or printed text."""
-    jupytext = pytest.importorskip("jupytext", reason="the notebooks extra: pip install -e '.[notebooks]'")
-    NotebookClient = pytest.importorskip("nbclient").NotebookClient
     twin = tmp_path / "twin"
     shutil.copytree(tiny_run.path, twin)
-    monkeypatch.setenv(RUNS_VARIABLE, os.pathsep.join([str(tiny_run.path), str(twin)]))
-    nb = jupytext.read(notebook)
-    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    cells = [cell for cell in nb.cells if cell.cell_type == "code"]
-    assert not [o for cell in cells for o in cell.outputs if o.output_type == "error"]
-    for cell in cells:
-        assert cell.outputs, f"shows nothing:\n{cell.source}"
-        if "plt.show()" in cell.source:
-            assert any("image/png" in o.get("data", {}) for o in cell.outputs), f"no figure:\n{cell.source}"
+    cells = executed_notebook_cells(notebook, [tiny_run.path, twin], tmp_path)
     if notebook.stem == "gradient_alignment":  # the depth table and figure
         assert any("image/png" in o.get("data", {}) for o in cells[-1].outputs)
         assert "update_angle_deg" in cells[-1].outputs[0].data["text/plain"]

@@ -2,7 +2,6 @@
 statistics against the cited reference ranges, the report's section and the notebook."""
 
 import json
-import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -10,6 +9,7 @@ import brian2 as b2
 import numpy as np
 import pandas as pd
 import pytest
+from support import executed_notebook_cells
 
 from biograd.analysis.spike_statistics import load_references, reference_checks, spike_statistics
 from biograd.analysis.spike_trains import SpikeRecording, neo_segments, read_nwb
@@ -203,19 +203,10 @@ def test_report_section_sets_each_measure_against_its_citation(probed):
 
 
 @pytest.mark.slow
-def test_spike_notebook_executes(probed, tmp_path, monkeypatch):
+def test_spike_notebook_executes(probed, tmp_path):
     """The notebook reads the NWB file of BIOGRAD_RUNS' first run with one, and every code cell shows something."""
-    jupytext = pytest.importorskip("jupytext", reason="the notebooks extra: pip install -e '.[notebooks]'")
-    NotebookClient = pytest.importorskip("nbclient").NotebookClient
-    monkeypatch.setenv("BIOGRAD_RUNS", os.pathsep.join([str(tmp_path), str(probed.folder)]))
-    nb = jupytext.read(Path(__file__).parents[1] / "analysis" / "notebooks" / "spike_statistics.py")
-    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    cells = [cell for cell in nb.cells if cell.cell_type == "code"]
-    assert not [o for cell in cells for o in cell.outputs if o.output_type == "error"]
-    for cell in cells:
-        assert cell.outputs, f"shows nothing:\n{cell.source}"
-        if "plt.show()" in cell.source:
-            assert any("image/png" in o.get("data", {}) for o in cell.outputs), f"no figure:\n{cell.source}"
+    notebook = Path(__file__).parents[1] / "analysis" / "notebooks" / "spike_statistics.py"
+    cells = executed_notebook_cells(notebook, [tmp_path, probed.folder], tmp_path)
     table = cells[-2].outputs[-1].data["text/plain"]
     assert "isi_cv" in table and "Softky & Koch 1993" in table
 
