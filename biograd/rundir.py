@@ -108,6 +108,16 @@ def atomic_path(path: Path) -> Iterator[Path]:
         raise
 
 
+def acquired_lock(path: Path) -> FileLock | None:
+    """The file lock ``path``, acquired without waiting; None if another process holds it."""
+    lock = FileLock(path, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        return None
+    return lock
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through :func:`atomic_path`."""
     with atomic_path(path) as tmp:
@@ -291,12 +301,7 @@ class RunDirectory:
 
     def _acquired_lock(self) -> FileLock | None:
         """The run's lock, acquired; None if another process holds it."""
-        lock = FileLock(self.path / ".lock", timeout=0)
-        try:
-            lock.acquire()
-        except Timeout:
-            return None
-        return lock
+        return acquired_lock(self.path / ".lock")
 
     # ------------------------------------------------------------------ files
     @property

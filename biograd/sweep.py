@@ -61,7 +61,6 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import yaml
-from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from biograd.config import RunConfig, load_config
@@ -69,7 +68,7 @@ from biograd.launch import start_run
 from biograd.models.elements import equations_dir
 from biograd.models.params import read_yaml_model
 from biograd.packing import packing_key
-from biograd.rundir import RunDirectory, atomic_path, atomic_write
+from biograd.rundir import RunDirectory, acquired_lock, atomic_path, atomic_write
 from biograd.trainer import Trainer, TrainingDiverged
 
 
@@ -396,12 +395,10 @@ def sweep_folder(sweep: SweepFile, out: Path) -> Iterator[None]:
     of the folder stops at once (SweepLockedError); and record the sweep file as run in ``out/sweep.yaml`` (its
     base relative to ``out``)."""
     out.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(out / ".lock", timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
+    lock = acquired_lock(out / ".lock")
+    if lock is None:
         raise SweepLockedError(f"{out}: another sweep is running in this folder (lock {out / '.lock'}); wait for it "
-                               "or stop it first") from None
+                               "or stop it first")
     try:
         resolved = sweep.model_dump(mode="json", exclude_none=True) | {"base": os.path.relpath(sweep.base,
                                                                                              out.resolve())}
