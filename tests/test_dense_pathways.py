@@ -43,6 +43,8 @@ def test_dense_pathways_agree_with_brian2_templates(standalone, tmp_path, sizes,
     dense_results, dense_state, initial = train_two_chunks(spec, standalone())
     generated = (Path(b2.get_device().project_dir) / "code_objects" / "forward1_pre_codeobject.cpp").read_text()
     assert "size_t _postsynaptic_idx = _post_start + _k;" in generated, "the row's index replaced the gather"
+    learning = (Path(b2.get_device().project_dir) / "code_objects" / "forward1_pre_learn_codeobject.cpp").read_text()
+    assert "int32_t _presynaptic_idx = _pre_idx;" in learning, "the event's presynaptic index, not a load"
     brian2_templates = Backend("cpp_standalone", tmp_path / "brian2_templates", dense_pathways=False)
     brian2_templates.activate()
     results, state, _ = train_two_chunks(spec, brian2_templates)

@@ -6,7 +6,8 @@ B = N_post / m blocks (one block: all to all; B blocks: an ensemble of B network
 
 Instead of pushing synapse indices into the spike queue and gathering the postsynaptic index of each,
 every event of the source group visits its row of synapses directly: the postsynaptic index is the
-loop counter plus an offset, so the compiler vectorises the row. Each target sees the same additions
+loop counter plus an offset and the presynaptic index is the event's, so the compiler vectorises the row
+(and computes presynaptic factors once per event). Each target sees the same additions
 in the same order as with Brian2's template (events in ascending index order); the compiler, with
 Brian2's -ffast-math, may regroup the arithmetic of a statement differently in the two loops, so
 results agree to rounding (tests/test_dense_pathways.py). The layout is checked before each run
@@ -49,11 +50,14 @@ writes a presynaptic variable has a dependency along the row, which the compiler
 {% block maincode %}
     {# the source group's events (the global array brian::_array_..., not a pointer of this code object) #}
     {% set _events = get_array_name(pathway.source.variables[pathway.eventspace_name])[4:] %}
-    {# the generated load of the postsynaptic index, replaced by the row's: an index of size_t, linear
-       in _k, lets the compiler vectorise without gathers (tests/test_dense_pathways.py checks that the
-       replacement applies). The presynaptic index stays a load: were it known to be constant along the
-       row, -ffast-math could regroup the products of presynaptic factors. #}
+    {# the generated loads of the synapse's indices, replaced by the row's: the postsynaptic index, of
+       size_t and linear in _k, lets the compiler vectorise without gathers; the presynaptic index is the
+       event's, constant along the row, so the compiler computes presynaptic factors (a sleep spike's
+       input spread: a square root and a division) once per event instead of once per synapse
+       (tests/test_dense_pathways.py checks that both replacements apply). -ffast-math may then group a
+       statement's products differently than Brian2's loop: equal to rounding. #}
     {% set _post_load = 'int32_t _postsynaptic_idx = ' ~ get_array_name(variables['_synaptic_post']) ~ '[_idx]' %}
+    {% set _pre_load = 'int32_t _presynaptic_idx = ' ~ get_array_name(variables['_synaptic_pre']) ~ '[_idx]' %}
 
     // scalar code
     const size_t _vectorisation_idx = -1;
@@ -74,7 +78,7 @@ writes a presynaptic variable has a dependency along the row, which the compiler
         {
             const size_t _idx = _syn_start + _k;
             const size_t _vectorisation_idx = _idx;
-            {{vector_code|autoindent|replace(_post_load, 'size_t _postsynaptic_idx = _post_start + _k')}}
+            {{vector_code|autoindent|replace(_post_load, 'size_t _postsynaptic_idx = _post_start + _k')|replace(_pre_load, 'int32_t _presynaptic_idx = _pre_idx')}}
         }
     }
 {% endblock %}
