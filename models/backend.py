@@ -37,12 +37,16 @@ class Backend:
     'single_threaded_cpu' or 'cuda', default: CUDA where pygenn has it), or Brian2's runtime device with
     code generation target ``numpy`` or ``cython`` (for debugging; ``directory`` unused).
     ``dense_pathways=False`` keeps Brian2's own synapse templates on cpp_standalone (results equal to
-    rounding; slower)."""
+    rounding; slower). ``threads`` > 1: cpp_standalone's OpenMP threads (Brian2's neuron templates share
+    each group's loop among them; the dense pathways run a row at a time on one). ``profile``: the
+    standalone binary times each code object (the network's ``profiling_info`` after a run)."""
 
     name: str = "numpy"
     directory: Path | None = None
     dense_pathways: bool = True
     genn_backend: str | None = None
+    threads: int = 1
+    profile: bool = False
 
     def __post_init__(self):
         if self.name not in BACKENDS:
@@ -51,6 +55,10 @@ class Backend:
             raise ValueError(f"backend {self.name} builds into a directory: give one")
         if self.genn_backend not in (None, *GENN_BACKENDS):
             raise ValueError(f"unknown GeNN backend {self.genn_backend!r} ({', '.join(GENN_BACKENDS)})")
+        if self.threads < 1 or (self.threads > 1 and self.name != "cpp_standalone"):
+            raise ValueError(f"threads={self.threads}: at least 1, and more only on cpp_standalone (OpenMP)")
+        if self.profile and self.name not in STANDALONE:
+            raise ValueError(f"profile: the standalone backends time their code objects, not {self.name}")
         if self.directory is not None:
             object.__setattr__(self, "directory", Path(self.directory))
 
@@ -98,6 +106,7 @@ class Backend:
         if self.name in STANDALONE:
             if self.name == "cuda_standalone":
                 cuda.configure(self.directory)
+            b2.prefs.devices.cpp_standalone.openmp_threads = self.threads if self.threads > 1 else 0
             options = {"build_on_run": False, "directory": str(self.directory)}
             b2.set_device(self.name, **options)
             b2.device.reinit()  # forget the objects of an earlier build in this process
@@ -116,9 +125,9 @@ class Backend:
         if self.name == "genn":
             return GennRunner(self.directory, self.genn_backend)
         if self.name == "cuda_standalone":
-            return CudaRunner()
+            return CudaRunner(profile=self.profile)
         if self.name == "cpp_standalone":
-            return StandaloneRunner(dense_pathways=self.dense_pathways)
+            return StandaloneRunner(dense_pathways=self.dense_pathways, profile=self.profile)
         return RuntimeRunner()
 
 

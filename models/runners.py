@@ -113,9 +113,10 @@ class StandaloneRunner:
     runs_whole_build = True  # the binary always simulates the whole build; extra slots idle
     own_make = True  # make runs as a child that gets the process group's signals (compile_project)
 
-    def __init__(self, dense_pathways: bool = False):
+    def __init__(self, dense_pathways: bool = False, profile: bool = False):
         self.built = False
         self.dense_pathways = dense_pathways
+        self.profile = profile  # the binary times each code object (network.profiling_info)
 
     def adopt(self, synapses: b2.Synapses) -> None:
         """All-to-all ``synapses`` (within each replica's block) propagate a row at a time, if asked."""
@@ -136,7 +137,7 @@ class StandaloneRunner:
             return
         device = b2.get_device()
         device.insert_code("main", self.reseed_code())
-        network.run(duration, namespace={}, report=report)
+        network.run(duration, namespace={}, report=report, profile=self.profile)
         device.build(**(dict(device.build_options) | {"run": False, "compile": not self.own_make}))
         if self.own_make:
             compile_project(device.project_dir)

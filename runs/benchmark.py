@@ -8,6 +8,8 @@
     python runs/benchmark.py --backend cuda_standalone   # on a GPU (make gpu)
     python runs/benchmark.py --backend cuda_standalone --compile-only   # nvcc, no GPU needed
     python runs/benchmark.py --backend genn --genn-backend single_threaded_cpu   # GeNN 5 (make genn); cuda on a GPU
+    python runs/benchmark.py --sizes 784-500-10 --profile   # and the share of time per code-object kind
+    python runs/benchmark.py --sizes 784-500-10 --threads 2   # OpenMP threads in one run (cpp_standalone)
 
 ``--compile-only`` builds the training and inference projects and stops (no speeds): a later run
 in the same folder reuses every object file whose generated source is unchanged (Brian2 rewrites
@@ -24,12 +26,15 @@ binary (measured with /usr/bin/time where present). Every measurement runs in a 
 (one standalone build per process). ``record_activity_share`` is the time ``record.activity`` adds per
 chunk, as a fraction of the training time. ``--templates brian2`` propagates spikes with Brian2's own
 synapse templates instead of the dense pathways (the default; :mod:`biograd.models.dense_pathways`).
-``--peer`` measures snnTorch BPTT (minibatch 128, one thread; ``runs/peer_snntorch.py``, in the
+``--peer`` measures snnTorch BPTT (minibatch 128, as many threads as ``--threads``; ``runs/peer_snntorch.py``, in the
 ``.venv-peer`` environment of ``make peer``) right after each single-network (K = 1) measurement of the
 same network, and ``vs_snntorch`` is BioGrad's training samples/s over snnTorch's. ``--backend genn``
 translates the same Brian2 network to GeNN 5 (``--genn-backend``: single_threaded_cpu or cuda); its rows
 name the backend ``genn_<genn backend>`` and leave the binary's memory empty (GeNN runs in the process).
-Results: runs/out/benchmark/speed.csv.
+``--threads N`` runs cpp_standalone with N OpenMP threads (one run on N cores). ``--profile`` builds with
+Brian2's code-object timers (a little slower) and adds, for the last training chunk, the share of the
+timed time per kind of code object (:data:`CODE_OBJECT_KINDS`: ``share_<kind>``) and ``ns_per_event``,
+the propagation pathways' time per synaptic event. Results: runs/out/benchmark/speed.csv.
 """
 
 from __future__ import annotations
@@ -49,12 +54,21 @@ import typer
 
 OUT = Path("runs/out/benchmark")
 DEFAULT_SIZES = ["784-100-10", "784-500-10", "784-500-500-10"]
+CODE_OBJECT_KINDS = {  # kind -> pattern of Brian2's code-object names (the first that matches counts)
+    "propagation": r"forward\d+_pre_codeobject", "learning": r"_pre_learn_codeobject",
+    "error_events": r"_pre_err_(pos|neg)_codeobject", "sleep_rule": r"_pre_sleep_spike_codeobject",
+    "relay": r"_post_", "spike_queue": r"_push_spikes", "state_update": r"_stateupdater",
+    "thresholds": r"_thresholder", "resets": r"_resetter", "monitors": r"_slots_codeobject|_times_codeobject",
+    "slot_start": r"_slot_start", "other": r".",
+}
 
 
 def measure(sizes: str, samples: int, feedback: str, backend: str, replicas: int = 1, chunk: int = 1000,
             compile_only: bool = False, inference: bool = True, templates: str = "dense",
-            genn_backend: str = "single_threaded_cpu") -> dict:
+            genn_backend: str = "single_threaded_cpu", threads: int = 1, profile: bool = False) -> dict:
     """Train and infer in this process; returns one row of speeds (compile times only with ``compile_only``)."""
+    import dataclasses
+
     import numpy as np
 
     from biograd.analysis.activity import activity_rows
@@ -73,8 +87,9 @@ def measure(sizes: str, samples: int, feedback: str, backend: str, replicas: int
                         backend=backend, templates=templates, genn_backend=genn_backend if backend == "genn" else None)
     seeds = list(range(replicas))
     label = f"genn_{genn_backend}" if backend == "genn" else backend
-    name = f"{sizes}_{feedback}_{label}" + (f"_x{replicas}" if replicas > 1 else "") + f"_{templates}"
-    training_backend = train.backend_in(OUT / f"build_{name}")
+    name = f"{sizes}_{feedback}_{label}" + (f"_x{replicas}" if replicas > 1 else "") + f"_{templates}" \
+        + (f"_t{threads}" if threads > 1 else "") + ("_profiled" if profile else "")
+    training_backend = dataclasses.replace(train.backend_in(OUT / f"build_{name}"), threads=threads, profile=profile)
     training_backend.activate()
     binary_rss = (OUT / f"build_{name}_rss.txt").resolve()
     binary_rss.unlink(missing_ok=True)
@@ -89,7 +104,7 @@ def measure(sizes: str, samples: int, feedback: str, backend: str, replicas: int
 
     def compile_evaluator() -> tuple[Evaluator, float]:
         """The inference-only build (replaces the training build on this process's device), and its compile time."""
-        inference_backend = train.backend_in(OUT / f"build_{name}_inference")
+        inference_backend = dataclasses.replace(train.backend_in(OUT / f"build_{name}_inference"), threads=threads)
         inference_backend.activate()
         t0 = time.perf_counter()
         evaluator = Evaluator(spec, {"first 1000": Split(data.inputs[:1000], data.labels[:1000], "first 1000")},
@@ -97,7 +112,7 @@ def measure(sizes: str, samples: int, feedback: str, backend: str, replicas: int
         return evaluator, time.perf_counter() - t0
 
     row = {"sizes": sizes, "feedback": feedback, "backend": label, "replicas": replicas, "chunk": chunk,
-           "templates": templates}
+           "templates": templates, "threads": threads}
     if compile_only:
         return row | {"compile_s": compile_s, "inference_compile_s": compile_evaluator()[1]}
     plans = [[t for t in plan_tasks(spec, train.model_copy(update={"seed": seed}), len(data)) if t.kind == "train"]
@@ -116,6 +131,8 @@ def measure(sizes: str, samples: int, feedback: str, backend: str, replicas: int
     trained = row | {"train_samples": done, "train_samples_per_s": done / train_s, "compile_s": compile_s,
                      "record_activity_share": record_s / train_s,
                      "train_start_unix": started, "train_end_unix": time.time()}  # for a power log (runs/gpu_energy.py)
+    if profile:
+        trained |= code_object_shares(net.network.profiling_info, runs[0].result, spec.sizes)
     if not inference:
         return trained | _peak_mib(binary_rss)
     evaluator, inference_compile_s = compile_evaluator()
@@ -127,6 +144,21 @@ def measure(sizes: str, samples: int, feedback: str, backend: str, replicas: int
                                                                        for p in predicted]))} | _peak_mib(binary_rss)
 
 
+def code_object_shares(profiling_info: list[tuple[str, float]], result, sizes: tuple[int, ...]) -> dict:
+    """Share of the timed time per code-object kind (``share_<kind>``), the timed seconds, and the propagation
+    pathways' ns per synaptic event: their time over the spikes of each layer (every phase, from a chunk's
+    ``result``) times its fan-out, sum_l n_spikes(l) * sizes[l + 1]."""
+    import re
+
+    seconds = {kind: 0.0 for kind in CODE_OBJECT_KINDS}
+    for name, t in profiling_info:
+        seconds[next(kind for kind, pattern in CODE_OBJECT_KINDS.items() if re.search(pattern, name))] += float(t)
+    total = sum(seconds.values())
+    return {f"share_{kind}": s / total for kind, s in seconds.items()} | {
+        "profiled_s": total, "ns_per_event": 1e9 * seconds["propagation"]
+        / sum(result.spikes[layer].sum() * sizes[layer + 1] for layer in range(len(sizes) - 1))}
+
+
 def _run(options: list[str]) -> dict:
     """One measurement in a process of its own (one standalone build per process)."""
     child = subprocess.run([sys.executable, __file__, "--one", *options], capture_output=True, text=True)
@@ -135,16 +167,19 @@ def _run(options: list[str]) -> dict:
     return json.loads(child.stdout.strip().splitlines()[-1])
 
 
-def _peer(python: Path, sizes: str) -> float:
-    """snnTorch BPTT training samples/s for ``sizes`` (runs/peer_snntorch.py in the peer environment)."""
+def _peer(python: Path, sizes: str, threads: int) -> float:
+    """snnTorch BPTT training samples/s for ``sizes`` on ``threads`` threads (runs/peer_snntorch.py in the peer
+    environment)."""
     if not python.exists():
         sys.exit(f"--peer: {python} not found (make peer creates it)")
-    child = subprocess.run([str(python), str(Path(__file__).with_name("peer_snntorch.py")), "--sizes", sizes],
+    child = subprocess.run([str(python), str(Path(__file__).with_name("peer_snntorch.py")), "--sizes", sizes,
+                            "--threads", str(threads)],
                            capture_output=True, text=True)
     if child.returncode:
         sys.exit(f"snnTorch {sizes} failed (exit {child.returncode}):\n{child.stderr[-4000:]}")
     row = json.loads(child.stdout.strip().splitlines()[-1])
-    print(f"snnTorch {sizes}, batch {row['batch']}, T = {row['steps']}: {row['train_samples_per_s']:.0f} samples/s",
+    print(f"snnTorch {sizes}, batch {row['batch']}, T = {row['steps']}, {threads} thread(s): "
+          f"{row['train_samples_per_s']:.0f} samples/s",
           flush=True)
     return row["train_samples_per_s"]
 
@@ -169,6 +204,8 @@ def main(
     templates: Annotated[list[str] | None, typer.Option(help="dense | brian2: synapse templates (repeatable)")] = None,
     peer: Annotated[bool, typer.Option(help="measure snnTorch BPTT after each measurement (make peer)")] = False,
     peer_python: Annotated[Path, typer.Option(help="the peer environment's Python")] = Path(".venv-peer/bin/python"),
+    threads: Annotated[int, typer.Option(help="OpenMP threads of one run (cpp_standalone)")] = 1,
+    profile: Annotated[bool, typer.Option(help="time each code object; shares per kind")] = False,
     one: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> None:
     replicas, templates = replicas or [1], templates or ["dense"]
@@ -176,7 +213,7 @@ def main(
         raise typer.BadParameter(f"--templates: dense or brian2, not {', '.join(sorted(unknown))}")
     if one:
         print(json.dumps(measure(sizes[0], samples, feedback, backend, replicas[0], chunk, compile_only, inference,
-                                 templates[0], genn_backend)))
+                                 templates[0], genn_backend, threads, profile)))
         return
     OUT.mkdir(parents=True, exist_ok=True)
     machine = f"{platform.node()} ({platform.processor() or 'cpu'})"
@@ -186,12 +223,13 @@ def main(
             for kind in templates:
                 rows.append(_run(["--sizes", net, "--samples", str(samples), "--replicas", str(k),
                                   "--chunk", str(chunk), "--feedback", feedback, "--backend", backend,
-                                  "--templates", kind, "--genn-backend", genn_backend]
+                                  "--templates", kind, "--genn-backend", genn_backend, "--threads", str(threads)]
+                                 + ["--profile"] * profile
                                  + ["--compile-only"] * compile_only + ["--no-inference"] * (not inference))
                 | {"machine": machine})
                 print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
                 if peer and not compile_only and k == 1:  # one network against one network
-                    rows[-1]["snntorch_samples_per_s"] = _peer(peer_python, net)
+                    rows[-1]["snntorch_samples_per_s"] = _peer(peer_python, net, threads)
                     rows[-1]["vs_snntorch"] = rows[-1]["train_samples_per_s"] / rows[-1]["snntorch_samples_per_s"]
     if compile_only:
         return

@@ -1,4 +1,4 @@
-"""The peer baseline of the speed table: snnTorch BPTT training throughput, on one CPU thread.
+"""The peer baseline of the speed table: snnTorch BPTT training throughput, on one CPU thread (or ``--threads``).
 
     .venv-peer/bin/python runs/peer_snntorch.py --sizes 784-500-10 --batch 128   (make peer)
 
@@ -45,8 +45,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--samples", type=int, default=12800, help="training samples measured")
+    parser.add_argument("--threads", type=int, default=1, help="torch's intra-op threads")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     sizes = [int(n) for n in args.sizes.split("-")]
     layers = network(sizes)
@@ -68,6 +69,7 @@ def main() -> None:
         train_batch()
     seconds = time.perf_counter() - t0
     print(json.dumps({"sizes": args.sizes, "backend": "snntorch", "batch": args.batch, "steps": args.steps,
+                      "threads": args.threads,
                       "train_samples": batches * args.batch, "train_samples_per_s": batches * args.batch / seconds,
                       "torch": torch.__version__, "snntorch": snn.__version__}))
 

@@ -38,6 +38,9 @@ def test_every_runner_implements_the_runner_protocol(kind):
     ({"name": "gpu"}, "unknown backend 'gpu' (cpp_standalone, cuda_standalone, genn, numpy, cython)"),
     ({"name": "cpp_standalone"}, "backend cpp_standalone builds into a directory"),
     ({"name": "genn", "directory": "b", "genn_backend": "opencl"}, "unknown GeNN backend 'opencl'"),
+    ({"name": "cpp_standalone", "directory": "b", "threads": 0}, "threads=0: at least 1"),
+    ({"name": "genn", "directory": "b", "threads": 2}, "threads=2: at least 1, and more only on cpp_standalone"),
+    ({"name": "numpy", "profile": True}, "profile: the standalone backends time their code objects, not numpy"),
 ])
 def test_a_backend_is_checked_when_made(arguments, message):
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -59,7 +62,13 @@ def test_each_backend_gives_its_runner_once_it_is_brian2s_device(tmp_path):
         standalone = Backend("cpp_standalone", tmp_path / "build", dense_pathways=dense)
         standalone.activate()
         runner = standalone.runner()
-        assert type(runner) is StandaloneRunner and runner.dense_pathways is dense
+        assert type(runner) is StandaloneRunner and runner.dense_pathways is dense and not runner.profile
+        assert b2.prefs.devices.cpp_standalone.openmp_threads == 0
+    threaded = Backend("cpp_standalone", tmp_path / "build", threads=2, profile=True)
+    threaded.activate()
+    assert b2.prefs.devices.cpp_standalone.openmp_threads == 2 and threaded.runner().profile
+    Backend("cpp_standalone", tmp_path / "build").activate()  # one thread again
+    assert b2.prefs.devices.cpp_standalone.openmp_threads == 0
     assert Backend.active() == Backend("cpp_standalone", tmp_path / "build")
 
 
