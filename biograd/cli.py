@@ -218,6 +218,8 @@ def probe(
         "--set", help="probe with another setting, e.g. --set model.params.network.gain_hidden=32 "
                       "(to posthoc_<set>/)")] = None,
     epoch: Annotated[list[int] | None, typer.Option(help="probe only this epoch's weights (repeatable)")] = None,
+    accept_changes: Annotated[bool, typer.Option(
+        help="probe a run whose config.yaml or equation copy was edited (recorded in its history.jsonl)")] = False,
 ) -> None:
     """Measure BioGrad's weight changes afterwards at a run's epoch weights (gradient alignment)."""
     import pyarrow.parquet as pq
@@ -227,7 +229,9 @@ def probe(
     from biograd.rundir import RunDirectory
 
     try:
-        out = probe_run(RunDirectory(run_dir), samples, backend, set_ or [], epoch)
+        run = RunDirectory(run_dir)
+        run.check_unchanged(accept_changes)  # the network is built from the run's files: as they were trained
+        out = probe_run(run, samples, backend, set_ or [], epoch)
     except (ModelFileError, FileNotFoundError, FileExistsError, ValueError) as err:
         raise _fail(err) from err
     alignment = pq.read_table(out / "alignment.parquet").to_pandas()

@@ -423,6 +423,22 @@ def test_a_run_without_its_contract_or_with_edited_files_is_not_evaluated_unless
     assert run.changed_files() == [] and "accepted changes" in (run.path / "history.jsonl").read_text()
 
 
+@pytest.mark.parametrize("change", ["edited", "no contract"])
+def test_probe_refuses_a_changed_run_with_evaluate_s_line(finished_run, change):
+    """probe builds the network from the run's files, as evaluate does, and checked nothing: it probed an edited
+    run (or one without contract.json) with the edited files."""
+    run = finished_run
+    if change == "edited":
+        (run.equations / "soma.yaml").write_text((run.equations / "soma.yaml").read_text() + "\n")
+    else:
+        (run.path / "contract.json").unlink()
+    evaluated, probed = _cli("evaluate", run.path), _cli("probe", run.path, "--samples", 1)
+    assert probed.exit_code == evaluated.exit_code == 2, probed.output
+    assert probed.output == evaluated.output and len(probed.output.strip().splitlines()) == 1, probed.output
+    assert ("equations/soma.yaml" if change == "edited" else "contract.json (missing") in probed.output
+    assert not list(run.path.glob("posthoc*")) and not (run.path / "history.jsonl").exists()
+
+
 def test_resume_of_a_finished_run_does_nothing(finished_run):
     before = {p.name: p.stat().st_mtime_ns for p in finished_run.path.iterdir()}
     result = _cli("train", "--resume", finished_run.path)
