@@ -295,6 +295,7 @@ def sweep(
     validation), figure."""
     from rich.table import Table
 
+    from biograd.rundir import LockLostError
     from biograd.signals import Terminated, stops_at_once
     from biograd.study import run_study
     from biograd.sweep import SweepLockedError, load_sweep, plan_trials, run_sweep
@@ -316,7 +317,7 @@ def sweep(
                                    progress=progress)
     except (ModelFileError, FileNotFoundError, ValueError) as err:
         raise _fail(err) from err
-    except SweepLockedError as err:
+    except (SweepLockedError, LockLostError) as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(1) from err
     except (Terminated, KeyboardInterrupt) as err:

@@ -20,7 +20,7 @@ Contents::
     splits.json        name, size and sha256 of the train, validation and test splits: a resume refuses other data
     contract.json      sha256 of config.yaml and of the equation copy: a resume refuses changed files
     history.jsonl      changes accepted with ``--accept-changes``, one JSON line each
-    .lock              held by the one process that trains the run
+    .lock              held by the one process that trains the run (which stops if the file is deleted)
     learning_curve.png accuracy and angle(B, W^T) against training samples (when finished)
     build/, build_eval/  the compiled training and inference-only projects (cpp_standalone runs)
 
@@ -108,14 +108,43 @@ def atomic_path(path: Path) -> Iterator[Path]:
         raise
 
 
-def acquired_lock(path: Path) -> FileLock | None:
+class HeldLock:
+    """A file lock held by this process (:func:`acquired_lock`). The lock is on the file's inode, not its name:
+    once the file is deleted (or replaced), another process creates and locks a new one at the same path and
+    is not refused. So the holder, before it writes, calls :meth:`check`, which refuses to go on (LockLostError
+    naming the file) when the path no longer leads to the locked inode. A file lock, not a lock on the folder
+    itself: flock on a folder is local to one machine on NFS, where a sweep's workers share run directories."""
+
+    def __init__(self, lock: FileLock):
+        self._lock, self.path = lock, Path(lock.lock_file)
+        self._inode = _inode(self.path)  # the file stays open while held: its inode number is not reused
+
+    def check(self) -> None:
+        if self._inode is None or _inode(self.path) != self._inode:
+            raise LockLostError(f"{self.path}: the lock file was deleted or replaced while this process held it, so "
+                                "another process can lock a new one and write here too; stopped before writing again "
+                                "(what was written is whole; continue when no other process works here)")
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+def _inode(path: Path) -> tuple[int, int] | None:
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def acquired_lock(path: Path) -> HeldLock | None:
     """The file lock ``path``, acquired without waiting; None if another process holds it."""
     lock = FileLock(path, timeout=0)
     try:
         lock.acquire()
     except Timeout:
         return None
-    return lock
+    return HeldLock(lock)
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -165,6 +194,10 @@ class RunLockedError(RuntimeError):
     """Another process is training this run."""
 
 
+class LockLostError(RunLockedError):
+    """The lock file this process held was deleted or replaced: another process may hold a lock on a new one."""
+
+
 class RunFileError(ValueError):
     """A JSON file of a run directory cannot be read."""
 
@@ -206,6 +239,7 @@ class RunDirectory:
         self.path = Path(path)
         if not (self.path / "config.yaml").is_file():
             raise FileNotFoundError(f"{self.path}: not a run directory (no config.yaml)")
+        self._held: HeldLock | None = None  # the run's lock while this object holds it (:meth:`lock`)
 
     @classmethod
     def create(cls, config: RunConfig, equations: Path, root: Path = Path("runs/out")) -> RunDirectory:
@@ -271,15 +305,25 @@ class RunDirectory:
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the run's lock (``.lock``) for the block; another process holding it raises RunLockedError."""
+        """Hold the run's lock (``.lock``) for the block; another process holding it raises RunLockedError. Meanwhile
+        this object's status, JSON files and checkpoints are written only while the lock file is the one locked
+        (:meth:`check_lock`)."""
         lock = self._acquired_lock()
         if lock is None:
             raise RunLockedError(f"{self.path}: another process is training this run, or evaluating or probing in it "
                                  f"(lock {self.path / '.lock'}); wait for it or stop it first")
+        self._held = lock
         try:
             yield
         finally:
+            self._held = None
             lock.release()
+
+    def check_lock(self) -> None:
+        """While this object holds the run's lock, raise LockLostError (naming ``.lock``) if the lock file was
+        deleted or replaced: a second process could then hold the run as well (:class:`HeldLock`)."""
+        if self._held is not None:
+            self._held.check()
 
     @contextmanager
     def build_folder(self, name: str) -> Iterator[Path]:
@@ -299,7 +343,7 @@ class RunDirectory:
         finally:
             shutil.rmtree(private, ignore_errors=True)
 
-    def _acquired_lock(self) -> FileLock | None:
+    def _acquired_lock(self) -> HeldLock | None:
         """The run's lock, acquired; None if another process holds it."""
         return acquired_lock(self.path / ".lock")
 
@@ -348,6 +392,7 @@ class RunDirectory:
         return self.path / "learning_curve.png"
 
     def write_json(self, name: str, content: dict) -> None:
+        self.check_lock()
         atomic_write(self.path / name, json.dumps(content, indent=2).encode())
 
     def read_json(self, name: str) -> dict:
@@ -372,6 +417,7 @@ class RunDirectory:
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, state: PlasticState, progress: Progress, path: Path | None = None) -> None:
         """Weights and progress in one atomically written ``.npz``; metrics.parquet follows it."""
+        self.check_lock()
         meta = {"task": progress.task, "epoch_correct": progress.epoch_correct, "epoch_seen": progress.epoch_seen,
                 "rows": progress.rows, "tables": progress.tables}
         buffer = io.BytesIO()

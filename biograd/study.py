@@ -358,11 +358,12 @@ def run_study(sweep: SweepFile, out: Path, *, scheduler: str | None = None, work
               serial: bool = False, log: Callable[[str], None] | None = None) -> SweepResult:
     """Run (or continue) the sweep's Optuna study until its budget is used; then write the tables (best.json
     says what the study did). ``log``: one line per setting that ends."""
-    with sweep_folder(sweep, out):
+    with sweep_folder(sweep, out) as lock:
         study = Study(sweep, out, log)
         executor = Executor(serial, scheduler, workers)
         try:
             study.run(executor)
         finally:
             executor.close()
+        lock.check()
         return summarise(sweep, pd.DataFrame(study.rows()), out, {"study": study.record()})

@@ -68,7 +68,7 @@ from biograd.launch import start_run
 from biograd.models.elements import equations_dir
 from biograd.models.params import read_yaml_model
 from biograd.packing import packing_key
-from biograd.rundir import RunDirectory, acquired_lock, atomic_path, atomic_write
+from biograd.rundir import HeldLock, RunDirectory, acquired_lock, atomic_path, atomic_write
 from biograd.trainer import Trainer, TrainingDiverged
 
 
@@ -369,7 +369,7 @@ def run_sweep(sweep: SweepFile, out: Path, *, trials: list[Trial] | None = None,
     this process with ``serial``, else on the Dask cluster at ``scheduler`` or on a new LocalCluster of
     ``workers`` processes; then write the tables. A trial that trials.csv records as ended and whose run
     directory is gone keeps its recorded row."""
-    with sweep_folder(sweep, out):
+    with sweep_folder(sweep, out) as lock:
         trials = trials or plan_trials(sweep, out)
         builds = out / "builds"
         recorded = _ended_rows(out)
@@ -382,6 +382,7 @@ def run_sweep(sweep: SweepFile, out: Path, *, trials: list[Trial] | None = None,
             rows = _on_dask(groups, builds, scheduler, workers, progress) if groups else []
         rows += [recorded[trial.id] for trial in kept]
         order = {trial.id: i for i, trial in enumerate(trials)}
+        lock.check()
         return summarise(sweep, pd.DataFrame(sorted(rows, key=lambda row: order[row["trial"]])), out)
 
 
@@ -390,10 +391,10 @@ class SweepLockedError(RuntimeError):
 
 
 @contextmanager
-def sweep_folder(sweep: SweepFile, out: Path) -> Iterator[None]:
-    """Hold the sweep folder's lock (``out/.lock``) for the block, as a trainer holds its run's: a second sweep
-    of the folder stops at once (SweepLockedError); and record the sweep file as run in ``out/sweep.yaml`` (its
-    base relative to ``out``)."""
+def sweep_folder(sweep: SweepFile, out: Path) -> Iterator[HeldLock]:
+    """Hold the sweep folder's lock (``out/.lock``, yielded: check it before writing the tables) for the block, as
+    a trainer holds its run's: a second sweep of the folder stops at once (SweepLockedError); and record the sweep
+    file as run in ``out/sweep.yaml`` (its base relative to ``out``)."""
     out.mkdir(parents=True, exist_ok=True)
     lock = acquired_lock(out / ".lock")
     if lock is None:
@@ -403,7 +404,7 @@ def sweep_folder(sweep: SweepFile, out: Path) -> Iterator[None]:
         resolved = sweep.model_dump(mode="json", exclude_none=True) | {"base": os.path.relpath(sweep.base,
                                                                                              out.resolve())}
         (out / "sweep.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
-        yield
+        yield lock
     finally:
         lock.release()
 

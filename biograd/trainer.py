@@ -34,7 +34,7 @@ from biograd.models.spec import NetworkSpec
 from biograd.packing import check_no_probes, varied_parameters
 from biograd.plan import Task, build, plan_tasks
 from biograd.recording import Prober, Recorder
-from biograd.rundir import Progress, RunDirectory
+from biograd.rundir import LockLostError, Progress, RunDirectory
 from biograd.signals import Terminated, stop_requests
 from biograd.workers import Worker, hosted
 
@@ -118,7 +118,7 @@ class Trainer:
             try:
                 with stop_requests() as self.stop_requested:
                     return self._train()
-            except TrainingDiverged:
+            except (TrainingDiverged, LockLostError):  # the run says why; or it may be another process's now
                 raise
             except BaseException as err:  # the run directories say why they stopped (Ctrl-C included)
                 stop = self._interruption(err)

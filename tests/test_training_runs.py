@@ -19,7 +19,7 @@ from biograd.models.elements import equations_dir
 from biograd.models.errors import ModelFileError
 from biograd.models.network import BioGradNetwork
 from biograd.plan import chunk_slots, plan_tasks, sleep_slots
-from biograd.rundir import RunChangedError, RunDirectory, RunLockedError
+from biograd.rundir import LockLostError, RunChangedError, RunDirectory, RunLockedError, acquired_lock
 from biograd.trainer import Trainer, TrainingDiverged, check_health
 
 TINY = """\
@@ -509,6 +509,45 @@ def test_a_second_trainer_of_the_same_run_exits_at_once(tiny, tmp_path):
         result = _cli("train", "--resume", run.path)
     assert result.exit_code == 1 and "another process is training this run" in " ".join(result.output.split())
     assert run.read_json("status.json") == {}  # the other trainer's run is left alone
+
+
+def test_a_lock_file_deleted_or_replaced_under_its_holder_is_no_lock_any_more(tmp_path):
+    path = tmp_path / ".lock"
+    held = acquired_lock(path)
+    held.check()
+    path.unlink()
+    other = acquired_lock(path)  # a flock is on the inode: a second process locks a new file, unrefused
+    assert other is not None
+    with pytest.raises(LockLostError, match=rf"^{path}: the lock file was deleted or replaced while this process held "
+                                            "it, so another process can lock a new one and write here too"):
+        held.check()
+    other.check()
+    held.release()
+
+
+def test_a_trainer_whose_lock_file_is_deleted_stops_before_writing_again(tiny, tmp_path, monkeypatch):
+    """Deleting .lock let a second trainer of the run lock a new file while the first went on: both wrote."""
+    run = start_run(load_config(tiny, ["data.n_train=40", "data.n_test=20", "record.probe_samples=0",
+                                       "train.warmup_sleep_blocks=1"]), root=tmp_path)
+    second = []
+    run_task = Trainer._run_task
+
+    def lock_deleted_in_task_2(self, session, index, done):
+        if index == 1:  # a user deletes the lock file, a second `biograd train --resume` locks a new one
+            (run.path / ".lock").unlink()
+            second.append(acquired_lock(run.path / ".lock"))
+        return run_task(self, session, index, done)
+
+    monkeypatch.setattr(Trainer, "_run_task", lock_deleted_in_task_2)
+    result = _cli("train", "--resume", run.path, "--no-progress")
+    assert result.exit_code == 1, result.output
+    assert result.output.splitlines()[-1].startswith(f"error: {run.path / '.lock'}: the lock file was deleted or "
+                                                     "replaced while this process held it"), result.output
+    assert run.load_checkpoint()[1].task == 1 and run.read_json("status.json")["message"].startswith("task 1 of")
+    second[0].release()
+    monkeypatch.undo()
+    result = _cli("train", "--resume", run.path, "--no-progress")
+    assert result.exit_code == 0 and run.finished, result.output
 
 
 def test_evaluate_beside_a_trainer_builds_in_a_folder_of_its_own(finished_run):
