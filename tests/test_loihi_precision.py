@@ -234,15 +234,16 @@ def test_unknown_precision_or_parameter_is_named():
 
 
 def test_feedback_weights_grid_from_fan_out_and_unbiased_sleep_updates():
-    """B_l's exponent comes from n_post (B_l ~ N(0, 2/N_{l-1})); a sleep spike moves b by floor(r) or floor(r)+1 steps,
-    the latter with probability r - floor(r), r = eta_sleep (x_sleep - x_mean - lambda_sleep b) / b_res."""
+    """B_l's exponent comes from n_post (B_l ~ N(0, 2/N_{l-1})); a sleep spike's update r = eta_sleep (x_sleep - x_mean
+    - lambda_sleep b) / b_res is applied at the next spike (t_epoch_sleep 1) as floor(r) or floor(r)+1 steps, the
+    latter with probability r - floor(r)."""
     b2.defaultclock.dt = 1 * b2.ms
     el = load_element("feedback_synapse_loihi")
     eta_sleep = float(el.values["eta_sleep"])
     n_pre, n_post = 40, 500  # an upper layer of 40 neurons feeding back to 500 (exponent from n_post = 500: 1)
     spec = compose([el], {"v_th_mant": V_TH_MANT, "init_scale": 1.0, "n_post": n_post})
     pre = b2.NeuronGroup(n_pre, "eps_error : 1\nsigma_sleep : 1", threshold="False",
-                         events={"err_pos": "False", "err_neg": "False", "sleep_spike": "t < dt/2"}, name="pre")
+                         events={"err_pos": "False", "err_neg": "False", "sleep_spike": "t < 3*dt/2"}, name="pre")
     post = b2.NeuronGroup(n_post, "d_apical : 1\nx_sleep : 1\nx_mean : 1", name="post")
     step = 2 ** (1 + 1) / V_TH_MANT
     target = 0.3  # steps per update, before the decay term
@@ -252,7 +253,7 @@ def test_feedback_weights_grid_from_fan_out_and_unbiased_sleep_updates():
     syn.eta_sleep = eta_sleep
     syn.b = 0.0  # b = 0: the decay term lambda_sleep*b vanishes and r = target exactly
     np.testing.assert_array_equal(syn.b_exp[:], 1)
-    b2.Network(pre, post, syn).run(1 * b2.ms, namespace={})
+    b2.Network(pre, post, syn).run(2 * b2.ms, namespace={})  # two spikes: the second applies the first's update
     moved = syn.b[:] / step
     np.testing.assert_allclose(moved, np.rint(moved), atol=1e-9)
     assert set(np.rint(moved).astype(int)) == {0, 1}
