@@ -1,5 +1,8 @@
 """Command line: ``biograd describe | check | train | evaluate | probe | export | report | sweep | demo``
-(``--debug``: tracebacks, and Brian2's debug log and warnings, see biograd.models.backend.brian_logging)."""
+(``--debug``: tracebacks, and Brian2's debug log and warnings, see biograd.models.backend.brian_logging).
+Exit codes: 0 done; 1 failed while working (the run locked by another process, diverged, no space left on the
+disk, an unexpected error); 2 refused before working (config, files, arguments); 130 or 143 stopped by SIGINT or
+SIGTERM. Every error is one line."""
 
 from __future__ import annotations
 
@@ -129,7 +132,7 @@ def _train(config: Path | None, set_: list[str], resume: list[Path], accept_chan
     """The train command's work; ``runs`` receives its run directories as soon as they exist."""
     from biograd.config import load_config
     from biograd.launch import start_runs
-    from biograd.rundir import RunDirectory, RunLockedError
+    from biograd.rundir import DiskFullError, RunDirectory, RunLockedError
     from biograd.trainer import Trainer, TrainingDiverged
 
     try:
@@ -153,6 +156,10 @@ def _train(config: Path | None, set_: list[str], resume: list[Path], accept_chan
         raise _fail(err) from err
     except RunLockedError as err:
         console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(1) from err
+    except DiskFullError as err:
+        console.print(f"[red]error:[/red] {err}; the last checkpoint is intact: free space, then continue with: "
+                      f"biograd train {' '.join(f'--resume {run.path}' for run in runs)}")
         raise typer.Exit(1) from err
     except TrainingDiverged as err:
         messages = "\n".join(f"{run.path.name}: {run.read_json('status.json')['message']}" for run in runs)
@@ -362,8 +369,13 @@ def main() -> None:
     try:
         app()
     except Exception as err:  # noqa: BLE001 - the last resort: every expected error is handled by its command
+        from biograd.rundir import DiskFullError
+
         if debug:
             raise
+        if isinstance(err, DiskFullError):  # any command's write (rundir.atomic_path): names the file and the disk
+            console.print(f"[red]error:[/red] {err}")
+            sys.exit(1)
         console.print(f"[red]error:[/red] {type(err).__name__}: {' '.join(str(err).split())} "
                       "(biograd --debug ... shows the traceback)")
         sys.exit(1)

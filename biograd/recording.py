@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -194,9 +195,13 @@ def probe_run(run: RunDirectory, n_samples: int, backend: str | None = None, ove
             metrics += m
             alignment += a
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=run.path))
-    write_parquet(staging / "metrics.parquet", metrics, METRIC_SCHEMA)
-    write_parquet(staging / "alignment.parquet", alignment, TABLES["alignment"])
-    if overrides:
-        atomic_write(staging / "config.yaml", dump_config(config).encode())
-    staging.rename(out)
+    try:
+        write_parquet(staging / "metrics.parquet", metrics, METRIC_SCHEMA)
+        write_parquet(staging / "alignment.parquet", alignment, TABLES["alignment"])
+        if overrides:
+            atomic_write(staging / "config.yaml", dump_config(config).encode())
+        staging.rename(out)
+    except BaseException:  # a full disk, a stop: no half folder left
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return out

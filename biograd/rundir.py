@@ -30,6 +30,7 @@ differ in anything that matters have different names even when started in the sa
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -84,14 +85,50 @@ def write_parquet(path: Path, rows: list[dict], schema: pa.Schema) -> None:
     atomic_write(path, sink.getvalue().to_pybytes())
 
 
+class DiskFullError(OSError):
+    """A write that found no space (ENOSPC, or EDQUOT: the user's quota is used up), named with the file and the
+    disk (:func:`atomic_path`); its text is that one line."""
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(path: Path, err: OSError) -> DiskFullError:
+    """``err`` (no space for ``path``) as a DiskFullError naming ``path`` and its disk (mount point, free space), in
+    one line: the error's name, not its text (h5py's spans lines and names the temporary file)."""
+    disk = Path(path).resolve().parent
+    while not os.path.ismount(disk) and disk != disk.parent:
+        disk = disk.parent
+    usage = shutil.disk_usage(disk)
+    return DiskFullError(err.errno, f"{path}: not written: {os.strerror(err.errno)} (the disk "
+                                    f"mounted at {disk}: {_size(usage.free)} free of {_size(usage.total)})")
+
+
+def _size(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """A new empty temporary file in ``path``'s folder (``.<name>.<random><suffix>``: writers that go by the
     suffix, such as matplotlib, still do) for the block to write ``path`` through: renamed over ``path`` when
     the block ends, deleted when it raises, so that a reader (or a crash) sees the old file or the new, never
     half, and a failed write leaves nothing. The file gets the permissions of the user's umask, as an
-    ordinary ``open`` gives (not the 0600 of a temporary file)."""
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    ordinary ``open`` gives (not the 0600 of a temporary file). No space left (a full disk or quota) raises
+    DiskFullError, one line naming ``path`` and the disk."""
+    try:
+        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    except OSError as err:
+        if err.errno in NO_SPACE:  # no inode left
+            raise disk_full(path, err) from err
+        raise
     os.close(handle)
     tmp = Path(name)
     try:
@@ -103,8 +140,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
         finally:
             os.close(handle)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno in NO_SPACE and not isinstance(err, DiskFullError):
+            raise disk_full(path, err) from err
         raise
 
 
@@ -412,7 +451,26 @@ class RunDirectory:
         return content
 
     def set_status(self, status: str, message: str = "") -> None:
-        self.write_json("status.json", {"status": status, "message": message, "time": time.strftime("%FT%T")})
+        """Write status.json. On a full disk a status other than ``running`` (the one that says why a run stopped)
+        is written over the old file's own blocks, which need no new space (not atomically: the one write that
+        cannot wait for space), or, where even that fails, the old file is deleted (a resume writes it anew):
+        a run that stopped never says ``running``."""
+        content = {"status": status, "message": message, "time": time.strftime("%FT%T")}
+        try:
+            self.write_json("status.json", content)
+        except DiskFullError:
+            path = self.path / "status.json"
+            if status == "running":
+                raise
+            if not path.is_file():  # nothing says running
+                return
+            try:
+                with open(path, "r+b") as file:
+                    file.write(json.dumps(content, indent=2).encode())
+                    file.truncate()
+                    os.fsync(file.fileno())
+            except OSError:
+                path.unlink()
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, state: PlasticState, progress: Progress, path: Path | None = None) -> None:

@@ -34,7 +34,7 @@ from biograd.models.spec import NetworkSpec
 from biograd.packing import check_no_probes, varied_parameters
 from biograd.plan import Task, build, plan_tasks
 from biograd.recording import Prober, Recorder
-from biograd.rundir import LockLostError, Progress, RunDirectory
+from biograd.rundir import DiskFullError, LockLostError, Progress, RunDirectory
 from biograd.signals import Terminated, stop_requests
 from biograd.workers import Worker, hosted
 
@@ -141,11 +141,16 @@ class Trainer:
 
     def _train(self) -> list[Progress]:
         session = self._open_session()
+        full = False
         try:
             self._run_tasks(session)
+        except DiskFullError:
+            full = True  # timings.json would not fit either: the error names the first file that did not
+            raise
         finally:
             session.close()
-            self._write_timings(session)
+            if not full:
+                self._write_timings(session)
         for member in session.members:
             learning_curve(member.run.metrics(), member.run.learning_curve_path)
             if member.progress.task < len(member.tasks):

@@ -4,6 +4,7 @@ existing file without --force, and a write that fails leaves neither a partial f
 The run is made by the launcher's own first step with a checkpoint of arbitrary weights (no training):
 these tests are about where the file goes, not about what it holds (tests/test_cli.py, test_loihi_export.py)."""
 
+import errno
 import hashlib
 from pathlib import Path
 
@@ -116,4 +117,25 @@ def test_an_export_that_fails_mid_write_leaves_no_file_and_the_old_one_untouched
     old.write_text("old\n")
     with pytest.raises(ValueError, match="refused halfway"):
         export_run(run, fmt, old, force=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["old.h5"] and old.read_text() == "old\n"
+
+
+@pytest.mark.parametrize("fmt", ["netx", "nir"])
+def test_an_export_to_a_full_disk_is_one_line_naming_the_file_and_the_disk(run, tmp_path, monkeypatch, capsys, fmt):
+    """It was 'error: OSError: [Errno 28] No space left on device', naming neither."""
+    import biograd.cli as cli
+
+    def full(path, *args, **kwargs):
+        Path(path).write_bytes(b"\x89HDF\r\n" + bytes(1000))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(biograd.export, f"write_{fmt}", full)
+    old = tmp_path / "old.h5"
+    old.write_text("old\n")
+    monkeypatch.setattr("sys.argv", ["biograd", "export", str(run), "--format", fmt, "--out", str(old), "--force"])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    line = capsys.readouterr().out.strip()
+    assert exit_.value.code == 1 and "\n" not in line, line
+    assert line.startswith(f"error: {old}: not written: No space left on device (the disk mounted at "), line
     assert [p.name for p in tmp_path.iterdir()] == ["old.h5"] and old.read_text() == "old\n"

@@ -1,5 +1,6 @@
 """Training runs: step plan, run directories, checkpoints, resume after SIGKILL/SIGTERM, divergence stop."""
 
+import errno
 import json
 import os
 import shutil
@@ -19,7 +20,7 @@ from biograd.models.elements import equations_dir
 from biograd.models.errors import ModelFileError
 from biograd.models.network import BioGradNetwork
 from biograd.plan import chunk_slots, plan_tasks, sleep_slots
-from biograd.rundir import LockLostError, RunChangedError, RunDirectory, RunLockedError, acquired_lock
+from biograd.rundir import DiskFullError, LockLostError, RunChangedError, RunDirectory, RunLockedError, acquired_lock
 from biograd.trainer import Trainer, TrainingDiverged, check_health
 
 TINY = """\
@@ -548,6 +549,58 @@ def test_a_trainer_whose_lock_file_is_deleted_stops_before_writing_again(tiny, t
     monkeypatch.undo()
     result = _cli("train", "--resume", run.path, "--no-progress")
     assert result.exit_code == 0 and run.finished, result.output
+
+
+def test_a_full_disk_stops_training_with_one_line_and_a_resumable_run(tiny, tmp_path, monkeypatch, capsys):
+    """ENOSPC at the second checkpoint, the disk full from then on (no new file can be written; an existing file's
+    own blocks can): the line was 'error: OSError: [Errno 28] No space left on device', naming no file, and
+    status.json, which cannot be written anew either, would have kept saying running."""
+    import biograd.cli as cli
+
+    run = start_run(load_config(tiny, ["data.n_train=40", "data.n_test=20", "record.probe_samples=0",
+                                       "train.warmup_sleep_blocks=1"]), root=tmp_path)
+    write_bytes, checkpoints = Path.write_bytes, []
+
+    def disk_fills_at_checkpoint_2(self, data):
+        checkpoints.extend([self] if self.name.startswith(".checkpoint.npz.") else [])
+        if len(checkpoints) >= 2 and self.name.startswith("."):  # a temporary file of rundir.atomic_path
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write_bytes(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", disk_fills_at_checkpoint_2)
+    monkeypatch.setattr("sys.argv", ["biograd", "train", "--resume", str(run.path), "--no-progress"])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    lines = capsys.readouterr().out.splitlines()
+    assert exit_.value.code == 1 and len(lines) == 2, lines  # "run directory: ..." and the error
+    assert lines[1].startswith(f"error: {run.checkpoint_path}: not written: No space left on device (the disk "
+                               "mounted at ") and " free of " in lines[1], lines[1]
+    assert lines[1].endswith(f"the last checkpoint is intact: free space, then continue with: biograd train --resume "
+                             f"{run.path}"), lines[1]
+    status = run.read_json("status.json")
+    assert status["status"] == "failed" and f"{run.checkpoint_path}: not written" in status["message"], status
+    assert [p.name for p in run.path.iterdir() if p.name.startswith(".")] == [".lock"]  # no temporary file
+    assert run.load_checkpoint()[1].task == 1
+    monkeypatch.undo()
+    result = _cli("train", "--resume", run.path, "--no-progress")
+    assert result.exit_code == 0 and run.finished, result.output
+
+
+def test_a_probe_that_finds_the_disk_full_leaves_no_half_folder(finished_run, monkeypatch):
+    """Its staging folder (.posthoc.<random>) stayed behind."""
+    write_bytes = Path.write_bytes
+
+    def full(self, data):
+        if self.name.startswith(".alignment.parquet."):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write_bytes(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    result = _cli("probe", finished_run.path, "--samples", 1, "--epoch", 1)
+    assert isinstance(result.exception, DiskFullError), result.output
+    assert str(result.exception).endswith(")") and "alignment.parquet: not written: No space left on device (the " \
+        "disk mounted at " in str(result.exception)
+    assert not list(finished_run.path.glob("*posthoc*"))
 
 
 def test_evaluate_beside_a_trainer_builds_in_a_folder_of_its_own(finished_run):
