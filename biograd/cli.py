@@ -258,13 +258,16 @@ def export(
     out: Annotated[Path | None, typer.Option(help="file to write (default: RUN/export.net or RUN/export.nir); in a "
                                                   "run directory only RUN/export.* or a file in RUN/export/")] = None,
     force: Annotated[bool, typer.Option(help="replace an existing --out file")] = False,
+    accept_changes: Annotated[bool, typer.Option(
+        help="export a run whose config.yaml or equation copy was edited (recorded in its history.jsonl)")] = False,
 ) -> None:
     """The trained inference network on Loihi 1's grid (a float run is quantised on it): lava-dl netx or NIR.
     Written whole or not at all; never over a run's own files, nor over an existing file without --force."""
     from biograd.export import export_run
-    from biograd.rundir import CheckpointError
+    from biograd.rundir import CheckpointError, RunDirectory
 
     try:
+        RunDirectory(run_dir).check_unchanged(accept_changes)  # the layers come from the run's files: as trained
         path = export_run(run_dir, format_, out, force)
     except (ModelFileError, FileNotFoundError, FileExistsError, CheckpointError, ValueError) as err:
         raise _fail(err) from err

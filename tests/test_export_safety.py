@@ -6,6 +6,7 @@ these tests are about where the file goes, not about what it holds (tests/test_c
 
 import errno
 import hashlib
+import shutil
 from pathlib import Path
 
 import h5py
@@ -139,3 +140,20 @@ def test_an_export_to_a_full_disk_is_one_line_naming_the_file_and_the_disk(run, 
     assert exit_.value.code == 1 and "\n" not in line, line
     assert line.startswith(f"error: {old}: not written: No space left on device (the disk mounted at "), line
     assert [p.name for p in tmp_path.iterdir()] == ["old.h5"] and old.read_text() == "old\n"
+
+
+def test_an_edited_run_is_not_exported_unless_asked(run, tmp_path):
+    """export, like evaluate and probe, builds the layers from the run's config.yaml and equation copy: it exported
+    an edited run (or one without contract.json) with the edited files."""
+    copy = Path(shutil.copytree(run, tmp_path / run.name))
+    (copy / "equations" / "soma.yaml").write_text((copy / "equations" / "soma.yaml").read_text() + "\n")
+    out = tmp_path / "a.net"
+    code, output = _export(str(copy), "--out", str(out))
+    assert code == 2 and output == (f"error: {copy}: changed since the run was created: equations/soma.yaml; resume "
+                                    "with --accept-changes to continue with the changed files (recorded in "
+                                    "history.jsonl)"), output
+    (copy / "contract.json").unlink()
+    code, output = _export(str(copy), "--out", str(out))
+    assert code == 2 and "contract.json (missing: the files cannot be checked)" in output and not out.exists()
+    code, output = _export(str(copy), "--out", str(out), "--accept-changes")
+    assert code == 0 and out.is_file() and "accepted changes" in (copy / "history.jsonl").read_text(), output
