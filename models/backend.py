@@ -28,6 +28,10 @@ COMPILED = (*STANDALONE, "genn")  # built once per process and directory
 BACKENDS = (*COMPILED, "numpy", "cython")
 GENN_BACKENDS = ("cuda", "single_threaded_cpu")
 DEBUG_VARIABLE = "BIOGRAD_DEBUG"  # set (biograd --debug sets it): Brian2 keeps its debugging aids, see brian_logging
+# g++ leaves a loop scalar when it needs more than 10 run-time alias checks (one per pair of the arrays a
+# neuron update writes) or when unswitching it on the phase flags would copy more than 50 instructions:
+# raised, the state updates vectorise (the checks keep the code correct for any pointers).
+VECTORISING_FLAGS = ("--param=vect-max-version-for-alias-checks=100", "--param=max-unswitch-insns=1000")
 
 
 @dataclass(frozen=True)
@@ -36,10 +40,11 @@ class Backend:
     ``directory``, rerun with run_args), ``genn`` (GeNN 5, built into ``directory``; ``genn_backend``
     'single_threaded_cpu' or 'cuda', default: CUDA where pygenn has it), or Brian2's runtime device with
     code generation target ``numpy`` or ``cython`` (for debugging; ``directory`` unused).
-    ``dense_pathways=False`` keeps Brian2's own synapse templates on cpp_standalone (results equal to
-    rounding; slower). ``threads`` > 1: cpp_standalone's OpenMP threads (Brian2's neuron templates share
-    each group's loop among them; the dense pathways run a row at a time on one). ``profile``: the
-    standalone binary times each code object (the network's ``profiling_info`` after a run)."""
+    ``dense_pathways=False`` keeps Brian2's own synapse templates and compiler flags on cpp_standalone
+    (results equal to rounding; slower; the fast path adds :data:`VECTORISING_FLAGS`). ``threads`` > 1:
+    cpp_standalone's OpenMP threads (Brian2's neuron templates share each group's loop among them; the
+    dense pathways run a row at a time on one). ``profile``: the standalone binary times each code object
+    (the network's ``profiling_info`` after a run)."""
 
     name: str = "numpy"
     directory: Path | None = None
@@ -107,6 +112,9 @@ class Backend:
             if self.name == "cuda_standalone":
                 cuda.configure(self.directory)
             b2.prefs.devices.cpp_standalone.openmp_threads = self.threads if self.threads > 1 else 0
+            flags = [f for f in b2.prefs.codegen.cpp.extra_compile_args_gcc if f not in VECTORISING_FLAGS]
+            vectorise = self.name == "cpp_standalone" and self.dense_pathways
+            b2.prefs.codegen.cpp.extra_compile_args_gcc = flags + list(VECTORISING_FLAGS) * vectorise
             options = {"build_on_run": False, "directory": str(self.directory)}
             b2.set_device(self.name, **options)
             b2.device.reinit()  # forget the objects of an earlier build in this process

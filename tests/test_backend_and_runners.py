@@ -9,7 +9,7 @@ import brian2 as b2
 import pytest
 
 from biograd.config import TrainConfig
-from biograd.models.backend import BACKENDS, Backend
+from biograd.models.backend import BACKENDS, VECTORISING_FLAGS, Backend
 from biograd.models.genn.runner import GennRunner
 from biograd.models.network import BioGradNetwork
 from biograd.models.runners import CudaRunner, Runner, RuntimeRunner, StandaloneRunner
@@ -58,12 +58,15 @@ def test_each_backend_gives_its_runner_once_it_is_brian2s_device(tmp_path):
     assert runner.backend == "single_threaded_cpu"
     with pytest.raises(RuntimeError, match="backend cpp_standalone: Brian2's active device is RuntimeDevice"):
         Backend("cpp_standalone", tmp_path / "build").runner()
-    for dense in (True, False):
+    for dense in (True, True, False):
         standalone = Backend("cpp_standalone", tmp_path / "build", dense_pathways=dense)
         standalone.activate()
         runner = standalone.runner()
         assert type(runner) is StandaloneRunner and runner.dense_pathways is dense and not runner.profile
         assert b2.prefs.devices.cpp_standalone.openmp_threads == 0
+        flags = b2.prefs.codegen.cpp.extra_compile_args_gcc
+        assert all((flag in flags) is dense for flag in VECTORISING_FLAGS), "g++ vectorises the fast path only"
+        assert len(flags) == len(set(flags)), "activating twice adds nothing"
     threaded = Backend("cpp_standalone", tmp_path / "build", threads=2, profile=True)
     threaded.activate()
     assert b2.prefs.devices.cpp_standalone.openmp_threads == 2 and threaded.runner().profile
