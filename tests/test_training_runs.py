@@ -526,6 +526,7 @@ def test_a_lock_file_deleted_or_replaced_under_its_holder_is_no_lock_any_more(tm
     held.release()
 
 
+@pytest.mark.slow  # trains a tiny run twice (~6 s CPU); the lock's and the disk's checks stay fast
 def test_a_trainer_whose_lock_file_is_deleted_stops_before_writing_again(tiny, tmp_path, monkeypatch):
     """Deleting .lock let a second trainer of the run lock a new file while the first went on: both wrote."""
     run = start_run(load_config(tiny, ["data.n_train=40", "data.n_test=20", "record.probe_samples=0",
@@ -551,6 +552,7 @@ def test_a_trainer_whose_lock_file_is_deleted_stops_before_writing_again(tiny, t
     assert result.exit_code == 0 and run.finished, result.output
 
 
+@pytest.mark.slow  # trains a tiny run twice (~6 s CPU); the lock's and the disk's checks stay fast
 def test_a_full_disk_stops_training_with_one_line_and_a_resumable_run(tiny, tmp_path, monkeypatch, capsys):
     """ENOSPC at the second checkpoint, the disk full from then on (no new file can be written; an existing file's
     own blocks can): the line was 'error: OSError: [Errno 28] No space left on device', naming no file, and
