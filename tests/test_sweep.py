@@ -83,6 +83,7 @@ def test_random_search_draws_reproducibly(sweep_file):
     assert len({s["model.params.forward_synapse.eta"] for s in settings}) == 5
 
 
+@pytest.mark.slow  # two sweeps of four tiny trials (~25 s CPU); the fast tier keeps the serial sweep's tests
 def test_dask_sweep_equals_serial_sweep_and_resumes(sweep_file, tmp_path):
     sweep = load_sweep(sweep_file)
     serial = run_sweep(sweep, tmp_path / "serial", serial=True, progress=False)
