@@ -60,9 +60,14 @@ def start_runs(config: RunConfig, equations: Path | None = None, root: Path = Pa
 def check_config(config: RunConfig) -> None:
     """What the config alone decides, before any data is read (ValueError naming the key): the network fits
     the data source's shape (:func:`~biograd.data.splits.source_shape`), and an ensemble (``model.replicas``
-    > 1) records no probes (they need a build of their own per run)."""
+    > 1) records no probes (they need a build of their own per run), and the spikes recorded come from layers
+    the network has."""
     check_fits(config.data.source, source_shape(config.data.source), config.model)
     check_no_probes(config.model.replicas, config.record.probe_samples, f"model.replicas: {config.model.replicas}")
+    spikes, sizes = config.record.spikes, list(config.model.sizes)
+    if spikes is not None and (outside := [layer for layer in spikes.layers or () if not 0 <= layer < len(sizes)]):
+        raise ValueError(f"record.spikes.layers: {outside} not in this network (layers 0-{len(sizes) - 1} of "
+                         f"model.sizes {sizes})")
 
 
 def check_memory(spec: NetworkSpec, train: TrainConfig, total: int | None = None, replicas: int = 1) -> None:

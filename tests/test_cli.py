@@ -143,6 +143,8 @@ def test_bad_command_lines_are_one_line_errors(tmp_path, args, message):
     (["model.replicas=2", "record.probe_samples=2"], "record.probe_samples: probes need a build of their own per "
      "run; an ensemble (model.replicas: 2) trains with record.probe_samples=0 (probe its runs afterwards: biograd "
      "probe)"),
+    (["record.probe_samples=2", "record.spikes={layers: [1, 3]}"], "record.spikes.layers: [3] not in this network "
+     "(layers 0-2 of model.sizes [64, 12, 10])"),
 ])
 def test_values_that_cannot_train_are_refused_before_a_run_directory_exists(tmp_path, overrides, message):
     """Non-finite numbers, a negative seed, sizes that do not fit the data, an ensemble with probes: one line
