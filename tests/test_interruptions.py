@@ -91,6 +91,30 @@ def _handles_sigterm(pid: int) -> bool:
     return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
 
 
+SIGNAL_WHILE_LOADING = """\
+import importlib.abc, os, signal, sys, time
+class SignalWhileLoading(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "biograd.cli":  # the command line's slow imports begin
+            os.kill(os.getpid(), signal.SIG{name})
+            time.sleep(5)
+sys.meta_path.insert(0, SignalWhileLoading())
+sys.argv = ["biograd", "describe"]
+from biograd.entry import main
+main()
+"""
+
+
+@pytest.mark.parametrize("name", ["INT", "TERM"])
+def test_a_stop_signal_while_the_command_line_loads_is_one_line(name):
+    """The console script's entry point (biograd.entry) takes stop signals before it loads biograd.cli and its
+    libraries: a signal then ends the program with one line, 128 + its number, and no traceback."""
+    done = subprocess.run([sys.executable, "-c", SIGNAL_WHILE_LOADING.format(name=name)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 128 + signal.Signals[f"SIG{name}"], done.stderr
+    assert done.stdout == "" and done.stderr == f"stopped by SIG{name} while starting (nothing was done)\n"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("sig", "when", "delay"), [
     (signal.SIGINT, None, 0.0),  # Python loading the command line
