@@ -81,7 +81,7 @@ LINT_TREE := build/lint-imports
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	@rm -rf $(LINT_TREE) && $(PY) -m pip install --quiet --no-deps --no-build-isolation --target $(LINT_TREE) .
+	@rm -rf $(LINT_TREE) build/lib && $(PY) -m pip install --quiet --no-deps --no-build-isolation --target $(LINT_TREE) .
 	cd $(LINT_TREE) && $(abspath $(VENV))/bin/lint-imports --no-cache --config $(abspath pyproject.toml)
 
 describe: $(STAMP)
