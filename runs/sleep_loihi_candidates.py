@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from sklearn.datasets import load_digits
 
+from biograd.analysis.sleep import column_scales
 from biograd.chunks import run_task, sleep_alignment_curve
 from biograd.config import TrainConfig
 from biograd.data.splits import Split
@@ -65,9 +66,7 @@ def trained_state(n_train: int = 300) -> PlasticState:
 
 def residual_steps(B: np.ndarray, W: np.ndarray, step: float) -> float:
     """rms of B minus its per-column projection on W^T, in units of ``step``."""
-    W_T = W.T
-    c = (B * W_T).sum(0) / (W_T * W_T).sum(0)
-    return float(np.sqrt(((B - W_T * c) ** 2).mean()) / step)
+    return float(np.sqrt(((B - W.T * column_scales(B, W.T)) ** 2).mean()) / step)
 
 
 def main() -> None:
