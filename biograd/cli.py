@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 
 from biograd.models.errors import ModelFileError
+from biograd.signals import Terminated, stops_at_once
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(soft_wrap=True)  # long paths stay on one line, copyable
@@ -105,8 +106,6 @@ def train(
 ):
     """Train from a config into a new run directory (one per replica with model.replicas: K, trained side by side
     in one build), or --resume interrupted runs."""
-    from biograd.signals import Terminated, stops_at_once
-
     if (config is None) == (not resume):
         raise _fail(ValueError("give a config file or --resume RUN_DIR (not both)"))
     if resume and set_:
@@ -306,7 +305,6 @@ def sweep(
     from rich.table import Table
 
     from biograd.rundir import LockLostError
-    from biograd.signals import Terminated, stops_at_once
     from biograd.study import run_study
     from biograd.sweep import SweepLockedError, load_sweep, plan_trials, run_sweep
 
@@ -364,13 +362,19 @@ def demo(
 
 def main() -> None:
     """The ``biograd`` command: an unexpected error is one line and exit 1; ``--debug`` shows its traceback and
-    keeps Brian2's debug log (``brian_debug_*.log`` in the temp folder, named with an uncaught error)."""
+    keeps Brian2's debug log (``brian_debug_*.log`` in the temp folder, named with an uncaught error). SIGINT or
+    SIGTERM ends every command with one line on stderr ('stopped by SIGINT') and exit 128 + the signal, as while
+    the program loads (:func:`biograd.signals.exit_on_stop`); train and sweep say more (how to continue)."""
     debug = "--debug" in sys.argv
     if debug:
         sys.argv.remove("--debug")
         os.environ["BIOGRAD_DEBUG"] = "1"  # biograd.models.backend.DEBUG_VARIABLE, read as Brian2 is set up
     try:
-        app()
+        with stops_at_once():  # Terminated, a BaseException that typer and the commands' error handling let pass
+            app()
+    except Terminated as err:
+        print(err, file=sys.stderr, flush=True)
+        sys.exit(err.exit_code)
     except Exception as err:  # noqa: BLE001 - the last resort: every expected error is handled by its command
         from biograd.rundir import DiskFullError
 

@@ -81,6 +81,45 @@ def test_a_process_that_ends_without_cleaning_up_leaves_no_brian2_files(tmp_path
     assert bool(list(tmp_path.glob("brian_debug_*.log"))) == debug, list(tmp_path.iterdir())
 
 
+@pytest.fixture
+def python_stops():
+    """SIGINT and SIGTERM raise KeyboardInterrupt, as Python's SIGINT handler does (SIGTERM would end pytest)."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield interrupt
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(("args", "work"), [
+    (["describe"], "biograd.models.describe.describe_model"),
+    (["check"], "biograd.models.elements.check_units"),
+    (["evaluate", "RUN"], "biograd.rundir.RunDirectory.__init__"),
+    (["probe", "RUN"], "biograd.rundir.RunDirectory.__init__"),
+    (["export", "RUN"], "biograd.rundir.RunDirectory.__init__"),
+    (["report", "RUN"], "biograd.report.write_report"),
+    (["demo"], "biograd.demo.check_model_files"),
+], ids=["describe", "check", "evaluate", "probe", "export", "report", "demo"])
+def test_a_stop_signal_in_any_command_is_one_line_and_its_exit_code(monkeypatch, capsys, python_stops, args, work,
+                                                                     sig):
+    """Commands without stop handling of their own (all but train and sweep): typer ended a KeyboardInterrupt with
+    exit 130 and not a word. The program's entry (cli.main) takes both signals for every command."""
+    from biograd import cli
+
+    monkeypatch.setattr(work, lambda *args, **kwargs: signal.raise_signal(sig))  # the signal as the command works
+    monkeypatch.setattr("sys.argv", ["biograd", *args])
+    with pytest.raises(SystemExit) as stop:
+        cli.main()
+    assert stop.value.code == 128 + sig
+    said = capsys.readouterr()
+    assert said.err == f"stopped by {sig.name}\n" and said.out == ""
+    assert signal.getsignal(signal.SIGINT) is python_stops  # and as the command ends, the handlers are as before
+
+
 def _handles_sigterm(pid: int) -> bool:
     """Whether the process has installed its SIGTERM handler (Linux /proc: SigCgt), i.e. biograd is loading."""
     try:
