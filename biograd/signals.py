@@ -124,6 +124,28 @@ def stops_at_once() -> Iterator[None]:
 
 
 @contextmanager
+def stops_deferred_for_children() -> Iterator[None]:
+    """:func:`stops_deferred` for a block that starts processes which take the stop signals themselves (the
+    trainer's workers, Dask's): those begin with SIGINT and SIGTERM blocked (threads and processes inherit the
+    signal mask, across exec), so that one sent to the process group while Python starts there (before: a
+    KeyboardInterrupt traceback from that process) waits until it takes them (:func:`take_stops`)."""
+    with stops_deferred():
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            yield
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # one that came meanwhile: to stops_deferred
+
+
+def take_stops(handler) -> None:
+    """In a process started under :func:`stops_deferred_for_children`: SIGINT and SIGTERM go to ``handler`` (a
+    function, ``signal.SIG_IGN`` or ``signal.SIG_DFL``) from now on, one that came meanwhile at once."""
+    for stop in STOP_SIGNALS:
+        signal.signal(stop, handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+@contextmanager
 def stops_deferred() -> Iterator[None]:
     """Within the block (a few file operations that must not stop halfway), SIGINT or SIGTERM waits: when the
     block ends, the first one is raised again, to act as it would have (under :func:`stops_at_once`:

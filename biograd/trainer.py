@@ -83,11 +83,11 @@ class Session:
     timings: dict
     started: float = field(default_factory=time.perf_counter)
 
-    def close(self) -> None:
-        """End the worker processes (builds in this process need nothing)."""
+    def close(self, at_once: bool = False) -> None:
+        """End the worker processes (builds in this process need nothing); ``at_once``: also while they work."""
         for worker in (self.evaluator, self.prober):
             if isinstance(worker, Worker):
-                worker.close()
+                worker.close(at_once)
 
 
 class Trainer:
@@ -141,14 +141,15 @@ class Trainer:
 
     def _train(self) -> list[Progress]:
         session = self._open_session()
-        full = False
+        full = stopped = False
         try:
             self._run_tasks(session)
-        except DiskFullError:
-            full = True  # timings.json would not fit either: the error names the first file that did not
+        except BaseException as err:  # a stop or an error: the workers end at once, also while they compile
+            full = isinstance(err, DiskFullError)  # timings.json would not fit either: the error names the file
+            stopped = True
             raise
         finally:
-            session.close()
+            session.close(at_once=stopped)
             if not full:
                 self._write_timings(session)
         for member in session.members:
@@ -216,7 +217,7 @@ class Trainer:
         try:
             net.compile()
         except BaseException:
-            session.close()  # the workers: nothing else would end them
+            session.close(at_once=True)  # the workers: nothing else would end them
             raise
         timings["build_s"] = time.perf_counter() - t0
         return session

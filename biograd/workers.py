@@ -13,9 +13,10 @@ import traceback
 from multiprocessing.connection import Connection
 
 from biograd.models.backend import Backend
-from biograd.signals import STOP_SIGNALS
+from biograd.signals import STOP_SIGNALS, stops_deferred_for_children, take_stops
 
 PARENT_POLL_S = 1.0  # how often a worker checks that the trainer still lives
+STOP_WAIT_S = 5.0  # how long a worker ended at once may take before it is killed
 
 
 class WorkerEnded(RuntimeError):
@@ -38,9 +39,13 @@ def serve(connection: Connection, backend: Backend, factory, args: tuple) -> Non
     """A worker process's life: ``factory(*args, backend=backend)`` built on ``backend``, then its methods
     called as the trainer asks over ``connection`` (a request: the method's name and arguments; an answer:
     ``(True, result, None)`` or ``(False, error, traceback)``) until the trainer closes it. Stop signals are
-    the trainer's to handle (it closes its workers); the worker ignores them, and ends when the trainer is gone."""
-    for stop in STOP_SIGNALS:
-        signal.signal(stop, signal.SIG_IGN)
+    the trainer's to handle: the worker and what it starts (make, the compiler, a binary) are a process group of
+    their own, which Ctrl-C in a terminal (the terminal's process group) does not reach and which the trainer
+    ends when it stops (:meth:`Worker.close`); the worker also ends when the trainer is gone."""
+    os.setpgid(0, 0)
+    take_stops(signal.SIG_IGN)  # one sent to the trainer's process group before is the trainer's
+    for stop in STOP_SIGNALS:  # as by default (SIG_IGN would be inherited by make and the compiler)
+        signal.signal(stop, signal.SIG_DFL)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True, name="parent-watch").start()
     served, failure = None, None
     try:
@@ -75,7 +80,8 @@ class Worker:
         self._connection, worker_end = context.Pipe()
         self._process = context.Process(target=serve, args=(worker_end, backend, factory, args),
                                         name=f"{factory.__name__} worker")
-        self._process.start()
+        with stops_deferred_for_children():
+            self._process.start()
         worker_end.close()
 
     def __getattr__(self, method: str):
@@ -94,9 +100,20 @@ class Worker:
             raise value from RemoteTraceback(trace)
         return value
 
-    def close(self) -> None:
-        """End the worker (once it has finished what it is doing) and wait for it."""
+    def close(self, at_once: bool = False) -> None:
+        """End the worker and wait for it: once it has finished what it is doing (its build: a compile can take
+        a minute), or ``at_once`` (the session stopped: a signal or an error), with what it runs: SIGTERM to its
+        process group (make ends its compilers and deletes its unfinished targets), SIGKILL to a worker that is
+        still there :data:`STOP_WAIT_S` later (one that was starting and did not take signals yet)."""
         self._connection.close()
+        if at_once and self._process.exitcode is None:
+            try:
+                os.killpg(self._process.pid, signal.SIGTERM)
+            except ProcessLookupError:  # not yet a group of its own, its stop signals blocked: nothing started yet
+                self._process.kill()
+            self._process.join(STOP_WAIT_S)
+            if self._process.exitcode is None:
+                self._process.kill()
         self._process.join()
 
 

@@ -91,3 +91,26 @@ def executed_notebook_cells(notebook, runs: list, workdir) -> list:
         if "plt.show()" in cell.source:
             assert any("image/png" in o.get("data", {}) for o in cell.outputs), f"no figure:\n{cell.source}"
     return cells
+
+
+class SlowBuild:
+    """A stand-in for a worker's build that compiles: a child process that runs ``seconds`` (as make does), its
+    pid written to ``pidfile`` as it starts. A worker (biograd.workers) serves it; calls find no method."""
+
+    def __init__(self, pidfile: str, seconds: float, backend):
+        import subprocess
+        from pathlib import Path
+
+        child = subprocess.Popen(["sleep", str(seconds)])
+        Path(pidfile).write_text(str(child.pid))
+        child.wait()
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (Linux /proc: exists and is not a zombie)."""
+    from pathlib import Path
+
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -7,10 +7,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
+from support import SlowBuild, process_alive
 
 from biograd.rundir import RunDirectory
 from biograd.signals import Terminated, stop_requests, stops_at_once, stops_deferred
@@ -218,3 +220,45 @@ def test_a_dask_sweep_stopped_by_ctrl_c_says_so_in_one_line_with_the_command_tha
     said = [line for line in output.splitlines() if "stopped by" in line]  # besides Dask's workers' log lines
     assert said == [f"sweep stopped by SIGINT; continue with: biograd sweep {tmp_path / 'sweep.yaml'} --out {out}"], \
         output
+
+
+@pytest.mark.slow
+def test_a_stop_while_a_worker_compiles_ends_the_run_at_once(tmp_path, monkeypatch):
+    """Observed: a serial sweep's trial on cpp_standalone, stopped twice ('stopping after this task', then again)
+    while its evaluation build compiled in its worker, took a minute to exit: the trainer closed its workers by
+    waiting for them, and the worker's make ignored the signals as the worker did. Here the evaluation worker's
+    build is a stand-in (a child that runs 60 s); the run stops within seconds, the child ended, and resumes."""
+    from biograd import trainer
+    from biograd.config import load_config
+    from biograd.launch import start_runs
+    from biograd.workers import Worker
+
+    config, pidfile = tmp_path / "tiny.yaml", tmp_path / "child.pid"
+    config.write_text(TINY)
+    real = trainer.hosted
+    monkeypatch.setattr(trainer, "hosted", lambda backend, factory, *args: Worker(backend, SlowBuild, str(pidfile), 60)
+                        if factory.__name__ == "Evaluator" else real(backend, factory, *args))
+    runs = start_runs(load_config(config, []), root=tmp_path / "out")
+    sent = []
+
+    def twice():  # as Ctrl-C twice, once the worker compiles
+        deadline = time.monotonic() + 120
+        while not pidfile.is_file() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for _ in range(2):
+            sent.append(time.monotonic())
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.3)
+
+    signaller = threading.Thread(target=twice, daemon=True)
+    signaller.start()
+    with pytest.raises(Terminated, match="stopped by SIGINT"):
+        with stops_at_once():
+            trainer.Trainer(runs, progress=False).train()
+    stopped = time.monotonic()
+    signaller.join()
+    assert sent and stopped - sent[0] < 10, f"stopped {stopped - sent[0]:.1f} s after the first signal"
+    assert not process_alive(int(pidfile.read_text()))
+    status = runs[0].read_json("status.json")
+    assert status["status"] == "failed" and "SIGINT" in status["message"], status
+    runs[0].check_resumable()
