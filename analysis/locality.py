@@ -64,7 +64,7 @@ COLUMNS = ["element", "kind", "section", "event", "line", "statement", "trigger"
            "writes", "local", "reason", "declared_exception"]
 _DECLARATION = re.compile(r"locality:\s*non-local", re.IGNORECASE)
 _ASSIGNMENT = re.compile(r"^\s*(?P<lhs>[A-Za-z_]\w*)\s*(?P<op>[-+*/]?=)(?!=)")
-_EVENT_DRIVEN = {"on_pre", "on_post", "on_event", "reset"}
+_EVENT_DRIVEN = {"on_pre", "on_post", "on_event", "reset", "rule"}  # a rule: what the statements using it apply
 
 
 @dataclass

@@ -22,7 +22,16 @@ import brian2 as b2
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from biograd.models.elements import Element, GroupSpec, check_units, compose, equations_dir, load_element
+from biograd.models.elements import (
+    Element,
+    GroupSpec,
+    check_units,
+    check_variant_rules,
+    compose,
+    equations_dir,
+    load_element,
+)
+from biograd.models.eqsfile import rule_sources
 from biograd.models.errors import ModelFileError
 from biograd.models.params import Parameter, check_bounds, finite, read_yaml_model
 from biograd.models.units import parse_quantity
@@ -225,8 +234,10 @@ def _read_table(path: Path, mtime_ns: int) -> tuple[CompositionTable, dict]:
 
 
 def _version(path: Path) -> int:
-    """A key that changes when ``<element>.eqs`` or its table changes (OSError if either is missing)."""
-    return path.stat().st_mtime_ns + path.with_suffix(".yaml").stat().st_mtime_ns
+    """A key that changes when ``<element>.eqs``, its table or an element it takes rules from changes (OSError if
+    one is missing)."""
+    sources = [path.parent / f"{source}.eqs" for source in rule_sources(path)]
+    return sum(p.stat().st_mtime_ns for p in (path, path.with_suffix(".yaml"), *sources))
 
 
 @cache
@@ -296,6 +307,11 @@ def load_composition(sizes: tuple[int, ...], feedback: str, encoder: str, params
     names = list(dict.fromkeys(name for kind in shape.kinds_in_use() for name in shape.element_names(kind)))
     elements = {name: fresh_element(name, directory) for name in names}
     replace = table.precisions.get(precision, {})
+    for kind in shape.kinds_in_use():  # a variant takes its learning rules from the float element (one definition)
+        originals = [name.format(encoder=encoder) for name in shape.recipe(kind).elements]
+        for original, variant in zip(originals, shape.element_names(kind), strict=True):
+            if variant != original:
+                check_variant_rules(fresh_element(original, directory), elements[variant])
     for written, overrides in params.items():
         target = replace.get(written, written)  # a float element's overrides apply to its replacement everywhere
         element = target if isinstance(target, str) else written

@@ -5,11 +5,18 @@ group is composed from several elements: their equations are summed, their code 
 Every name an element uses must be one of: its own variables, its parameters (table), an
 ``external`` declared in the table (provided by another element of the same group or by the
 network builder), a ``<name>_pre``/``<name>_post`` variable (synapses), or a Brian2 built-in.
+
+A *learning rule* is a named expression (``## rule db_sleep``) that the element's statements use by name
+(``b += db_sleep``); a variant of the element (its Loihi precision) takes it from there (``## rules
+SOURCE``, :mod:`biograd.models.eqsfile`) instead of repeating it, and :func:`check_variant_rules` refuses a
+variant that does not. The loader writes each rule into the statements that use it (``b += <expression>``,
+parenthesised inside a longer expression), so Brian2 gets plain statements, as if written out.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,10 +26,10 @@ from brian2.core.namespace import DEFAULT_CONSTANTS, DEFAULT_FUNCTIONS, DEFAULT_
 from brian2.devices.device import reset_device
 from brian2.equations.equations import EquationError, SingleEquation
 from brian2.units.fundamentalunits import DIMENSIONLESS
-from brian2.utils.stringtools import get_identifiers
+from brian2.utils.stringtools import get_identifiers, word_substitute
 
 import biograd.equations
-from biograd.models.eqsfile import EqsFile, Section, read_eqs
+from biograd.models.eqsfile import EqsFile, Line, Section, read_eqs, rule_references
 from biograd.models.errors import ModelFileError
 from biograd.models.params import RESERVED_NAMES, ParameterTable, read_table
 from biograd.models.units import parse_unit
@@ -33,6 +40,8 @@ BUILTINS = (set(DEFAULT_FUNCTIONS) | set(DEFAULT_CONSTANTS) | set(DEFAULT_UNITS)
              | {"t", "dt", "i", "N", "t_in_timesteps", "True", "False", "and", "or", "not", "int", "float"})
 SYNAPSE_BUILTINS = {"j", "N_incoming", "N_outgoing", "lastupdate", "delay", "N_pre", "N_post"}
 _CONDITION_SECTIONS = {"threshold", "event"}
+_PATHWAYS = ("on_pre", "on_post")
+_APPLIES = re.compile(r"^(?P<weight>[A-Za-z_][A-Za-z0-9_]*)\s*\+=\s*(?P<rule>[A-Za-z_][A-Za-z0-9_]*)$")  # b += db_sleep
 
 
 def equations_dir() -> Path:
@@ -40,9 +49,28 @@ def equations_dir() -> Path:
     return EQUATIONS_DIR
 
 
+@dataclass(frozen=True)
+class Rule:
+    """A learning rule (module docstring): ``name`` stands for ``expression`` (as this element reads it) in the
+    statements at ``uses`` (pathway, line); defined in ``path`` at ``line``, where a statement ``weight += name``
+    applies it. A rule taken from another element names it (``source``) and the names it reads otherwise
+    (``substitutions``); ``path`` and ``line`` stay the source's (the one definition), ``here`` is its line here."""
+
+    name: str
+    expression: str
+    weight: str | None
+    path: Path
+    line: int
+    here: int
+    uses: tuple[tuple[str, int], ...]
+    source: str | None = None
+    substitutions: tuple[tuple[str, str], ...] = ()
+
+
 @dataclass
 class Element:
-    """One checked element: parsed file, table, Brian2 equations and parameter quantities."""
+    """One checked element: parsed file (each rule, its own or taken, in a ``rule`` section and written out in the
+    statements that use it), table, Brian2 equations, parameter quantities and learning rules."""
 
     name: str
     kind: str
@@ -51,6 +79,7 @@ class Element:
     table_path: Path
     equations: b2.Equations
     values: dict[str, b2.Quantity]
+    rules: dict[str, Rule] = field(default_factory=dict)
 
     @property
     def variables(self) -> set[str]:
@@ -67,7 +96,8 @@ class Element:
         return {k: v for k, v in self.values.items() if k in self.variables}
 
     def code_sections(self) -> list[Section]:
-        return [s for s in self.eqs.sections.values() if s.kind != "model"]
+        """The sections of code Brian2 gets (the rules are written out in them)."""
+        return [s for s in self.eqs.sections.values() if s.kind not in ("model", "rule")]
 
     def identifiers(self) -> dict[str, int]:
         """Every name used in the element's code, mapped to the first line that uses it."""
@@ -115,7 +145,7 @@ def load_element(name_or_path: str | Path, directory: Path | None = None) -> Ele
         path = (directory or EQUATIONS_DIR) / f"{name_or_path}.eqs"
     if not path.exists():
         raise ModelFileError(path, "equation file not found")
-    eqs = read_eqs(path)
+    eqs, rules = _rules(read_eqs(path))
     table_path = path.with_suffix(".yaml")
     if not table_path.exists():
         raise ModelFileError(table_path, f"parameter table for {path.name} not found")
@@ -124,9 +154,114 @@ def load_element(name_or_path: str | Path, directory: Path | None = None) -> Ele
         raise ModelFileError(table_path, f"element: {table.element!r} does not match the file name {path.stem!r}")
     equations = _model_equations(eqs)
     values = {k: p.quantity() for k, p in table.parameters.items()}
-    element = Element(path.stem, table.kind, eqs, table, table_path, equations, values)
+    element = Element(path.stem, table.kind, eqs, table, table_path, equations, values, rules)
     _check_names(element)
     return element
+
+
+def _rule_definitions(eqs: EqsFile) -> dict[str, tuple[str, Line]]:
+    """The rules ``eqs`` defines (``## rule NAME``): name -> (expression, its line)."""
+    definitions = {}
+    for name, section in eqs.named("rule").items():
+        lines = [line for line in section.lines if line.code]
+        if len(lines) != 1:
+            raise ModelFileError(eqs.path, f"'## rule {name}' holds one expression (the rule), not {len(lines)} lines",
+                                 section.header_line)
+        definitions[name] = (lines[0].code, lines[0])
+    return definitions
+
+
+def _applied(eqs: EqsFile, name: str) -> str | None:
+    """The variable that a statement ``VARIABLE += name`` of ``eqs`` changes by the rule ``name``."""
+    return next((match["weight"] for section in eqs.sections.values() for line in section.lines
+                 if (match := _APPLIES.match(line.code)) and match["rule"] == name), None)
+
+
+def _rules(eqs: EqsFile) -> tuple[EqsFile, dict[str, Rule]]:
+    """``eqs`` with its rules (``## rule NAME``, and those taken by ``## rules SOURCE`` from SOURCE in the same
+    folder, names substituted) written into the statements that use them, and those rules. A taken rule must be
+    one SOURCE defines; every name substituted must occur in it; every rule must be used."""
+    definitions = {name: (code, line, line.number, eqs.path, None, {}) for name, (code, line)
+                   in _rule_definitions(eqs).items()}
+    comments = {name: line.comment for name, (_, line, *_) in definitions.items()}
+    sources: dict[str, EqsFile] = {}
+    for ref in rule_references(eqs):
+        path = eqs.path.parent / f"{ref.source}.eqs"
+        if not path.exists():
+            raise ModelFileError(eqs.path, f"'## rules {ref.source}': no {path.name} in {path.parent}",
+                                 eqs.section("rules", ref.source).header_line)
+        source = sources.setdefault(ref.source, read_eqs(path))
+        if ref.name not in _rule_definitions(source):
+            raise ModelFileError(eqs.path, f"{ref.name!r} is not a rule of {path.name} (a '## rule {ref.name}' "
+                                 "section)", ref.line.number)
+        if ref.name in definitions:
+            raise ModelFileError(eqs.path, f"rule {ref.name!r} is defined twice here", ref.line.number)
+        code, line = _rule_definitions(source)[ref.name]
+        absent = sorted(set(ref.substitutions) - set(get_identifiers(code)))
+        if absent:
+            raise ModelFileError(eqs.path, f"{', '.join(absent)} not in the rule {ref.name} of {path.name}:"
+                                 f"{line.number} ({code})", ref.line.number)
+        definitions[ref.name] = (word_substitute(code, ref.substitutions), line, ref.line.number, path, ref.source,
+                                 ref.substitutions)
+        comments[ref.name] = ref.line.comment or line.comment
+    if not definitions:
+        return eqs, {}
+    uses: dict[str, list[tuple[str, int]]] = {name: [] for name in definitions}
+    sections = {}
+    for key, section in eqs.sections.items():
+        if section.kind in ("rule", "rules"):  # the rules, each in a '## rule NAME' section, as this element reads it
+            for name in [key[1]] if section.kind == "rule" else [ref.name for ref in rule_references(eqs)
+                                                                if ref.source == section.name]:
+                code, _, here = definitions[name][:3]
+                sections[("rule", name)] = Section("rule", name, here, [Line(here, code, comments[name])])
+            continue
+        lines = section.lines
+        if section.kind != "model":
+            lines = [dataclasses.replace(line, code=_written_out(line.code, definitions)) for line in lines]
+            for line in section.lines:
+                for name in get_identifiers(line.code) & set(definitions):
+                    uses[name].append((f"{section.kind} {section.name}" if section.name else section.kind,
+                                       line.number))
+        sections[key] = dataclasses.replace(section, lines=lines)
+    rules = {}
+    for name, (code, line, here, path, source, substitutions) in definitions.items():
+        if not uses[name]:
+            raise ModelFileError(eqs.path, f"rule {name!r} is used by no statement (a statement that writes it out "
+                                 "instead diverges from it)", here)
+        weight = _applied(sources[source] if source else eqs, name)
+        rules[name] = Rule(name, code, weight, path, line.number, here, tuple(uses[name]), source,
+                           tuple(substitutions.items()))
+    return dataclasses.replace(eqs, sections=sections), rules
+
+
+def _written_out(code: str, definitions: dict) -> str:
+    """The statement ``code`` with each rule it names replaced by the rule's expression (no parentheses where the
+    rule is the whole right-hand side: ``b += db_sleep``)."""
+    match = re.match(r"^(?P<lhs>[A-Za-z_][A-Za-z0-9_]*\s*[-+*/]?=\s*)(?P<rhs>[A-Za-z_][A-Za-z0-9_]*)$", code)
+    if match and match["rhs"] in definitions:
+        return match["lhs"] + definitions[match["rhs"]][0]
+    return word_substitute(code, {name: f"({d[0]})" for name, d in definitions.items()})
+
+
+def check_variant_rules(original: Element, variant: Element) -> None:
+    """``variant`` (``original`` at another precision) takes each learning rule of ``original`` from it and runs it
+    on the same events; else a ModelFileError at the variant's line that changes the rule's variable on its own."""
+    for name, rule in original.rules.items():
+        taken = variant.rules.get(name)
+        if taken is None or taken.source != original.name:
+            assigns = re.compile(rf"^{rule.weight}\s*[-+*/]?=")
+            line = next((number for section in variant.eqs.sections.values() if section.kind in _PATHWAYS
+                         for number in (line.number for line in section.lines if assigns.match(line.code))),
+                        variant.eqs.section("model").header_line)
+            raise ModelFileError(variant.eqs.path, f"changes {rule.weight} without the rule {name} of "
+                                 f"{rule.path.name}:{rule.line} ({rule.weight} += {name}), so the two can diverge: "
+                                 f"add '## rules {original.name}' with the line '{name}' (': old -> new' for the "
+                                 "names it reads otherwise here) and use it", line)
+        events = sorted({pathway for pathway, _ in rule.uses})
+        if sorted({pathway for pathway, _ in taken.uses}) != events:
+            raise ModelFileError(variant.eqs.path, f"the rule {name} runs on {', '.join(events)} in "
+                                 f"{original.eqs.path.name}, here on "
+                                 f"{', '.join(sorted({p for p, _ in taken.uses}))}", taken.uses[0][1])
 
 
 def _check_names(el: Element) -> None:

@@ -19,10 +19,20 @@ File layout::
     <statements run at the start of every sample slot>
     ## on_pre spike        (synapses: code run on the presynaptic group's event)
     ## on_post err_pos     (synapses: code run on the postsynaptic group's event)
+    ## rule db_sleep
+    <a learning rule: an expression that statements use by its name, b += db_sleep>
+    ## rules feedback_synapse
+    db_sleep: b -> b_loihi  # <the rule's meaning here>
 
 Each section holds Brian2 equations (``model``), a condition (``threshold``, ``event``) or
 abstract code statements (the others). Comments (``# ...``) are allowed everywhere; every line
 of ``model`` must carry one (the variable's meaning). Line numbers are kept for error messages.
+
+``## rules SOURCE`` takes learning rules from the element ``SOURCE`` (a file in the same folder)
+instead of repeating them: each line names a ``## rule`` of SOURCE (``db_sleep``), with the names
+it reads otherwise here (``b -> b_loihi``, comma-separated). So a variant (e.g. at Loihi precision)
+holds one definition of each rule: the one in SOURCE. The loader
+(:func:`biograd.models.elements.load_element`) writes each rule into the statements that name it.
 """
 
 from __future__ import annotations
@@ -43,7 +53,11 @@ SECTION_KINDS = {
     "on_event": True,
     "on_pre": True,
     "on_post": True,
+    "rule": True,  # the name: the rule's
+    "rules": True,  # the name: the element whose rules these are
 }
+_RULE = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*(?::\s*(?P<substitutions>.*))?$")
+_SUBSTITUTION = re.compile(r"^(?P<old>[A-Za-z_][A-Za-z0-9_]*)\s*->\s*(?P<new>[A-Za-z_][A-Za-z0-9_]*)$")
 _SECTION = re.compile(r"^##\s*(?P<kind>[A-Za-z_]+)(?:\s+(?P<name>[A-Za-z_][A-Za-z0-9_]*))?\s*$")
 
 
@@ -90,6 +104,39 @@ class EqsFile:
 
     def named(self, kind: str) -> dict[str, Section]:
         return {name: s for (k, name), s in self.sections.items() if k == kind}
+
+
+@dataclass(frozen=True)
+class RuleReference:
+    """One line of ``## rules SOURCE``: the rule ``name`` of element ``source``, read with ``substitutions``."""
+
+    source: str
+    name: str
+    substitutions: dict[str, str]  # a name in SOURCE's expression -> the name it reads here
+    line: Line
+
+
+def rule_references(eqs: EqsFile) -> list[RuleReference]:
+    """The rules ``eqs`` takes from other elements (its ``## rules SOURCE`` sections), in file order."""
+    references = []
+    for source, section in eqs.named("rules").items():
+        for line in section.lines:
+            if not line.code:
+                continue
+            match = _RULE.match(line.code)
+            pairs = [_SUBSTITUTION.match(part.strip()) for part in (match["substitutions"] or "").split(",")
+                     if part.strip()] if match else [None]
+            if not match or not all(pairs):
+                raise ModelFileError(eqs.path, f"'## rules {source}' line {line.code!r}: expected NAME or "
+                                     "NAME: old -> new, ... (a rule of the source element and the names it reads "
+                                     "otherwise here)", line.number)
+            references.append(RuleReference(source, match["name"], {p["old"]: p["new"] for p in pairs}, line))
+    return references
+
+
+def rule_sources(path: Path) -> list[str]:
+    """The elements whose rules the file ``path`` takes (its ``## rules SOURCE`` headers), without parsing it."""
+    return re.findall(r"^\s*##\s*rules\s+([A-Za-z_][A-Za-z0-9_]*)\s*$", path.read_text(), flags=re.MULTILINE)
 
 
 def _split_comment(text: str) -> tuple[str, str]:

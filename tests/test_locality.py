@@ -88,11 +88,13 @@ def test_rule_writing_presynaptic_state_from_on_post_is_a_violation(tmp_path):
 def test_rule_reading_a_global_function_is_a_violation(tmp_path):
     _copy(tmp_path, "forward_synapse")
     _add_external(tmp_path / "forward_synapse.yaml", "global_err", kind="function", args=["t"])
-    _edit_eqs(tmp_path / "forward_synapse.eqs", "w += eta*eps_error_post*n_error_total_post*x_trace_pre",
-              "w += eta*global_err(t)*eps_error_post*n_error_total_post*x_trace_pre")
+    _edit_eqs(tmp_path / "forward_synapse.eqs", "\neta*eps_error_post*n_error_total_post*x_trace_pre",
+              "\neta*global_err(t)*eps_error_post*n_error_total_post*x_trace_pre")  # the rule dw
     bad = violations(audit(tmp_path))
-    assert list(bad.statement) == ["w += eta*global_err(t)*eps_error_post*n_error_total_post*x_trace_pre"]
-    assert bad.category.iloc[0]["global_err"] == "global_function" and "global_err" in bad.reason.iloc[0]
+    assert list(bad.statement) == ["eta*global_err(t)*eps_error_post*n_error_total_post*x_trace_pre",  # the rule,
+                                   "w += eta*global_err(t)*eps_error_post*n_error_total_post*x_trace_pre"]  # applied
+    assert (bad.category.map(lambda c: c["global_err"]) == "global_function").all()
+    assert all("global_err" in reason for reason in bad.reason)
 
 
 def test_declaration_marks_but_does_not_hide_the_violation(tmp_path):
