@@ -54,9 +54,11 @@ def check(
     directory: Annotated[Path | None, typer.Argument(help="folder of .eqs files (default: equations/)")] = None,
 ) -> None:
     """Lint every equation file and parameter table (syntax, names, bounds, Brian2 unit checks) and the
-    composition file network.yaml (its elements compose into every kind of group)."""
+    composition file network.yaml (its elements compose into every kind of group; each precision's variant takes
+    the float element's learning rules; each rule has NxSDK's sum-of-products form at Loihi precision)."""
     from biograd.models.composition import COMPOSITION, FLOAT, load_composition
     from biograd.models.elements import check_units, equations_dir, load_element
+    from biograd.models.loihi import check_rules
 
     folder = directory or equations_dir()
     if not folder.is_dir():
@@ -79,6 +81,7 @@ def check(
                 for layer in range(4):
                     for inference in (False, True):
                         composition.layer_group(layer, inference)
+        check_rules(folder)
         console.print(f"[green]ok[/green]    {COMPOSITION}.yaml")
     except ModelFileError as err:
         failures += 1

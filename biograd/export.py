@@ -14,7 +14,8 @@ decay (d_u = 4096, d_v = 0: every integer is scaled by 2^e) and no register over
 limits do not scale); with decays, an exponent other than 0 is refused. The group ``loihi1/``
 (ignored by netx) holds what netx cannot: per layer the mantissa, weightExponent, numWeightBits,
 sign mode and quantisation statistics; the compartment structure; the learning rules in NxSDK's
-sum-of-products syntax with their traces' parameters; and provenance.
+sum-of-products syntax (derived from the equation files' rules; attribute ``tEpoch``: the learning epoch in
+steps) with their traces' parameters; and provenance.
 
 **NIR** (``nir.write``): Input -> (Affine -> CubaLIF) per layer -> Output, with the float equivalents
 of the integers in threshold units (weights W, v_threshold 1, v_leak 0, v_reset 0) and time
@@ -44,7 +45,7 @@ from typing import Literal
 import numpy as np
 
 from biograd.models.elements import equations_dir
-from biograd.models.loihi import LOIHI, LoihiLayer, learning_rules, loihi_layers, trace_parameters
+from biograd.models.loihi import LOIHI, LoihiLayer, LoihiRule, learning_rules, loihi_layers, trace_parameters
 from biograd.rundir import RunDirectory, atomic_path
 
 Format = Literal["netx", "nir"]
@@ -69,7 +70,8 @@ def export_run(run_dir: Path, fmt: Format, out: Path | None = None, force: bool 
                   "precision": spec.precision, "versions": run.read_json("versions.json")}
     with atomic_path(out) as tmp:
         if fmt == "netx":
-            write_netx(tmp, layers, rules=learning_rules(spec), traces=trace_parameters(spec), provenance=provenance)
+            rules = learning_rules(spec) or learning_rules(spec.using(equations_dir()))  # older copies: no ## rule
+            write_netx(tmp, layers, rules=rules, traces=trace_parameters(spec), provenance=provenance)
         else:
             write_nir(tmp, layers, float(spec.composition.dt), provenance=provenance)
     return out
@@ -112,7 +114,7 @@ def netx_layer(layer: LoihiLayer) -> tuple[np.ndarray, int]:
     return layer.mantissa.astype(np.int32), layer.v_th_mant * 2**-e
 
 
-def write_netx(path: Path, layers: list[LoihiLayer], *, rules: dict[str, str], provenance: dict,
+def write_netx(path: Path, layers: list[LoihiLayer], *, rules: dict[str, LoihiRule], provenance: dict,
                traces: dict[str, dict[str, float]] | None = None) -> None:
     import h5py
 
@@ -143,7 +145,7 @@ def write_netx(path: Path, layers: list[LoihiLayer], *, rules: dict[str, str], p
         compartments.create_dataset("output", data="soma (CUBA, spikes) <- teacher input")
         learning = chip.create_group("learning")
         for name, rule in rules.items():
-            learning.create_dataset(name, data=rule)
+            learning.create_dataset(name, data=rule.text).attrs["tEpoch"] = rule.epoch  # NxSDK's learning epoch
         for name, parameters in (traces or {}).items():
             for key, value in parameters.items():
                 learning.create_dataset(f"traces/{name}/{key}", data=value)

@@ -10,6 +10,11 @@ evaluates exactly those expressions. Weights in threshold units map to Loihi's i
 
 A float network is quantised on the same grid (post-training quantisation); a Loihi-precision
 network is on it already (the learned weights) or rounded to it as the chip would (untouched ones).
+
+The learning rules are exported from their one definition too: each rule of a Loihi synapse element
+(``dw`` and ``db_sleep``, taken from the float elements' ``## rule`` sections) is expanded with sympy
+into NxSDK's sum of products, its quantities renamed by the one table :data:`NXSDK_TRACES` and its
+event by :data:`NXSDK_EVENTS` (:func:`learning_rules`).
 """
 
 from __future__ import annotations
@@ -17,11 +22,39 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import sympy
+from brian2.equations.equations import SUBEXPRESSION
+from brian2.parsing.sympytools import str_to_sympy
 
+from biograd.models.composition import Composition, load_composition
+from biograd.models.elements import Element, Rule
+from biograd.models.errors import ModelFileError
 from biograd.models.spec import NetworkSpec
 
 LOIHI = "loihi"  # the precision whose elements describe the chip (network.yaml's precisions table)
 _FUNCTIONS = {"clip": np.clip, "ceil": np.ceil, "floor": np.floor, "log": np.log, "sqrt": np.sqrt, "abs": np.abs}
+#: The model's quantities that Loihi's learning engine holds, in NxSDK's sum-of-products names (a rule is a sum of
+#: products of the presynaptic spike x0 and traces x1, x2, the postsynaptic traces y1-y3, the weight w and
+#: constants; Davies et al. 2018); ``_pre``/``_post`` name the pre- and postsynaptic neuron's, as in the equation
+#: files. The rule's own weight v is the mantissa w: v = w * v_res / 2^n_drop (forward_synapse_loihi.eqs).
+NXSDK_TRACES = {"x_trace_pre": "x1/x_max_pre",  # the 7-bit eligibility trace (eligibility_loihi.eqs)
+                "n_error_total_post": "y1 - y2",  # err_pos minus err_neg events of the sample (error_events.eqs)
+                "x_sleep_post": "y1"}  # the noise trace (sleep_noise.eqs)
+#: The pathway a rule runs on -> NxSDK's dependency factor, and its learning epoch tEpoch in steps (or the name of
+#: the number). The model sums a sleep epoch's per-spike updates (feedback_synapse_loihi.eqs); NxSDK evaluates the
+#: rule once per epoch: the same where t_epoch_sleep is 1.
+NXSDK_EVENTS = {"on_pre learn": ("1", "n_slot"),  # once per sample, at the end of its slot
+                "on_pre sleep_spike": ("x0", "t_epoch_sleep")}  # on each sleep spike of the presynaptic neuron
+NXSDK_VARIABLES = ("x0", "x1", "x2", "y1", "y2", "y3", "w")  # in the order a product is written
+
+
+@dataclass(frozen=True)
+class LoihiRule:
+    """A learning rule in NxSDK's sum-of-products syntax (``dw = ...``, scales in weight-mantissa units) and its
+    learning epoch (NxSDK's tEpoch, in steps)."""
+
+    text: str
+    epoch: int
 
 
 @dataclass(frozen=True)
@@ -102,33 +135,125 @@ def _scaled(value: float) -> str:
     return f"{mantissa}*2^{exponent}"
 
 
-def learning_rules(spec: NetworkSpec) -> dict[str, str]:
-    """The learning rules of ``spec`` at Loihi precision in NxSDK's sum-of-products syntax, per synapse group,
-    with scales in weight-mantissa units: forward W_l, once per sample (learning epoch),
-        dw = C x1 y1 - C x1 y2,   C = eta eps_l 2^n_drop / (x_max w_res_l)
-    (x1: the 7-bit presynaptic trace; y1, y2: the postsynaptic neuron's err_pos, err_neg events of the
-    sample; eps_l = 1/(n_e gain_l)); feedback B_l, on each spike of its presynaptic (upper) neuron in sleep,
-        dw = C1 x0 y1 - C1 m x0 - C2 x0 w,   C1 = eta_sleep 2^n_drop / b_res_l,  C2 = eta_sleep lambda_sleep
-    (y1: the postsynaptic noise trace x_sleep, m its stationary mean). Scales are rounded to 8-bit mantissas."""
-    chip = loihi_spec(spec).composition
-    layers = loihi_layers(spec, [np.zeros((n, m)) for m, n in zip(spec.sizes[:-1], spec.sizes[1:], strict=True)])
-    forward, feedback = chip.elements["forward_synapse_loihi"], chip.elements.get("feedback_synapse_loihi")
-    x_max = float(chip.elements["eligibility_loihi"].values["x_max"])
+def learning_rules(spec: NetworkSpec) -> dict[str, LoihiRule]:
+    """The learning rules of ``spec`` at Loihi precision, per synapse group (``forward1``, ``feedback2``, ...):
+    :func:`composition_rules` of its Loihi composition."""
+    return composition_rules(loihi_spec(spec).composition)
+
+
+def composition_rules(chip: Composition) -> dict[str, LoihiRule]:
+    """Every learning rule of the synapse groups of ``chip`` in NxSDK's sum-of-products syntax, derived from its
+    definition (its ``## rule``): in weight-mantissa units, rule * 2^n_drop / step, times the event's
+    dependency factor, with the traces of :data:`NXSDK_TRACES` and every other name a constant of the network,
+    expanded into products. Today's rules give, per layer l,
+        forward:  dw = C x1 y1 - C x1 y2,              C = eta eps_l 2^n_drop / (x_max w_res_l)
+        feedback: dw = C1 x0 y1 - C1 m x0 - C2 x0 w,   C1 = eta_sleep 2^n_drop / b_res_l,  C2 = eta_sleep lambda_sleep
+    (m: the noise trace's stationary mean; the term of scale_sleep vanishes at 0). Scales are rounded to 8-bit
+    mantissas. A term that is no such product (a name without a trace, e.g. sigma_sleep_pre where scale_sleep is
+    not 0, or a function of a trace) is a ModelFileError at the rule's definition."""
     rules = {}
-    for l, layer in enumerate(layers, start=1):
-        post = {"n_e": chip.n_e} | {k: float(v) for k, v in chip.set_values(chip.layer_kind(l)).items()}
-        eps = _evaluate(chip.elements["error_events"], "eps_error", post)  # 1/(n_e gain_l)
-        c = _scaled(float(forward.values["eta"]) * eps * 2**layer.n_drop / (x_max * layer.step))
-        rules[f"forward{l}"] = f"dw = {c}*x1*y1 - {c}*x1*y2"
-        if feedback is not None and chip.has_feedback_synapses(l):
-            grid = _grid_constants(chip) | {"n_post": spec.sizes[l - 1]}
-            b_step = _evaluate(feedback, "b_res", grid | {"b_exp": int(_evaluate(feedback, "b_exp", grid))})
-            eta_sleep = float(feedback.values["eta_sleep"])
-            c1 = eta_sleep * 2**layer.n_drop / b_step
-            mean = _evaluate(chip.elements["sleep_noise"], "x_mean", {"dt": float(chip.dt)})
-            rules[f"feedback{l}"] = (f"dw = {_scaled(c1)}*x0*y1 - {_scaled(c1 * mean)}*x0 - "
-                                     f"{_scaled(eta_sleep * float(feedback.values['lambda_sleep']))}*x0*w")
+    for l in range(1, chip.n_layers + 1):
+        groups = [("forward", chip.synapse_kind(l), l - 1, l)]
+        groups += [("feedback", "feedback", l, l - 1)] if chip.has_feedback_synapses(l) else []
+        for prefix, kind, pre, post in groups:
+            found = [(el, rule) for el in chip.group_elements(kind) for rule in el.rules.values()]
+            for el, rule in found:
+                key = f"{prefix}{l}" if len(found) == 1 else f"{prefix}{l}.{rule.name}"
+                rules[key] = _sum_of_products(chip, el, rule, (kind, pre, post), f"{prefix}{l}")
     return rules
+
+
+def check_rules(directory) -> None:
+    """Every learning rule of the equation files in ``directory`` has a sum-of-products form at Loihi precision
+    (:func:`composition_rules` of a network with every synapse kind); a ModelFileError at the rule's line if not."""
+    chip = load_composition((2, 2, 2, 2), "sleep", "regular", {}, directory)
+    if LOIHI in chip.table.precisions:
+        composition_rules(load_composition((2, 2, 2, 2), "sleep", "regular", {}, directory, LOIHI))
+
+
+def _group_constants(chip: Composition, layer: int) -> dict[str, float]:
+    kind = chip.layer_kind(layer)
+    return chip.constants() | {"dt": float(chip.dt), "n_neurons": chip.sizes[layer]} | \
+        {k: float(v) for k, v in chip.set_values(kind).items()}
+
+
+def _constant(elements: list[Element], name: str, known: dict[str, float]) -> float | None:
+    """``name`` as a number: in ``known``, a parameter of ``elements`` or a subexpression of them that only reads
+    such numbers (evaluated as :func:`_evaluate` does); None for a state variable."""
+    if name in known:
+        return known[name]
+    for el in elements:
+        if name in el.values:
+            return float(el.values[name])
+        if name in el.equations.names and el.equations[name].type == SUBEXPRESSION:
+            values = dict(known)
+            for _ in range(len(el.equations.names) + len(known) + 1):
+                try:
+                    return float(eval(el.equations[name].expr.code, {"__builtins__": {}},  # noqa: S307 - our files
+                                      _FUNCTIONS | values))
+                except NameError as err:
+                    value = _constant(elements, err.name, known)
+                    if value is None:
+                        return None
+                    values[err.name] = value
+    return None
+
+
+def _sum_of_products(chip: Composition, el: Element, rule: Rule, synapse_group: tuple[str, int, int],
+                     group: str) -> LoihiRule:
+    """The rule ``rule`` of ``el``, in ``synapse_group`` (its kind, pre- and postsynaptic layer), as NxSDK's sum of
+    products."""
+    def fail(problem: str) -> ModelFileError:
+        return ModelFileError(rule.path, f"rule {rule.name} ({el.name}, {group}) at Loihi precision: {problem}",
+                              rule.line)
+
+    pathways = sorted({pathway for pathway, _ in rule.uses})
+    if rule.weight is None:
+        raise fail("no statement 'VARIABLE += " + rule.name + "' applies it to a weight")
+    if len(pathways) != 1 or pathways[0] not in NXSDK_EVENTS:
+        raise fail(f"runs on {', '.join(pathways) or 'no pathway'}; Loihi's learning engine runs a rule on one "
+                   f"of {', '.join(NXSDK_EVENTS)} (biograd.models.loihi.NXSDK_EVENTS)")
+    dependency, epoch = NXSDK_EVENTS[pathways[0]]
+    kind, pre, post = synapse_group
+    synapse = chip.constants() | {"dt": float(chip.dt), "n_pre": chip.sizes[pre], "n_post": chip.sizes[post]}
+    sides = {"": (chip.group_elements(kind), synapse),
+             "_pre": (chip.group_elements(chip.layer_kind(pre)), _group_constants(chip, pre)),
+             "_post": (chip.group_elements(chip.layer_kind(post)), _group_constants(chip, post))}
+    n_drop = 9 - int(_constant(sides[""][0], "num_weight_bits", synapse))
+    step = sympy.Symbol("_step")
+    weight = sympy.Symbol("w") * step / 2**n_drop
+    expression = str_to_sympy(rule.expression)
+    names = {symbol: NXSDK_TRACES.get(symbol.name) for symbol in expression.free_symbols}
+    expression = expression.subs({symbol: weight if symbol.name in (rule.weight, f"{rule.weight}_loihi")
+                                  else sympy.sympify(trace) for symbol, trace in names.items()
+                                  if trace or symbol.name in (rule.weight, f"{rule.weight}_loihi")})
+    expanded = sympy.expand(expression * sympy.sympify(dependency) * 2**n_drop / step)  # the step cancels exactly
+    numbers = {step: _constant(sides[""][0], f"{rule.weight}_res", synapse)}
+    for symbol in expanded.free_symbols - {step}:
+        side = next((s for s in ("_pre", "_post") if symbol.name.endswith(s)), "")
+        value = _constant(sides[side][0], symbol.name.removesuffix(side) if side else symbol.name, sides[side][1])
+        if value is not None and symbol.name not in NXSDK_VARIABLES:
+            numbers[symbol] = value
+    terms: dict[tuple[str, ...], float] = {}
+    for term in sympy.Add.make_args(sympy.expand(expanded.subs(numbers))):
+        coefficient, product = term.as_coeff_Mul()
+        factors = sympy.Mul.make_args(product)
+        traces = tuple(sorted((str(f) for f in factors if str(f) in NXSDK_VARIABLES), key=NXSDK_VARIABLES.index))
+        unknown = sorted({str(s) for f in factors if str(f) not in NXSDK_VARIABLES for s in f.free_symbols}
+                         - set(NXSDK_VARIABLES))
+        if unknown:
+            raise fail(f"the term {term} reads {', '.join(unknown)}, which Loihi's learning engine holds in no trace "
+                       f"(biograd.models.loihi.NXSDK_TRACES: {', '.join(NXSDK_TRACES)})")
+        if len(traces) != len(factors) or not coefficient.is_number:
+            raise fail(f"the term {term} is no product of {', '.join(NXSDK_VARIABLES)} and constants")
+        terms[traces] = terms.get(traces, 0.0) + float(coefficient)
+    text = ""
+    for traces in sorted(terms, key=lambda t: ("w" in t, -len(t), [NXSDK_VARIABLES.index(v) for v in t])):
+        if terms[traces] != 0:
+            product = "*".join([_scaled(abs(terms[traces])), *traces])
+            text += (" - " if text else "-") + product if terms[traces] < 0 else (" + " if text else "") + product
+    epoch_steps = epoch if epoch.isdigit() else _constant(sides[""][0], epoch, synapse)
+    return LoihiRule(f"dw = {text or '0'}", int(epoch_steps))
 
 
 def trace_parameters(spec: NetworkSpec) -> dict[str, dict[str, float]]:
