@@ -5,6 +5,7 @@ that must be whole, as the block ends (:func:`stops_deferred`)."""
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
@@ -143,6 +144,20 @@ def take_stops(handler) -> None:
     for stop in STOP_SIGNALS:
         signal.signal(stop, handler)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def silence_logging(signum=None, frame=None) -> None:
+    """Silence every logger of this process (one that is being ended: what its libraries say of it is not news)."""
+    logging.disable(logging.CRITICAL)
+
+
+def dask_setup(worker) -> None:
+    """Dask's preload hook (``preload=["biograd.signals"]``, a light module: a worker runs it before it connects),
+    in each worker process of a sweep's LocalCluster (:func:`biograd.sweep.dask_client`): a stop signal is the
+    sweep process's to act on (it ends its workers); one that reaches a worker (Ctrl-C reaches the whole process
+    group) only silences its log, and what the worker starts (make, the compiler) gets it as usual. Dask's
+    default took it as a KeyboardInterrupt in the worker's event loop: log lines and tracebacks."""
+    take_stops(silence_logging)
 
 
 @contextmanager

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,7 +119,8 @@ class Executor:
     outcome (rows, or the exception) of a call that ended."""
 
     def __init__(self, serial: bool, scheduler: str | None, workers: int | None):
-        self.client = None if serial else dask_client(scheduler, workers)
+        self.cluster = ExitStack()  # the Dask client (sweep.dask_client), ended as the executor's block ends
+        self.client = None if serial else self.cluster.enter_context(dask_client(scheduler, workers))
         self.slots = 1 if serial else max(1, len(self.client.scheduler_info()["workers"]))
         self.done: deque = deque()
         self.futures = None
@@ -151,12 +153,11 @@ class Executor:
         except Exception as err:  # noqa: BLE001
             return future.key, err
 
-    def close(self) -> None:
-        if self.client is not None:
-            cluster = self.client.cluster  # None for someone else's cluster (--scheduler): that one stays
-            self.client.close()
-            if cluster is not None:
-                cluster.close()
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.cluster.__exit__(*exc)  # a stop or an error ends a LocalCluster's workers at once
 
 
 def check_study(sweep: SweepFile, out: Path) -> str:
@@ -360,10 +361,7 @@ def run_study(sweep: SweepFile, out: Path, *, scheduler: str | None = None, work
     says what the study did). ``log``: one line per setting that ends."""
     with sweep_folder(sweep, out) as lock:
         study = Study(sweep, out, log)
-        executor = Executor(serial, scheduler, workers)
-        try:
+        with Executor(serial, scheduler, workers) as executor:
             study.run(executor)
-        finally:
-            executor.close()
         lock.check()
         return summarise(sweep, pd.DataFrame(study.rows()), out, {"study": study.record()})

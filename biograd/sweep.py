@@ -46,12 +46,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import socket
+import time
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from importlib import metadata
 from itertools import product
@@ -68,7 +70,8 @@ from biograd.launch import start_run
 from biograd.models.elements import equations_dir
 from biograd.models.params import read_yaml_model
 from biograd.packing import packing_key
-from biograd.rundir import HeldLock, RunDirectory, acquired_lock, atomic_path, atomic_write
+from biograd.rundir import HeldLock, RunDirectory, RunLockedError, acquired_lock, atomic_path, atomic_write
+from biograd.signals import silence_logging, stops_deferred_for_children
 from biograd.trainer import Trainer, TrainingDiverged
 
 
@@ -415,42 +418,101 @@ def progress_bar(items, progress: bool, total: int):
     return tqdm(items, total=total, unit="trial", disable=not progress, desc="sweep")
 
 
-def dask_client(scheduler: str | None, workers: int | None):
+@contextmanager
+def dask_client(scheduler: str | None, workers: int | None) -> Iterator:
     """A client of the cluster at ``scheduler``, or of a new LocalCluster on loopback: ``workers`` (default:
     one per core) single-threaded worker processes that may start processes of their own (the standalone
-    evaluation and probe builds), no memory limit (a run checks its own), the HTTP server on any free port."""
+    evaluation and probe builds), no memory limit (a run checks its own), the HTTP server on any free port.
+    Stop signals are this process's: the workers start with them blocked and leave them to it
+    (:func:`biograd.signals.dask_setup`; Ctrl-C reaches the whole process group). As the block ends the client
+    closes, and the LocalCluster with it; by a stop (or an error), at once and quietly (:func:`end_client`)."""
     import dask
     from dask.distributed import Client, LocalCluster
 
-    if scheduler:
-        return Client(scheduler)
-    # for this process's lifetime: a nanny reads it whenever it (re)starts a worker, e.g. one whose
-    # heartbeat was lost, and a daemonic worker could not start the evaluation build's process
-    dask.config.set({"distributed.worker.daemon": False})
-    return Client(LocalCluster(n_workers=workers or os.cpu_count(), threads_per_worker=1, processes=True,
-                               host="127.0.0.1", dashboard_address=":0", memory_limit=0))
+    client = None
+    try:
+        if scheduler:
+            client = Client(scheduler)
+        else:
+            # for this process's lifetime: a nanny reads it whenever it (re)starts a worker, e.g. one whose
+            # heartbeat was lost, and a daemonic worker could not start the evaluation build's process
+            dask.config.set({"distributed.worker.daemon": False})
+            with stops_deferred_for_children():  # the cluster is made whole; a stop meanwhile acts after
+                client = Client(LocalCluster(n_workers=workers or os.cpu_count(), threads_per_worker=1,
+                                             processes=True, host="127.0.0.1", dashboard_address=":0",
+                                             memory_limit=0, preload=["biograd.signals"]))
+        yield client
+    except BaseException:
+        if client is not None:
+            end_client(client, at_once=True)
+        raise
+    end_client(client)
+
+
+async def _end_worker(dask_worker) -> None:
+    """In a worker (``client.run``): close it without waiting for the task it runs; its process then exits with
+    the usual clean-up, leaving that trial at its last checkpoint."""
+    silence_logging()
+    await dask_worker.close(nanny=True, executor_wait=False, reason="the sweep ended")
+
+
+WORKERS_EXIT_S = 20.0  # how long the workers of a LocalCluster may take to exit before its nannies kill them
+
+
+def end_client(client, at_once: bool = False) -> None:
+    """Close ``client``, and its LocalCluster (none for someone else's cluster, ``--scheduler``, which stays).
+    ``at_once`` (a stop): its workers first exit without waiting for the trials they run (:func:`_end_worker`;
+    the cluster's nannies would wait 4 s for a running trial, then kill the worker, log it, and leave
+    multiprocessing to warn of the semaphores it leaked), with distributed's log silenced."""
+    cluster = client.cluster
+    silenced = logging.root.manager.disable
+    if at_once:
+        logging.disable(logging.CRITICAL)
+    try:
+        if at_once and cluster is not None:
+            with suppress(Exception):  # a worker that does not answer is ended by the cluster's close
+                client.run(_end_worker, wait=False)
+            deadline = time.monotonic() + WORKERS_EXIT_S
+            while any(nanny.is_alive() for nanny in cluster.workers.values()) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    finally:
+        logging.disable(silenced)
+
+
+def _stopped_mid_task(run: RunDirectory | None, err: BaseException) -> None:
+    """``run``'s status after the sweep ended while it trained on Dask (its worker ended under it): ``failed`` and
+    why, as a trainer stopped mid-task writes it, unless it trains no more or another process holds it."""
+    if run is None or not (run.path / "status.json").is_file() or \
+            run.read_json("status.json").get("status") != "running":
+        return
+    with suppress(RunLockedError), run.lock():
+        run.set_status("failed", f"{str(err) or type(err).__name__} during a task (the sweep ended); the last "
+                       "checkpoint is intact")
 
 
 def _on_dask(groups: list[list[Trial]], builds: Path, scheduler: str | None, workers: int | None,
              progress: bool) -> list[dict]:
     """Packs of trials as Dask tasks, each retried once after an exception; a pack whose worker died is given
-    to another worker by the scheduler and its trials continue from their checkpoints."""
+    to another worker by the scheduler and its trials continue from their checkpoints. A stop (or an error here)
+    ends the workers at once; the trials they trained say so."""
     from dask.distributed import as_completed
 
-    client = dask_client(scheduler, workers)
     try:
-        futures = [client.submit(run_pack, group, builds, key=f"trial-{'-'.join(t.id for t in group)}", pure=False,
-                                 retries=1) for group in groups]
-        index = {future.key: group for future, group in zip(futures, groups, strict=True)}
-        rows: list[dict] = []
-        for future in progress_bar(as_completed(futures), progress, len(futures)):
-            rows += _outcomes(index[future.key], future.result)
-        return rows
-    finally:
-        cluster = client.cluster  # None for a cluster of someone else's (--scheduler): that one stays
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        with dask_client(scheduler, workers) as client:
+            futures = [client.submit(run_pack, group, builds, key=f"trial-{'-'.join(t.id for t in group)}",
+                                     pure=False, retries=1) for group in groups]
+            index = {future.key: group for future, group in zip(futures, groups, strict=True)}
+            rows: list[dict] = []
+            for future in progress_bar(as_completed(futures), progress, len(futures)):
+                rows += _outcomes(index[future.key], future.result)
+            return rows
+    except BaseException as err:
+        for trial in (trial for group in groups for trial in group):
+            _stopped_mid_task(trial_run(trial), err)
+        raise
 
 
 @dataclass(frozen=True)

@@ -114,3 +114,16 @@ def process_alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def handles_sigterm(pid: int) -> bool:
+    """Whether the process has installed its SIGTERM handler (Linux /proc: SigCgt), i.e. biograd is loading."""
+    import signal
+    from pathlib import Path
+
+    try:
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        caught = next(line for line in status if line.startswith("SigCgt"))
+    except (OSError, StopIteration):
+        return False
+    return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))

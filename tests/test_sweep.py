@@ -218,15 +218,20 @@ def _is_daemon() -> bool:
 @pytest.mark.slow
 def test_workers_restarted_by_the_nanny_may_start_processes():
     """A LocalCluster's worker restarted after the sweep began (a lost heartbeat, a kill) is not daemonic, so
-    its trials can start their evaluation build's process (a daemonic worker failed every later trial)."""
-    client = dask_client(None, 1)
-    try:
-        assert not any(client.run(_is_daemon).values())
-        client.restart()
-        assert not any(client.run(_is_daemon).values())
-    finally:
-        client.cluster.close()
-        client.close()
+    its trials can start their evaluation build's process (a daemonic worker failed every later trial); and it
+    leaves stop signals to the sweep as the first did (sweep.dask_setup)."""
+    def stop_handling() -> tuple:  # by value (no import of this module, nor of brian2, in the worker)
+        import signal
+
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        return (signal.getsignal(signal.SIGINT).__name__, signal.getsignal(signal.SIGTERM).__name__,
+                bool(blocked & {signal.SIGINT, signal.SIGTERM}))
+
+    with dask_client(None, 1) as client:
+        for _ in range(2):
+            assert list(client.run(stop_handling).values()) == [("silence_logging", "silence_logging", False)]
+            assert not any(client.run(_is_daemon).values())
+            client.restart()
 
 
 @pytest.mark.parametrize("content", [b"", b"garbage\n", b"a,b\n1,2,3,4\n", b"\x00\xff\xfe\x80 not text"],
