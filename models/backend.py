@@ -160,3 +160,7 @@ def brian_logging(debug: bool) -> None:
 
 
 brian_logging(debug=bool(os.environ.get(DEBUG_VARIABLE)))  # with the import, before any network is built
+# Stop signals are biograd's (biograd.signals): Brian2's SIGINT handler, installed over the current one as brian2 is
+# imported, hands them on. On, it ended a running simulation early instead ('Simulation stop requested', a chunk
+# cut short that the trainer took as whole) and swallowed the second Ctrl-C of a trainer stopping after its task.
+b2.prefs.core.stop_on_keyboard_interrupt = False

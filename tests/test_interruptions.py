@@ -73,6 +73,33 @@ def test_a_stop_during_a_unit_check_is_not_an_equation_file_error(monkeypatch):
         elements.check_units(elements.load_element("soma"))
 
 
+BRIAN2_RUN = """\
+import os, signal
+from biograd.signals import Terminated, stops_at_once
+try:
+    with stops_at_once():
+        import biograd.models.backend  # brian2 imported in the block, as by a command: its handler over the block's
+        import brian2 as b2
+        b2.prefs.codegen.target = "numpy"
+        net = b2.Network(b2.NeuronGroup(1, "v : 1"))
+        net.add(b2.NetworkOperation(lambda t: os.kill(os.getpid(), signal.SIGINT) if t >= 5 * b2.ms else None,
+                                    dt=1 * b2.ms))
+        net.run(100 * b2.ms)
+        print("ran to", net.t)
+except Terminated as err:
+    print(err)
+"""
+
+
+def test_a_stop_signal_while_brian2_simulates_is_a_stop_not_a_simulation_cut_short():
+    """Brian2's SIGINT handler (installed as brian2 is imported, over biograd's) turned Ctrl-C during a simulation
+    into 'Simulation stop requested' and a run cut short, which the trainer took as a whole chunk; and it swallowed
+    the second Ctrl-C of a trainer stopping after its task. biograd.models.backend turns it off."""
+    done = subprocess.run([sys.executable, "-c", BRIAN2_RUN], capture_output=True, text=True, timeout=120)
+    assert done.stdout == "stopped by SIGINT\n" and "Simulation stop requested" not in done.stderr, \
+        done.stdout + done.stderr
+
+
 @pytest.mark.parametrize("debug", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["default", "debug"])
 def test_a_process_that_ends_without_cleaning_up_leaves_no_brian2_files(tmp_path, debug):
     """Brian2 writes brian_debug_*.log to the temp folder at import and deletes it at a clean exit only: a
