@@ -21,7 +21,7 @@ from brian2.utils.logger import BrianLogger
 
 from biograd.models import cuda
 from biograd.models.genn.runner import GennRunner
-from biograd.models.runners import CudaRunner, Runner, RuntimeRunner, StandaloneRunner
+from biograd.models.runners import CudaRunner, Runner, RuntimeRunner, StandaloneRunner, compiler_command
 
 STANDALONE = ("cpp_standalone", "cuda_standalone")  # compiled once, rerun with run_args
 COMPILED = (*STANDALONE, "genn")  # built once per process and directory
@@ -79,10 +79,12 @@ class Backend:
 
     def missing(self) -> str | None:
         """What this backend needs and this machine lacks, in one line (None: nothing). cpp_standalone: make
-        and the C++ compiler its makefile calls ($CXX, default g++); cuda_standalone: brian2cuda and nvcc;
-        genn: pygenn. (Whether a GPU is present is not asked: code is generated and compiled without one.)"""
+        and the C++ compiler its makefile calls (the first word of $CXX, default g++: runners.compiler_command);
+        cuda_standalone: brian2cuda and nvcc; genn: pygenn. (Whether a GPU is present is not asked: code is
+        generated and compiled without one.)"""
+        compiler = compiler_command()[0]  # $CXX's first word: "ccache g++" needs ccache
         needs = {"cpp_standalone": [("make", shutil.which(b2.prefs.devices.cpp_standalone.make_cmd_unix.split()[0])),
-                                    (os.environ.get("CXX", "g++"), shutil.which(os.environ.get("CXX", "g++")))],
+                                    (compiler, shutil.which(compiler))],
                  "cuda_standalone": [("brian2cuda", importlib.util.find_spec("brian2cuda")),
                                      ("nvcc", shutil.which("nvcc"))],
                  "genn": [("pygenn", importlib.util.find_spec("pygenn"))]}.get(self.name, [])

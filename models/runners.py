@@ -25,6 +25,7 @@ from __future__ import annotations
 import gc
 import os
 import re
+import shlex
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
@@ -178,6 +179,22 @@ class CompileError(RuntimeError):
     """make failed in a cpp_standalone project; the message names its log."""
 
 
+def _cxx_words() -> list[str]:
+    """$CXX split into words as the shell splits the makefile's ``$(CXX)`` (none where unset or blank)."""
+    text = os.environ.get("CXX", "")
+    try:
+        return [word for word in shlex.split(text) if word]
+    except ValueError:  # an unbalanced quote, which the shell refuses too: its words as they are
+        return text.split()
+
+
+def compiler_command() -> list[str]:
+    """The C++ compiler command a cpp_standalone makefile runs (``$(CXX)``): $CXX with its arguments
+    (``ccache g++``, ``g++ -O2``), or make's default ``g++`` where $CXX is unset or blank (:func:`compile_project`
+    gives make no blank $CXX)."""
+    return _cxx_words() or ["g++"]
+
+
 def compile_project(directory: str | Path) -> None:
     """make in a cpp_standalone project, with Brian2's make command and arguments (preferences
     ``devices.cpp_standalone.make_cmd_unix``, ``extra_make_args_unix``), output to ``make.log``.
@@ -185,12 +202,14 @@ def compile_project(directory: str | Path) -> None:
     Brian2 runs make through ``os.system``, which ignores SIGINT in the caller while make runs: a Ctrl-C
     then ended make alone and surfaced as "Project compilation failed". As a subprocess here, make and
     this process both receive a signal sent to the process group, and the trainer's stop handling
-    (:mod:`biograd.signals`) sees it. (Linux and macOS; Brian2's Windows build uses nmake.)"""
+    (:mod:`biograd.signals`) sees it. (Linux and macOS; Brian2's Windows build uses nmake.) A blank $CXX is left
+    out of make's environment: make would run an empty compiler command, not its default g++."""
     prefs = b2.prefs.devices.cpp_standalone
     log = Path(directory) / "make.log"
+    env = {name: value for name, value in os.environ.items() if name != "CXX" or _cxx_words()}
     with open(log, "w", encoding="utf-8") as out:
         done = subprocess.run([*prefs.make_cmd_unix.split(), *prefs.extra_make_args_unix], cwd=directory,
-                              stdout=out, stderr=subprocess.STDOUT, check=False)
+                              stdout=out, stderr=subprocess.STDOUT, check=False, env=env)
     if done.returncode:
         last = " | ".join(log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:])
         raise CompileError(f"make failed in {directory} (exit {done.returncode}; whole output in {log}): {last}")

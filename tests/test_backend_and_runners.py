@@ -114,6 +114,31 @@ def test_a_missing_tool_is_named_before_a_run_directory_exists(tmp_path, monkeyp
                                                    "'make genn'; or train with backend numpy")
 
 
+def test_a_cxx_with_arguments_or_blank_is_the_compiler_make_runs(tmp_path, monkeypatch):
+    """The makefile runs ``$(CXX) ...``: a $CXX with arguments ("ccache g++") needs its first word, and a blank one
+    is make's default g++. Both were looked up whole: 'needs ccache g++, not found', 'needs make and , not found'."""
+    from biograd.models.runners import compile_project
+
+    (tmp_path / "makefile").write_text('all:\n\t@echo "[$(CXX)]"\n')
+    monkeypatch.setenv("CXX", " ")
+    compile_project(tmp_path)  # make's default compiler, not an empty command
+    assert (tmp_path / "make.log").read_text() == "[g++]\n"
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for name in ("make", "ccache"):
+        (tools / name).write_text("#!/bin/sh\n")
+        (tools / name).chmod(0o755)
+    monkeypatch.setenv("PATH", str(tools))
+    for cxx in ("ccache g++", "  ccache  'g++' -O2 "):
+        monkeypatch.setenv("CXX", cxx)
+        assert Backend("cpp_standalone", tmp_path).missing() is None, cxx
+    for cxx, absent in (("clang++ -O2", "clang++"), ("", "g++"), (" ", "g++"), ('""', "g++")):
+        monkeypatch.setenv("CXX", cxx)
+        assert Backend("cpp_standalone", tmp_path).missing() == (
+            f"backend cpp_standalone needs {absent}, not found on this machine: install a C++ tool chain (e.g. apt "
+            "install build-essential) or set $CXX; or train with backend numpy"), cxx
+
+
 def test_make_receives_the_signals_of_the_process_group(tmp_path):
     """compile_project runs make as a child: Ctrl-C (SIGINT to the process group) ends make and reaches the
     trainer's stop handling too (Brian2's os.system ignored SIGINT in the caller: the stop went unseen)."""
