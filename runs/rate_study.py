@@ -19,7 +19,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
 
 from biograd.rundir import RunDirectory  # noqa: E402
 
@@ -46,6 +48,15 @@ def activity(run: RunDirectory) -> dict[str, float]:
     return row
 
 
+def setting_value(run: RunDirectory, key: str):
+    """``element.parameter`` as the run had it: its config's model.params, else its equation table's value."""
+    element, name = key.split(".")
+    value = run.config.model.params.get(element, {}).get(name)
+    if value is None:
+        value = yaml.safe_load((run.equations / f"{element}.yaml").read_text())["parameters"][name]["value"]
+    return f"{value:g}" if isinstance(value, float | int) else value
+
+
 def runs_table(sweeps: list[Path]) -> pd.DataFrame:
     """One row per finished trial of ``sweeps``: its setting, seed, accuracies and activity."""
     rows = []
@@ -54,9 +65,7 @@ def runs_table(sweeps: list[Path]) -> pd.DataFrame:
             if trial["status"] != "finished" or not (out / trial["run"] / "config.yaml").is_file():
                 continue  # a trial still training, or one whose run directory is not here (git-ignored)
             run = RunDirectory(out / trial["run"])
-            params = run.config.model.params
-            setting = {column: params.get(key.split(".")[0], {}).get(key.split(".")[1], "table")
-                       for key, column in SETTING.items()}
+            setting = {column: setting_value(run, key) for key, column in SETTING.items()}
             rows.append({"sweep": out.name, **{k: str(v) for k, v in setting.items()}, "seed": trial["seed"],
                          "validation": trial["validation accuracy"], "test": trial["test accuracy"],
                          **activity(run)})
@@ -64,15 +73,17 @@ def runs_table(sweeps: list[Path]) -> pd.DataFrame:
 
 
 def per_setting(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean and sd over seeds per setting; accuracies also per seed."""
+    """Per setting: accuracies as mean ± sd over seeds (percent) with the per-seed test values, and the mean
+    activity over seeds."""
     keys = ["sweep", *SETTING.values()]
-    numbers = [c for c in table.columns if c not in [*keys, "seed"]]
     grouped = table.groupby(keys, sort=False)
-    out = grouped[numbers].mean().round(4)
+    out = pd.DataFrame(index=grouped.size().index)
     for accuracy in ("validation", "test"):
-        out[f"{accuracy} sd"] = grouped[accuracy].std().round(4)
-        out[f"{accuracy} per seed"] = grouped[accuracy].apply(lambda s: " / ".join(f"{v:.4f}" for v in s))
+        out[accuracy] = grouped[accuracy].apply(lambda s: f"{100 * s.mean():.2f} ± {100 * s.std():.2f}%")
+    out["test per seed"] = grouped.test.apply(lambda s: ", ".join(f"{100 * v:.2f}" for v in s))
     out["seeds"] = grouped.seed.apply(lambda s: ", ".join(map(str, s)))
+    activity_columns = [c for c in table.columns if c not in [*keys, "seed", "validation", "test"]]
+    out[activity_columns] = grouped[activity_columns].mean().round(3)
     return out.reset_index()
 
 
@@ -84,6 +95,8 @@ def figure(table: pd.DataFrame, path: Path) -> None:
     ax.set_xlabel("hidden layer's mean forward-phase rate (Hz)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=150)
