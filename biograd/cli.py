@@ -281,13 +281,15 @@ def report(
     run_dirs: Annotated[list[Path], typer.Argument(help="one or more run directories")],
     out: Annotated[Path | None, typer.Option(help="folder for a comparison of several runs "
                                                   "(default: <run>/report for a single run)")] = None,
+    force: Annotated[bool, typer.Option(help="replace an existing report in that folder")] = False,
 ) -> None:
-    """Figures and a Markdown summary (alignment, plausibility, energy) of one run, or several compared."""
+    """Figures and a Markdown summary (alignment, plausibility, energy) of one run, or several compared. Written
+    whole or not at all; never into another run's directory, nor over an existing report without --force."""
     from biograd.report import write_report
 
     try:
-        path = write_report(run_dirs, out)
-    except (ModelFileError, FileNotFoundError, ValueError) as err:
+        path = write_report(run_dirs, out, force)
+    except (ModelFileError, FileNotFoundError, FileExistsError, ValueError) as err:
         raise _fail(err) from err
     console.print(f"report: {path}")
 

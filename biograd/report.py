@@ -1,17 +1,21 @@
 """``biograd report``: figures and a Markdown summary of one run, or of several runs compared.
 
-Writes into ``<run>/report/`` (one run) or ``--out`` (several): ``report.md`` and the figures
-``accuracy.png``, ``alignment.png`` (probed runs), ``sleep_alignment.png`` (runs with feedback
-weights), ``depth.png`` (probed runs, when the runs have more than one hidden layer or more than one
-feedback mode: accuracy against each layer's alignment with backprop) and ``rates.png`` (runs with
-activity recording). Every number comes from the run directories' tables (:mod:`biograd.runs`), and for
-runs with ``spikes.nwb`` (``record.spikes``) from that file: Elephant's spike statistics against cortical
-reference ranges (:mod:`biograd.analysis.spike_statistics`).
+Writes into ``<run>/report/`` (one run) or ``--out`` (several; never a folder inside a run directory but a
+reported run's ``report/``): ``report.md`` and the figures ``accuracy.png``, ``alignment.png`` (probed runs),
+``sleep_alignment.png`` (runs with feedback weights), ``depth.png`` (probed runs, when the runs have more than
+one hidden layer or more than one feedback mode: accuracy against each layer's alignment with backprop) and
+``rates.png`` (runs with activity recording). Every number comes from the run directories' tables
+(:mod:`biograd.runs`), and for runs with ``spikes.nwb`` (``record.spikes``) from that file: Elephant's spike
+statistics against cortical reference ranges (:mod:`biograd.analysis.spike_statistics`). The files are written
+whole, together, once the report is complete (each through a temporary file, :func:`biograd.rundir.atomic_path`:
+an error leaves none of them), and never over an existing report without ``force``.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +24,7 @@ from biograd.analysis import figures
 from biograd.analysis.depth import depth_table
 from biograd.analysis.energy import energy_estimate, load_energy_table, per_sample_counts, totals
 from biograd.analysis.plausibility import activity_by_layer, observable_checks, plasticity_rules, rule_summary
-from biograd.rundir import RunDirectory
+from biograd.rundir import RunDirectory, atomic_path, run_directory_of
 from biograd.runs import RunData, combined, load_runs
 
 
@@ -59,9 +63,10 @@ def angle_summary(metrics: pd.DataFrame) -> pd.DataFrame:
 DEPTH_ROWS = 40  # a longer depth table shows each run's first and last epoch only
 
 
-def depth_section(runs: list[RunData], metrics: pd.DataFrame, alignment: pd.DataFrame, out: Path) -> list[str]:
-    """The report's lines on per-layer diagnostics (:mod:`biograd.analysis.depth`) and ``depth.png``; none
-    for runs of one feedback mode with one hidden layer."""
+def depth_section(runs: list[RunData], metrics: pd.DataFrame, alignment: pd.DataFrame,
+                  place: Callable[[str], Path]) -> list[str]:
+    """The report's lines on per-layer diagnostics (:mod:`biograd.analysis.depth`) and ``depth.png`` (written to
+    ``place("depth.png")``); none for runs of one feedback mode with one hidden layer."""
     if len({r.config.model.feedback for r in runs}) < 2 and max(len(r.config.model.sizes) for r in runs) < 4:
         return []
     table = full = depth_table(metrics, alignment, {r.path.name: len(r.config.model.sizes) - 1 for r in runs})
@@ -85,7 +90,7 @@ def depth_section(runs: list[RunData], metrics: pd.DataFrame, alignment: pd.Data
         "error_saturated_fraction": "error saturated"})
     lines += ["", _md(shown)]
     if full.update_angle_deg.notna().any():
-        figures.depth_alignment(full, out / "depth.png")
+        figures.depth_alignment(full, place("depth.png"))
         lines += ["", "![depth](depth.png)"]
     else:
         lines += ["", "No figure: it plots the update angles, and no run probed."]
@@ -153,16 +158,47 @@ the GPU side must have been for 400x to hold. A GPU's energy per training sample
 power log by runs/gpu_energy.py (scripts/gpu_check.sh)."""
 
 
-def write_report(paths: list[Path], out: Path | None = None) -> Path:
-    """Write report.md and the figures; returns the report file."""
+REPORT_FILES = ("report.md", "accuracy.png", "alignment.png", "sleep_alignment.png", "depth.png", "rates.png")
+
+
+def check_report_folder(out: Path, runs: list[Path], force: bool) -> None:
+    """Refuse (ValueError, FileExistsError: one line naming it) a report folder ``out`` for the run directories
+    ``runs`` inside a run directory other than in a reported run's ``report/`` (a run's files are its inputs and
+    records), or one that holds a report's file, unless ``force``."""
+    if (folder := run_directory_of(out)) is not None:
+        inside = out.resolve().relative_to(folder).parts
+        if folder not in {run.resolve() for run in runs} or inside[:1] != ("report",):
+            raise ValueError(f"--out {out}: inside the run directory {folder}, which holds its records and its own "
+                             f"report ({folder / 'report'}) only; give a folder outside it")
+    if not force and (existing := next((out / name for name in REPORT_FILES if (out / name).exists()), None)):
+        raise FileExistsError(f"{existing} exists: give --force to replace the report")
+
+
+def write_report(paths: list[Path], out: Path | None = None, force: bool = False) -> Path:
+    """Write report.md and the figures into ``out`` (checked by :func:`check_report_folder`; default
+    ``<run>/report`` for one run), all at once at the end; returns the report file."""
     runs = load_runs(paths)
     if out is None:
         if len(runs) > 1:
             raise ValueError("several runs: give --out for the comparison folder")
         out = runs[0].path / "report"
+    check_report_folder(out, [r.path for r in runs], force)
+    made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        with ExitStack() as files:  # each file renamed into place as the block ends, all deleted if it raises
+            _write_report(runs, paths, lambda name: files.enter_context(atomic_path(out / name)))
+    except BaseException:
+        if made and not any(out.iterdir()):
+            out.rmdir()
+        raise
+    return out / "report.md"
+
+
+def _write_report(runs: list[RunData], paths: list[Path], place: Callable[[str], Path]) -> None:
+    """The report's figures and report.md, each written to ``place(<its name>)``."""
     metrics, alignment, rates = (combined(runs, t) for t in ("metrics", "alignment", "neuron_rates"))
-    figures.accuracy_curves(metrics, out / "accuracy.png")
+    figures.accuracy_curves(metrics, place("accuracy.png"))
     lines = [f"# BioGrad report: {', '.join(r.label for r in runs)}", "",
              f"Made by `biograd report {' '.join(str(p) for p in paths)}` on {time.strftime('%Y-%m-%d %H:%M')}.", "",
              "## Runs", ""]
@@ -172,7 +208,7 @@ def write_report(paths: list[Path], out: Path | None = None) -> Path:
     } for r in runs]), 4))
     lines += ["", "![accuracy](accuracy.png)", "", "## Gradient alignment", ""]
     if len(alignment):
-        figures.alignment_over_training(alignment, out / "alignment.png")
+        figures.alignment_over_training(alignment, place("alignment.png"))
         lines += ["Angle in degrees between BioGrad's measured weight change and the rate network's backprop "
                   "update (`biograd_vs_backprop`), the feedback-alignment update with the network's own B "
                   "(`biograd_vs_feedback_alignment`: error-spike quantisation and saturation), and between "
@@ -184,11 +220,11 @@ def write_report(paths: list[Path], out: Path | None = None) -> Path:
     lines += ["", "## Feedback weights against W^T", ""]
     angles = angle_summary(metrics)
     if len(angles):
-        figures.sleep_alignment(metrics, out / "sleep_alignment.png")
+        figures.sleep_alignment(metrics, place("sleep_alignment.png"))
         lines += [_md(angles), "", "![sleep alignment](sleep_alignment.png)"]
     else:
         lines.append("No feedback weights (transpose feedback).")
-    lines += depth_section(runs, metrics, alignment, out)
+    lines += depth_section(runs, metrics, alignment, place)
     lines += ["", "## Biological plausibility", "", f"### Rules (locality audit of {runs[0].path.name}'s equation "
               "files)", "", _md(rule_summary(runs[0].path / "equations")), "", "Statements that change a plastic "
               "variable:", "", _md(plasticity_rules(runs[0].path / "equations")), ""]
@@ -199,7 +235,7 @@ def write_report(paths: list[Path], out: Path | None = None) -> Path:
                       .drop(columns=["reference"])), ""]
         lines += spike_section(run)
     if len(rates):
-        figures.rate_distributions(rates, out / "rates.png")
+        figures.rate_distributions(rates, place("rates.png"))
         lines += ["![rates](rates.png)", ""]
     table = load_energy_table()
     lines += ["## Energy estimate (Loihi per-operation energies)", "", f"Source: {table.source}", "",
@@ -208,6 +244,4 @@ def write_report(paths: list[Path], out: Path | None = None) -> Path:
         text, estimate = energy_section(run, table)
         lines += [text, "", _md(totals(estimate)), "", _md(estimate), ""]
     lines += [ENERGY_DISCUSSION, ""]
-    path = out / "report.md"
-    path.write_text("\n".join(lines))
-    return path
+    place("report.md").write_text("\n".join(lines), encoding="utf-8")

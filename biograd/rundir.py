@@ -192,6 +192,14 @@ def atomic_write(path: Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def run_directory_of(path: Path) -> Path | None:
+    """The run directory (a folder holding config.yaml and versions.json) that is ``path`` or holds it, resolved;
+    None if there is none."""
+    target = Path(path).resolve()
+    return next((folder for folder in (target, *target.parents)
+                 if (folder / "config.yaml").is_file() and (folder / "versions.json").is_file()), None)
+
+
 def _umask() -> int:
     mask = os.umask(0o022)  # reading the umask means setting it; put it back at once
     os.umask(mask)

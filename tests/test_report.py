@@ -137,6 +137,71 @@ def test_report_of_several_runs_needs_a_folder(tiny_run, tmp_path):
     assert write_report([tiny_run.path, tiny_run.path], tmp_path / "cmp").is_file()
 
 
+@pytest.fixture
+def fresh_run(tiny_run, tmp_path) -> Path:
+    """A copy of the tiny run without a report."""
+    copy = shutil.copytree(tiny_run.path, tmp_path / "run", ignore=shutil.ignore_patterns("report"))
+    return copy
+
+
+def _small_report(runs, paths, place):  # write_report's file handling without drawing the figures
+    place("accuracy.png").write_bytes(b"new figure")
+    place("report.md").write_text("new report")
+
+
+def test_a_report_is_written_over_an_existing_one_only_with_force(fresh_run, monkeypatch):
+    """`biograd report RUN` replaced RUN/report/report.md and its figures without asking."""
+    (fresh_run / "report").mkdir()
+    (fresh_run / "report" / "accuracy.png").write_text("old figure")
+    monkeypatch.setattr("biograd.report._write_report", _small_report)
+    result = CliRunner().invoke(app, ["report", str(fresh_run)])
+    assert result.exit_code == 2 and result.output == \
+        f"error: {fresh_run / 'report' / 'accuracy.png'} exists: give --force to replace the report\n"
+    assert [p.name for p in (fresh_run / "report").iterdir()] == ["accuracy.png"]
+    result = CliRunner().invoke(app, ["report", str(fresh_run), "--force"])
+    assert result.exit_code == 0 and result.output == f"report: {fresh_run / 'report' / 'report.md'}\n"
+    assert sorted(p.name for p in (fresh_run / "report").iterdir()) == ["accuracy.png", "report.md"]
+    assert (fresh_run / "report" / "accuracy.png").read_text() == "new figure"
+    result = CliRunner().invoke(app, ["report", str(fresh_run)])  # report.md, the first of the report's files
+    assert result.exit_code == 2 and "report.md exists: give --force" in result.output
+
+
+def test_a_report_is_never_written_into_another_run_directory(fresh_run, tiny_run, monkeypatch):
+    """`biograd report RUN --out OTHER_RUN` wrote report.md and the figures among another run's files."""
+    monkeypatch.setattr("biograd.report._write_report", _small_report)
+    other = tiny_run.path.resolve()
+    before = sorted(p.relative_to(other) for p in other.rglob("*"))
+    for out in (other, other / "figures", other / "report", fresh_run):
+        result = CliRunner().invoke(app, ["report", str(fresh_run), "--out", str(out), "--force"])
+        folder = other if out != fresh_run else fresh_run.resolve()
+        assert result.exit_code == 2 and result.output == (
+            f"error: --out {out}: inside the run directory {folder}, which holds its records and its own report "
+            f"({folder / 'report'}) only; give a folder outside it\n"), result.output
+    assert sorted(p.relative_to(other) for p in other.rglob("*")) == before and not (fresh_run / "report").exists()
+    result = CliRunner().invoke(app, ["report", str(fresh_run), "--out", str(fresh_run / "report" / "again")])
+    assert result.exit_code == 0, result.output  # a run's own report folder takes reports of it
+
+
+def test_a_report_that_fails_leaves_no_file_and_the_old_report_whole(fresh_run, monkeypatch):
+    """Each file was written in place as the report went: an error left a half report (new figures, no report.md
+    or an old one), and a file that was being written half written."""
+    def fails_halfway(runs, paths, place):
+        place("accuracy.png").write_bytes(b"new figure")
+        place("rates.png").write_bytes(b"half a fig")
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("biograd.report._write_report", fails_halfway)
+    with pytest.raises(RuntimeError, match="boom"):
+        write_report([fresh_run])
+    assert not (fresh_run / "report").exists()  # the folder it made is gone too
+    (fresh_run / "report").mkdir()
+    (fresh_run / "report" / "report.md").write_text("old report")
+    with pytest.raises(RuntimeError, match="boom"):
+        write_report([fresh_run], force=True)
+    assert [p.name for p in (fresh_run / "report").iterdir()] == ["report.md"]
+    assert (fresh_run / "report" / "report.md").read_text() == "old report"
+
+
 def test_depth_table_repeats_the_recorded_values(tiny_run, deep_run):
     runs = load_runs([tiny_run.path, deep_run.path])
     metrics, alignment = combined(runs, "metrics"), combined(runs, "alignment")
@@ -172,7 +237,7 @@ def test_report_has_the_depth_section_for_two_modes(tiny_run, deep_run, tmp_path
     assert section.count(f"| {deep_run.path.name}") == 2 * 3 and section.count(f"| {tiny_run.path.name}") == 2 * 2
     runs = load_runs([tiny_run.path, deep_run.path])
     metrics, alignment = combined(runs, "metrics"), combined(runs, "alignment")
-    unprobed = depth_section(runs, metrics, alignment[alignment.run != deep_run.path.name], tmp_path)
+    unprobed = depth_section(runs, metrics, alignment[alignment.run != deep_run.path.name], tmp_path.joinpath)
     assert f"No probes in {deep_run.path.name}" in "\n".join(unprobed)
 
 
