@@ -18,10 +18,21 @@ import typer
 from rich.console import Console
 
 from biograd.models.errors import ModelFileError
-from biograd.signals import Terminated, stops_at_once
+from biograd.signals import Terminated, stops_at_once, stops_deferred
+
+
+class _Console(Console):
+    """rich's Console, whose prints a stop signal does not cut: its Terminated, raised after rich had written a
+    line but before it emptied its buffer, left the line there, and the next print wrote it again ('run
+    directory: ...' twice, above the line saying the training stopped)."""
+
+    def print(self, *args, **kwargs) -> None:
+        with stops_deferred():
+            super().print(*args, **kwargs)
+
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-console = Console(soft_wrap=True)  # long paths stay on one line, copyable
+console = _Console(soft_wrap=True)  # long paths stay on one line, copyable
 DEMO_CONFIG = Path(str(files("biograd.configs") / "demo.yaml"))  # runs/configs/demo.yaml, installed with the package
 
 
@@ -56,6 +67,9 @@ def check(
     """Lint every equation file and parameter table (syntax, names, bounds, Brian2 unit checks) and the
     composition file network.yaml (its elements compose into every kind of group; each precision's variant takes
     the float element's learning rules; each rule has NxSDK's sum-of-products form at Loihi precision)."""
+    # Brian2's logging set up (backend.brian_logging) as in every command that builds: the unit checks' groups,
+    # made never to run, give no 'getting deleted, but was never included in a network' warning (--debug: they do)
+    import biograd.models.backend  # noqa: F401
     from biograd.models.composition import COMPOSITION, FLOAT, load_composition
     from biograd.models.elements import check_units, equations_dir, load_element
     from biograd.models.loihi import check_rules
@@ -148,7 +162,7 @@ def _train(config: Path | None, set_: list[str], resume: list[Path], accept_chan
                 run.check_resumable()
                 run.check_ensemble(runs)
         else:
-            start_runs(load_config(config, set_), root=out, made=runs)
+            start_runs(load_config(config, set_), root=out, made=runs, source=config)
         if not runs:
             return None
         for run in runs:
@@ -160,8 +174,10 @@ def _train(config: Path | None, set_: list[str], resume: list[Path], accept_chan
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(1) from err
     except DiskFullError as err:
-        console.print(f"[red]error:[/red] {err}; the last checkpoint is intact: free space, then continue with: "
-                      f"biograd train {' '.join(f'--resume {run.path}' for run in runs)}")
+        hint = f"the last checkpoint is intact: free space, then continue with: biograd train " \
+               f"{' '.join(f'--resume {run.path}' for run in runs)}" if runs else \
+            "no run directory was made: free space, then train again"
+        console.print(f"[red]error:[/red] {err}; {hint}")
         raise typer.Exit(1) from err
     except TrainingDiverged as err:
         messages = "\n".join(f"{run.path.name}: {run.read_json('status.json')['message']}" for run in runs)

@@ -10,6 +10,7 @@ from biograd.config import RunConfig, TrainConfig
 from biograd.data.splits import check_fits, load_splits, source_shape
 from biograd.models.composition import check_composition_units
 from biograd.models.elements import equations_dir
+from biograd.models.errors import ModelFileError
 from biograd.models.network import estimated_bytes, synapse_count
 from biograd.models.spec import NetworkSpec
 from biograd.packing import check_no_probes
@@ -34,13 +35,19 @@ def start_run(config: RunConfig, equations: Path | None = None, root: Path = Pat
 
 
 def start_runs(config: RunConfig, equations: Path | None = None, root: Path = Path("runs/out"),
-               made: list[RunDirectory] | None = None) -> list[RunDirectory]:
+               made: list[RunDirectory] | None = None, source: Path | None = None) -> list[RunDirectory]:
     """:func:`start_run` for each replica of ``model.replicas``: runs of seeds train.seed, train.seed + 1, ...,
     each an ordinary single-network run (its config.yaml has no replicas), to train in one ensemble build.
     A stop signal waits while a run directory is made; ``made`` (a caller's list, returned) receives each as
-    soon as it is whole, so that a caller stopped meanwhile knows them."""
+    soon as it is whole, so that a caller stopped meanwhile knows them. ``source``: the config's file, which
+    names what :func:`check_config` refuses (ModelFileError)."""
     equations = equations or equations_dir()
-    check_config(config)
+    try:
+        check_config(config)
+    except ValueError as err:
+        if source is None:
+            raise
+        raise ModelFileError(source, str(err)) from err
     if missing := config.train.backend_in(root).missing():
         raise MissingToolError(missing)
     spec = config.model.using(equations)

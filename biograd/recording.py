@@ -177,6 +177,8 @@ def probe_run(run: RunDirectory, n_samples: int, backend: str | None = None, ove
     chosen = sorted(epochs or saved)
     if not chosen:
         raise FileNotFoundError(f"{run.path}: no weights_epoch<k>.npz to probe")
+    for epoch in chosen:  # each file refused (CheckpointError: NaN, shapes) before anything is built
+        run.load_checkpoint(saved[epoch])
     held_out = run.metrics().query("split in ('validation', 'test') and metric == 'accuracy'")
     samples_at = held_out.groupby("epoch").samples.max()  # training samples seen when each epoch was evaluated
     metrics, alignment = [], []

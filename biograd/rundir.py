@@ -290,27 +290,42 @@ class RunDirectory:
 
     @classmethod
     def create(cls, config: RunConfig, equations: Path, root: Path = Path("runs/out")) -> RunDirectory:
+        """A new run directory in ``root`` for ``config``, with copies of ``equations``' files. Made whole or not
+        at all: where a step fails (a full disk raises DiskFullError naming the run directory and the disk), what
+        was made is removed, so that no half directory, which would read 'not a run directory', is left."""
         text = dump_config(config)
         digest = hashlib.sha256(text.encode())
         files = sorted([*equations.glob("*.eqs"), *equations.glob("*.yaml")])
         for file in files:
             digest.update(file.name.encode() + file.read_bytes())
         name = f"{time.strftime('%Y%m%d-%H%M%S')}_{config.name}_{digest.hexdigest()[:8]}"
-        root.mkdir(parents=True, exist_ok=True)
-        for attempt in range(1, 1000):  # an existing run directory is never overwritten: a twin gets -2, -3, ...
-            path = root / (name if attempt == 1 else f"{name}-{attempt}")
-            try:
-                path.mkdir()
-                break
-            except FileExistsError:
-                continue
-        (path / "equations").mkdir()
-        for file in files:
-            shutil.copy2(file, path / "equations" / file.name)
-        atomic_write(path / "config.yaml", text.encode())
-        atomic_write(path / "versions.json", json.dumps(versions(Path(__file__).parent), indent=2).encode())
-        run = cls(path)
-        run.write_json(CONTRACT, file_digests(path))
+        path = root / name
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            for attempt in range(1, 1000):  # an existing run directory is never overwritten: a twin gets -2, -3, ...
+                path = root / (name if attempt == 1 else f"{name}-{attempt}")
+                try:
+                    path.mkdir()
+                    break
+                except FileExistsError:
+                    continue
+        except OSError as err:
+            if err.errno in NO_SPACE:
+                raise disk_full(path, err) from err
+            raise
+        try:
+            (path / "equations").mkdir()
+            for file in files:
+                shutil.copy2(file, path / "equations" / file.name)
+            atomic_write(path / "config.yaml", text.encode())
+            atomic_write(path / "versions.json", json.dumps(versions(Path(__file__).parent), indent=2).encode())
+            run = cls(path)
+            run.write_json(CONTRACT, file_digests(path))  # last: a run directory with its contract is whole
+        except BaseException as err:
+            shutil.rmtree(path, ignore_errors=True)
+            if isinstance(err, OSError) and err.errno in NO_SPACE:  # the run directory, not one file of it
+                raise disk_full(path, err) from err
+            raise
         return run
 
     # ------------------------------------------------------------------ contract and lock
@@ -330,8 +345,7 @@ class RunDirectory:
         changed = self.changed_files()
         if changed and not accept:
             raise RunChangedError(f"{self.path}: changed since the run was created: {', '.join(changed)}; "
-                                  "resume with --accept-changes to continue with the changed files (recorded in "
-                                  "history.jsonl)")
+                                  "give --accept-changes to use the changed files (recorded in history.jsonl)")
         if changed:
             with open(self.path / "history.jsonl", "a", encoding="utf-8") as history:
                 history.write(json.dumps({"time": time.strftime("%FT%T"), "event": "accepted changes",
@@ -451,8 +465,8 @@ class RunDirectory:
         try:
             content = json.loads(path.read_bytes())
         except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
-            reason = f"{err.msg} at line {err.lineno} column {err.colno}" if isinstance(err, json.JSONDecodeError) \
-                else "not UTF-8 text"
+            reason = f"{err.msg.removesuffix(' at')} at line {err.lineno} column {err.colno}" \
+                if isinstance(err, json.JSONDecodeError) else "not UTF-8 text"  # msg may end "starting at"
             raise RunFileError(f"{path}: not readable JSON ({reason}){REWRITTEN.get(name, '')}") from err
         if not isinstance(content, dict):
             raise RunFileError(f"{path}: not a JSON object but {type(content).__name__}{REWRITTEN.get(name, '')}")

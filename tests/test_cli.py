@@ -130,25 +130,26 @@ def test_bad_command_lines_are_one_line_errors(tmp_path, args, message):
      "{config}: model: {eqs}/network.yaml: model.params.network.gain_hidden = inf is not a finite number"),
     (["train.max_weight=.inf"], "{config}: train.max_weight: Input should be a finite number"),
     (["train.seed=-1"], "{config}: train.seed: Input should be greater than or equal to 0"),
-    (["model.sizes=[64, 12, 5]"], "model.sizes: data source 'sklearn' has 10 classes, but the model's output layer "
-     "has 5 neurons (model.sizes[-1] must be at least 10)"),
-    (["model.sizes=[784, 12, 10]"], "model.sizes: data source 'sklearn' has 64 inputs per sample, but the model's "
-     "input layer has 784 neurons (model.sizes[0] must be 64)"),
-    (["data.source=mnist"], "model.sizes: data source 'mnist' has 784 inputs per sample, but the model's input "
-     "layer has 64 neurons (model.sizes[0] must be 784)"),  # known without the MNIST files
-    (["data.source=nmnist", "model.sizes=[784, 12, 10]"], "model.sizes: data source 'nmnist' has 2312 inputs per "
-     "sample, but the model's input layer has 784 neurons (model.sizes[0] must be 2312)"),
-    (["model.encoder=events"], "model.encoder: encoder 'events' does not fit data source 'sklearn' (event data "
-     "needs encoder: events, images need regular or poisson)"),
-    (["model.replicas=2", "record.probe_samples=2"], "record.probe_samples: probes need a build of their own per "
-     "run; an ensemble (model.replicas: 2) trains with record.probe_samples=0 (probe its runs afterwards: biograd "
-     "probe)"),
-    (["record.probe_samples=2", "record.spikes={layers: [1, 3]}"], "record.spikes.layers: [3] not in this network "
-     "(layers 0-2 of model.sizes [64, 12, 10])"),
+    (["model.sizes=[64, 12, 5]"], "{config}: model.sizes: data source 'sklearn' has 10 classes, but the model's "
+     "output layer has 5 neurons (model.sizes[-1] must be at least 10)"),
+    (["model.sizes=[784, 12, 10]"], "{config}: model.sizes: data source 'sklearn' has 64 inputs per sample, but the "
+     "model's input layer has 784 neurons (model.sizes[0] must be 64)"),
+    (["data.source=mnist"], "{config}: model.sizes: data source 'mnist' has 784 inputs per sample, but the model's "
+     "input layer has 64 neurons (model.sizes[0] must be 784)"),  # known without the MNIST files
+    (["data.source=nmnist", "model.sizes=[784, 12, 10]"], "{config}: model.sizes: data source 'nmnist' has 2312 "
+     "inputs per sample, but the model's input layer has 784 neurons (model.sizes[0] must be 2312)"),
+    (["model.encoder=events"], "{config}: model.encoder: encoder 'events' does not fit data source 'sklearn' (event "
+     "data needs encoder: events, images need regular or poisson)"),
+    (["model.replicas=2", "record.probe_samples=2"], "{config}: record.probe_samples: probes need a build of their "
+     "own per run; an ensemble (model.replicas: 2) trains with record.probe_samples=0 (probe its runs afterwards: "
+     "biograd probe)"),
+    (["record.probe_samples=2", "record.spikes={layers: [1, 3]}"], "{config}: record.spikes.layers: [3] not in this "
+     "network (layers 0-2 of model.sizes [64, 12, 10])"),
 ])
 def test_values_that_cannot_train_are_refused_before_a_run_directory_exists(tmp_path, overrides, message):
     """Non-finite numbers, a negative seed, sizes that do not fit the data, an ensemble with probes: one line
-    naming the key, exit 2, and --out left empty (the data is not read: the source's shape is known)."""
+    naming the config file and the key, exit 2, and --out left empty (the data is not read: the source's shape is
+    known)."""
     config = tmp_path / "c.yaml"
     config.write_text(f"name: c\nmodel: {{sizes: [64, 12, 10]}}\ntrain: {{backend: numpy}}\n"  # no data folder:
                       f"data: {{source: sklearn, data_dir: {tmp_path / 'none'}}}\n")  # MNIST, N-MNIST unreadable

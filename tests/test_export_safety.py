@@ -149,9 +149,8 @@ def test_an_edited_run_is_not_exported_unless_asked(run, tmp_path):
     (copy / "equations" / "soma.yaml").write_text((copy / "equations" / "soma.yaml").read_text() + "\n")
     out = tmp_path / "a.net"
     code, output = _export(str(copy), "--out", str(out))
-    assert code == 2 and output == (f"error: {copy}: changed since the run was created: equations/soma.yaml; resume "
-                                    "with --accept-changes to continue with the changed files (recorded in "
-                                    "history.jsonl)"), output
+    assert code == 2 and output == (f"error: {copy}: changed since the run was created: equations/soma.yaml; give "
+                                    "--accept-changes to use the changed files (recorded in history.jsonl)"), output
     (copy / "contract.json").unlink()
     code, output = _export(str(copy), "--out", str(out))
     assert code == 2 and "contract.json (missing: the files cannot be checked)" in output and not out.exists()
