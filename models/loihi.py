@@ -223,10 +223,10 @@ def _sum_of_products(chip: Composition, el: Element, rule: Rule, synapse_group: 
     step = sympy.Symbol("_step")
     weight = sympy.Symbol("w") * step / 2**n_drop
     expression = str_to_sympy(rule.expression)
+    held = dict(rule.substitutions).get(rule.weight, rule.weight)  # the weight as the rule reads it here: b_loihi
     names = {symbol: NXSDK_TRACES.get(symbol.name) for symbol in expression.free_symbols}
-    expression = expression.subs({symbol: weight if symbol.name in (rule.weight, f"{rule.weight}_loihi")
-                                  else sympy.sympify(trace) for symbol, trace in names.items()
-                                  if trace or symbol.name in (rule.weight, f"{rule.weight}_loihi")})
+    expression = expression.subs({symbol: weight if symbol.name == held else sympy.sympify(trace)
+                                  for symbol, trace in names.items() if trace or symbol.name == held})
     expanded = sympy.expand(expression * sympy.sympify(dependency) * 2**n_drop / step)  # the step cancels exactly
     numbers = {step: _constant(sides[""][0], f"{rule.weight}_res", synapse)}
     for symbol in expanded.free_symbols - {step}:

@@ -131,3 +131,21 @@ def test_a_wrong_rules_line_is_reported_with_file_and_line(equations, old, new, 
     edit(loihi, old, new)
     with pytest.raises(ModelFileError, match=re.escape(f"feedback_synapse_loihi.eqs:{line}: {problem}")):
         load_element(loihi)
+
+
+def test_the_exported_weight_is_the_name_the_variant_reads_it_by(equations):
+    """The weight w of the exported rule is whatever the variant's '## rules' line renames b to, not a fixed suffix."""
+    loihi = equations / "feedback_synapse_loihi.eqs"
+    loihi.write_text(loihi.read_text().replace("b_loihi", "b_chip"))
+    spec = NetworkSpec(sizes=(20, 10, 10), precision="loihi")
+    assert learning_rules(spec.using(equations))["feedback2"] == learning_rules(spec)["feedback2"]
+
+
+def test_a_variant_that_runs_the_rule_on_another_event_is_reported_at_its_line(equations):
+    loihi = equations / "feedback_synapse_loihi.eqs"
+    edit(loihi, "## on_pre err_pos\n", "## on_pre err_pos\nacc_sleep += db_sleep\n")
+    line = line_of(loihi, r"acc_sleep \+= db_sleep")
+    with pytest.raises(ModelFileError, match=rf"feedback_synapse_loihi.eqs:{line}: "
+                       r"the rule db_sleep runs on on_pre sleep_spike in feedback_synapse.eqs, here on on_pre err_pos, "
+                       "on_pre sleep_spike"):
+        load_composition((2, 2, 2), "sleep", "regular", {}, equations, "loihi")
