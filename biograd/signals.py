@@ -46,8 +46,7 @@ def stop_requests(notice: bool = True) -> Iterator[list[str]]:
 
     def request(signum, frame):
         requested.append(signal.Signals(signum).name)
-        for stop in STOP_SIGNALS:
-            signal.signal(stop, previous[stop])
+        _restore(previous)
         if notice:
             print(f"{signal.Signals(signum).name}: stopping after this task (send it again to stop at once)",
                   file=sys.stderr, flush=True)
@@ -56,7 +55,21 @@ def stop_requests(notice: bool = True) -> Iterator[list[str]]:
     try:
         yield requested
     finally:
-        for stop, handler in previous.items():
+        _restore(previous)
+
+
+def _stopping() -> None:
+    """A stop is taken: the process ends (run statuses, workers, the line that says so), and more stop signals
+    meanwhile change nothing. They are ignored from now on (a second Ctrl-C printed a second line, or, as Python
+    shut down, ended the process by the signal); the blocks that end meanwhile keep that (:func:`_restore`)."""
+    for stop in STOP_SIGNALS:
+        signal.signal(stop, signal.SIG_IGN)
+
+
+def _restore(previous: dict) -> None:
+    """The stop handlers a block replaced, put back; unless a stop was taken within it (:func:`_stopping`)."""
+    for stop, handler in previous.items():
+        if signal.getsignal(stop) is not signal.SIG_IGN:
             signal.signal(stop, handler)
 
 
@@ -71,6 +84,7 @@ def exit_on_stop(program: str = "biograd") -> None:
     (:func:`stops_at_once`, :func:`stop_requests`) and restore this one."""
 
     def stop(signum, frame):
+        _stopping()
         print(f"stopped by {signal.Signals(signum).name}", file=sys.stderr, flush=True)
         raise SystemExit(128 + signum)
 
@@ -88,7 +102,7 @@ def stops_at_once() -> Iterator[None]:
     'Exception ignored in ...' and goes on): such a stop is raised again :data:`REDELIVERY_S` later in the
     code that runs then (:func:`sys.unraisablehook`, from a timer thread: a handler called from the hook would
     raise inside it), and at the latest when the block ends without an error. Blocks that handle the signals
-    themselves (:func:`stop_requests`) nest inside."""
+    themselves (:func:`stop_requests`) nest inside. Once a stop is taken, more are ignored (:func:`_stopping`)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -97,6 +111,7 @@ def stops_at_once() -> Iterator[None]:
 
     def stop(signum, frame):
         name = signal.Signals(signum).name
+        _stopping()
         raise Terminated(f"stopped by {name}", name)
 
     def again(signum: int) -> None:
@@ -107,6 +122,9 @@ def stops_at_once() -> Iterator[None]:
         if not isinstance(info.exc_value, Terminated):
             return hook(info)
         swallowed.append(info.exc_value.signal_name)
+        if threading.current_thread() is threading.main_thread():  # where the handler ran: taken again when sent
+            for stop_signal in STOP_SIGNALS:
+                signal.signal(stop_signal, stop)
         threading.Timer(REDELIVERY_S, again, (signal.Signals[info.exc_value.signal_name],)).start()
         return None
 
@@ -118,9 +136,9 @@ def stops_at_once() -> Iterator[None]:
     finally:
         active.clear()
         sys.unraisablehook = hook
-        for stop_signal, handler in previous.items():
-            signal.signal(stop_signal, handler)
+        _restore(previous)
     if swallowed:  # and not raised again: the block ended before the timer
+        _stopping()
         raise Terminated(f"stopped by {swallowed[0]}", swallowed[0])
 
 

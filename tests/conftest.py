@@ -6,6 +6,8 @@ ones train for minutes (``make test-slow``), ``cuda`` ones need nvcc (``make tes
 uses the ``standalone`` fixture is marked ``standalone`` here.
 """
 
+import signal
+
 import brian2 as b2
 import pytest
 
@@ -27,6 +29,16 @@ def _brian_runtime():
     Backend("numpy").activate()
     b2.device.reinit()
     b2.device.activate()
+
+
+@pytest.fixture(autouse=True)
+def _stop_handlers():
+    """SIGINT and SIGTERM handled after each test as before it: a test that takes a stop in this process leaves
+    them ignored (a stop is final, biograd.signals), and the processes of later tests would inherit that."""
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
 
 
 @pytest.fixture

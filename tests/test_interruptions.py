@@ -146,7 +146,31 @@ def test_a_stop_signal_in_any_command_is_one_line_and_its_exit_code(monkeypatch,
     assert stop.value.code == 128 + sig
     said = capsys.readouterr()
     assert said.err == f"stopped by {sig.name}\n" and said.out == ""
-    assert signal.getsignal(signal.SIGINT) is python_stops  # and as the command ends, the handlers are as before
+    assert signal.getsignal(signal.SIGINT) is signal.getsignal(signal.SIGTERM) is signal.SIG_IGN  # a stop is final
+
+
+def test_a_second_stop_signal_while_a_command_stops_changes_nothing(monkeypatch, capsys, python_stops, tmp_path):
+    """Ctrl-C again while train says that it stopped: the program's handler took it as a new stop ('stopped by
+    SIGINT' in place of, or below, the line with the command that continues); as Python shut down, the signal
+    ended the process. The first stop is final: more are ignored until the process ends."""
+    from biograd import cli
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY)
+    monkeypatch.setattr("biograd.launch.start_runs", lambda *args, **kwargs: signal.raise_signal(signal.SIGINT))
+    said = cli.console.print
+
+    def again(*args, **kwargs):  # the second Ctrl-C, as the stop is reported
+        signal.raise_signal(signal.SIGINT)
+        said(*args, **kwargs)
+
+    monkeypatch.setattr(cli.console, "print", again)
+    monkeypatch.setattr("sys.argv", ["biograd", "train", str(config), "--out", str(tmp_path / "out")])
+    with pytest.raises(SystemExit) as stop:
+        cli.main()
+    assert stop.value.code == 130
+    output = capsys.readouterr()
+    assert output.out == "training stopped by SIGINT (no run directory was made)\n" and output.err == "", output
 
 
 SIGNAL_WHILE_LOADING = """\
