@@ -12,7 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import INFER, TRAIN, block, tiny_spec
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from support import INFER, TRAIN, block, handles_sigterm, process_alive, tiny_spec
 
 from biograd.config import load_config
 from biograd.launch import start_run, start_runs
@@ -30,6 +32,10 @@ data: {source: sklearn, n_train: 200, n_test: 100}
 train: {epochs: 1, sleep_every: 20, chunk: 40, sleep_duration: 100 ms, warmup_sleep_blocks: 3, backend: numpy, seed: 5}
 record: {probe_samples: 2, probe_every: 2}
 """
+
+
+THREE_CHUNKS = TINY.replace("n_train: 200, n_test: 100", "n_train: 120, n_test: 20") \
+    .replace("warmup_sleep_blocks: 3", "warmup_sleep_blocks: 1")  # the resume tests' run: three chunks of 40
 
 
 @pytest.fixture
@@ -165,13 +171,6 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def resume_after_kill(config: Path, out: Path, kill_after_step: int, timeout: float,
                       sig: signal.Signals = signal.SIGKILL, group: bool = False, delay: float = 0.3) -> None:
     """An uninterrupted run and a run killed mid-chunk with ``sig`` (to the trainer, or with ``group`` to its
@@ -213,9 +212,9 @@ def resume_after_kill(config: Path, out: Path, kill_after_step: int, timeout: fl
         status = run.read_json("status.json")
         assert status["status"] == "failed" and sig.name in status["message"], status
     deadline = time.monotonic() + 10
-    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+    while any(process_alive(w) for w in workers) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not any(_alive(w) for w in workers), "worker processes outlived the killed trainer"
+    assert not any(process_alive(w) for w in workers), "worker processes outlived the killed trainer"
     resumed = _train("--resume", str(run.path))
     assert resumed.wait(timeout) == 0, resumed.stdout.read()
     assert run.read_json("status.json")["status"] == "finished"
@@ -229,9 +228,65 @@ def resume_after_kill(config: Path, out: Path, kill_after_step: int, timeout: fl
                          ids=["SIGKILL", "SIGTERM", "group-SIGINT"])
 def test_resume_after_kill_is_bit_identical_numpy(tiny, tmp_path, sig, group):
     config = tmp_path / "three_chunks.yaml"  # killed in the second of three chunks
-    config.write_text(TINY.replace("n_train: 200, n_test: 100", "n_train: 120, n_test: 20")
-                      .replace("warmup_sleep_blocks: 3", "warmup_sleep_blocks: 1"))
+    config.write_text(THREE_CHUNKS)
     resume_after_kill(config, tmp_path, kill_after_step=3, timeout=300, sig=sig, group=group)
+
+
+BIOGRAD = Path(sys.executable).with_name("biograd")  # the console script, as a user starts the program
+
+
+def _biograd_train(*args: str) -> tuple[subprocess.Popen, float]:
+    """The console script training (a process group of its own, as a shell's job), once Python has loaded biograd
+    (its stop handler is installed); and that moment."""
+    process = subprocess.Popen([str(BIOGRAD), "train", "--no-progress", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while not handles_sigterm(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return process, time.monotonic()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> tuple[Path, RunDirectory, float]:
+    """The three-chunk run's config, trained once without a stop, and how long that took once biograd was loaded."""
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    (folder / "three_chunks.yaml").write_text(THREE_CHUNKS)
+    process, loaded = _biograd_train(str(folder / "three_chunks.yaml"), "--out", str(folder / "out"))
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output
+    return folder / "three_chunks.yaml", RunDirectory(next((folder / "out").iterdir())), time.monotonic() - loaded
+
+
+@pytest.mark.slow
+@settings(max_examples=4, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(moment=st.floats(0, 1), signals=st.integers(1, 2))
+def test_a_run_stopped_at_any_moment_resumes_bit_identical(uninterrupted, tmp_path_factory, moment, signals):
+    """Ctrl-C (once, or twice: stop at once) to a training's process group at a moment drawn by hypothesis (a
+    fraction of the uninterrupted run's time, from the program's stop handler on: start-up, config, data, run
+    directory, build, chunks, probes, evaluation, the end): one line, exit 130 (or 0 if it had ended; or killed by
+    the signal, the run finished and reported, if it came as Python shut down), no traceback; then the run resumed
+    (or, if stopped before it had a run directory, started again) ends bit for bit as the uninterrupted one.
+    Derandomised: CI draws the same moments every time (where they land depends on the machine's speed)."""
+    config, whole, duration = uninterrupted
+    out = tmp_path_factory.mktemp("stopped") / "out"
+    process, _ = _biograd_train(str(config), "--out", str(out))
+    time.sleep(moment * duration)
+    for _ in range(signals):
+        os.killpg(process.pid, signal.SIGINT)
+        time.sleep(0.1)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode in (0, 130, -signal.SIGINT), output
+    assert "Traceback" not in output and "Exception ignored" not in output and "WARNING" not in output, output
+    runs = list(out.glob("*")) if out.is_dir() else []
+    if process.returncode == -signal.SIGINT:  # as Python shut down (its handlers reset): after the work, all said
+        assert "after 1 epoch(s)" in output and RunDirectory(runs[0]).read_json("status.json")["status"] == "finished"
+    if process.returncode == 130:
+        stopped = [line for line in output.splitlines() if "stopped by SIGINT" in line]
+        assert len(stopped) == 1 and all(f"--resume {run}" in stopped[0] for run in runs), output
+    again, _ = _biograd_train("--resume", str(runs[0])) if runs else _biograd_train(str(config), "--out", str(out))
+    output, _ = again.communicate(timeout=300)
+    assert again.returncode == 0, output
+    _compare(whole, RunDirectory(next(out.iterdir())))
 
 
 @pytest.mark.slow
