@@ -234,9 +234,9 @@ def _read_table(path: Path, mtime_ns: int) -> tuple[CompositionTable, dict]:
 
 
 def _version(path: Path) -> int:
-    """A key that changes when ``<element>.eqs``, its table or an element it takes rules from changes (OSError if
-    one is missing)."""
-    sources = [path.parent / f"{source}.eqs" for source in rule_sources(path)]
+    """A key that changes when ``<element>.eqs``, its table or an element it takes rules (and their parameters) from
+    changes (OSError if one is missing)."""
+    sources = [path.parent / f"{source}{suffix}" for source in rule_sources(path) for suffix in (".eqs", ".yaml")]
     return sum(p.stat().st_mtime_ns for p in (path, path.with_suffix(".yaml"), *sources))
 
 
@@ -332,7 +332,7 @@ def load_composition(sizes: tuple[int, ...], feedback: str, encoder: str, params
                 hint = f"; it is set per layer in {path.name} ({', '.join(set_by)})" if set_by else \
                     f" ({', '.join(el.table.parameters) or 'it has none'})"
                 raise ModelFileError(el.table_path, f"{key}: unknown parameter of {element}{hint}")
-            el.values[name] = _override(el.table_path, key, name, el.table.parameters[name], text)
+            el.values[name] = _override(el.table_path_of(name), key, name, el.table.parameters[name], text)
     for name in (*WHOLE_NUMBERS, *(n for n in LOIHI_NUMBERS if n in values)):
         if float(values[name]) != int(values[name]):
             raise ModelFileError(path, f"{name} = {values[name]} must be a whole number "

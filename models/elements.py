@@ -9,7 +9,9 @@ network builder), a ``<name>_pre``/``<name>_post`` variable (synapses), or a Bri
 A *learning rule* is a named expression (``## rule db_sleep``) that the element's statements use by name
 (``b += db_sleep``); a variant of the element (its Loihi precision) takes it from there (``## rules
 SOURCE``, :mod:`biograd.models.eqsfile`) instead of repeating it, and :func:`check_variant_rules` refuses a
-variant that does not. The loader writes each rule into the statements that use it (``b += <expression>``,
+variant that does not. With the rule it takes the parameters of SOURCE's table that the rule reads
+(eta_sleep, lambda_sleep, scale_sleep; eta): one definition, in SOURCE's table (:func:`_taken_parameters`).
+The loader writes each rule into the statements that use it (``b += <expression>``,
 parenthesised inside a longer expression), so Brian2 gets plain statements, as if written out.
 """
 
@@ -31,7 +33,7 @@ from brian2.utils.stringtools import get_identifiers, word_substitute
 import biograd.equations
 from biograd.models.eqsfile import EqsFile, Line, Section, read_eqs, rule_references
 from biograd.models.errors import ModelFileError
-from biograd.models.params import RESERVED_NAMES, ParameterTable, read_table
+from biograd.models.params import RESERVED_NAMES, ParameterTable, read_table_lines
 from biograd.models.units import parse_unit
 
 EQUATIONS_DIR = Path(biograd.equations.__file__).resolve().parent  # the repository's equations/ or an installed copy
@@ -80,6 +82,11 @@ class Element:
     equations: b2.Equations
     values: dict[str, b2.Quantity]
     rules: dict[str, Rule] = field(default_factory=dict)
+    parameter_paths: dict[str, Path] = field(default_factory=dict)  # a taken parameter -> the table defining it
+
+    def table_path_of(self, name: str) -> Path:
+        """The table that defines the parameter ``name`` (a taken rule's parameter: its source's)."""
+        return self.parameter_paths.get(name, self.table_path)
 
     @property
     def variables(self) -> set[str]:
@@ -149,14 +156,39 @@ def load_element(name_or_path: str | Path, directory: Path | None = None) -> Ele
     table_path = path.with_suffix(".yaml")
     if not table_path.exists():
         raise ModelFileError(table_path, f"parameter table for {path.name} not found")
-    table = read_table(table_path)
+    table, lines = read_table_lines(table_path)
     if table.element != path.stem:
         raise ModelFileError(table_path, f"element: {table.element!r} does not match the file name {path.stem!r}")
+    table, parameter_paths = _taken_parameters(table, table_path, lines, rules)
     equations = _model_equations(eqs)
     values = {k: p.quantity() for k, p in table.parameters.items()}
-    element = Element(path.stem, table.kind, eqs, table, table_path, equations, values, rules)
+    element = Element(path.stem, table.kind, eqs, table, table_path, equations, values, rules, parameter_paths)
     _check_names(element)
     return element
+
+
+def _taken_parameters(table: ParameterTable, table_path: Path, lines: dict[tuple, int],
+                      rules: dict[str, Rule]) -> tuple[ParameterTable, dict[str, Path]]:
+    """``table`` with the parameters that its element's taken rules read from their source's table (as the rule
+    reads them here: a name substituted is not taken), and the table each comes from. The element's table does
+    not repeat them; a repetition of the same value (a run's copy of the files from before) is read as the
+    source's, another value is a ModelFileError at its line naming the source's line."""
+    taken, paths = {}, {}
+    for rule in rules.values():
+        if rule.source is None:
+            continue
+        source_path = rule.path.with_suffix(".yaml")
+        source, source_lines = read_table_lines(source_path)
+        for name in sorted(get_identifiers(rule.expression) & set(source.parameters)):
+            param, own = source.parameters[name], table.parameters.get(name)
+            if own is not None and not _equal(own.quantity(), param.quantity()):
+                raise ModelFileError(table_path, f"parameter {name!r} = {own.value} here, {param.value} in "
+                                     f"{source_path.name}:{source_lines.get(('parameters', name))}, whose value the "
+                                     f"rule {rule.name} taken from {rule.source} reads: remove it here (one "
+                                     f"definition, in {source_path.name})", lines.get(("parameters", name)))
+            taken[name], paths[name] = param, source_path
+    parameters = taken | {k: v for k, v in table.parameters.items() if k not in taken}  # (the taken first)
+    return (table.model_copy(update={"parameters": parameters}) if paths else table), paths
 
 
 def _rule_definitions(eqs: EqsFile) -> dict[str, tuple[str, Line]]:

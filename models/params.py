@@ -175,6 +175,11 @@ def check_parameters(path: Path, parameters: dict[str, Parameter], lines: dict[t
 
 def read_table(path: str | Path) -> ParameterTable:
     """Read and validate a parameter table; errors name the file, the line and the problem."""
+    return read_table_lines(path)[0]
+
+
+def read_table_lines(path: str | Path) -> tuple[ParameterTable, dict[tuple, int]]:
+    """:func:`read_table`, with the line of every key path."""
     path = Path(path)
     table, lines = read_yaml_model(path, ParameterTable, "parameter table")
     check_parameters(path, table.parameters, lines)
@@ -190,7 +195,7 @@ def read_table(path: str | Path) -> ParameterTable:
             if bound is not None and not same_dimensions(bound, unit):
                 raise ModelFileError(path, f"observable {name!r}: bound {bound} must be in units of "
                                      f"{OBSERVABLES[name]!r}", line)
-    return table
+    return table, lines
 
 
 def finite(value: b2.Quantity) -> bool:

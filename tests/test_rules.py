@@ -93,10 +93,13 @@ def test_export_carries_the_learning_epoch(tmp_path):
 
 
 def test_a_variant_that_repeats_the_rule_is_reported_with_file_and_line(equations):
-    """feedback_synapse_loihi.eqs with its own copy of the sleep rule (as before the rule had one definition):
-    `biograd check` fails with one line naming the file and the line that changes b."""
+    """feedback_synapse_loihi.eqs with its own copy of the sleep rule and its parameters (as before the rule had one
+    definition): `biograd check` fails with one line naming the file and the line that changes b."""
     loihi = equations / "feedback_synapse_loihi.eqs"
     edit(loihi, "## rules feedback_synapse\ndb_sleep: b -> b_loihi", "")
+    edit(equations / "feedback_synapse_loihi.yaml", "parameters:\n", "parameters:\n" + "".join(
+        f"  {name}: {{value: {value}, description: d, reference: r}}\n"
+        for name, value in (("eta_sleep", 3e-4), ("lambda_sleep", 0.5), ("scale_sleep", 0))))
     edit(loihi, "n_steps_sleep*b_res + db_sleep", "n_steps_sleep*b_res + eta_sleep*(1 - scale_sleep + scale_sleep*"
          "sigma_sleep_pre)*(x_sleep_post - x_mean_post) - eta_sleep*lambda_sleep*b_loihi")
     applies = line_of(loihi, r"b = clip\(b_loihi")
@@ -149,3 +152,43 @@ def test_a_variant_that_runs_the_rule_on_another_event_is_reported_at_its_line(e
                        r"the rule db_sleep runs on on_pre sleep_spike in feedback_synapse.eqs, here on on_pre err_pos, "
                        "on_pre sleep_spike"):
         load_composition((2, 2, 2), "sleep", "regular", {}, equations, "loihi")
+
+
+def test_a_variant_takes_the_parameters_its_rules_read_from_the_source_table(equations):
+    """One definition per parameter: an edit of eta_sleep, lambda_sleep or scale_sleep (eta) in the float table changes
+    the Loihi variant and its export too; a config's override of either element's name reaches both; an override out
+    of bounds names the table that defines it; a Loihi table that repeats one with another value is refused at its
+    line, naming the source's."""
+    feedback_loihi = load_element("feedback_synapse_loihi")
+    assert {name: feedback_loihi.table_path_of(name).name for name in ("eta_sleep", "lambda_sleep", "scale_sleep",
+                                                                        "t_epoch_sleep")} == {
+        "eta_sleep": "feedback_synapse.yaml", "lambda_sleep": "feedback_synapse.yaml",
+        "scale_sleep": "feedback_synapse.yaml", "t_epoch_sleep": "feedback_synapse_loihi.yaml"}
+    assert load_element("forward_synapse_loihi").table_path_of("eta").name == "forward_synapse.yaml"
+    spec = NetworkSpec(sizes=(20, 10, 10), precision="loihi")
+    before = learning_rules(spec.using(equations))
+    edit(equations / "feedback_synapse.yaml", "value: 0.0003", "value: 0.0006")
+    edit(equations / "forward_synapse.yaml", "value: 0.03", "value: 0.06")
+    chip = load_composition((4, 3, 3, 2), "sleep", "regular", {}, equations, "loihi")
+    assert float(chip.elements["feedback_synapse_loihi"].values["eta_sleep"]) == 0.0006
+    assert float(chip.elements["forward_synapse_loihi"].values["eta"]) == 0.06
+    after = learning_rules(spec.using(equations))
+    assert after["feedback2"] != before["feedback2"] and after["forward1"] != before["forward1"]
+    for written in ("feedback_synapse", "feedback_synapse_loihi"):
+        chip = load_composition((4, 3, 3, 2), "sleep", "regular", {written: {"lambda_sleep": "0.25"}}, equations,
+                                "loihi")
+        assert float(chip.elements["feedback_synapse_loihi"].values["lambda_sleep"]) == 0.25
+    with pytest.raises(ModelFileError, match=rf"{re.escape(str(equations / 'feedback_synapse.yaml'))}: "
+                       r"model.params.feedback_synapse.scale_sleep: parameter 'scale_sleep' = 2.0 is outside"):
+        load_composition((4, 3, 3, 2), "sleep", "regular", {"feedback_synapse": {"scale_sleep": "2"}}, equations,
+                         "loihi")
+    table = equations / "feedback_synapse_loihi.yaml"
+    line = edit(table, "parameters:\n", "parameters:\n  lambda_sleep: {value: 0.5, description: d, reference: r}\n")
+    assert float(load_element(equations / "feedback_synapse_loihi.eqs").values["lambda_sleep"]) == 0.5  # same value
+    edit(table, "lambda_sleep: {value: 0.5,", "lambda_sleep: {value: 0.4,")
+    source_line = line_of(equations / "feedback_synapse.yaml", r"  lambda_sleep:")
+    result = CliRunner().invoke(app, ["check", str(equations)])
+    assert result.exit_code == 1
+    assert f"feedback_synapse_loihi.yaml:{line + 1}: parameter 'lambda_sleep' = 0.4 here, 0.5 in " \
+           f"feedback_synapse.yaml:{source_line}, whose value the rule db_sleep taken from feedback_synapse reads: " \
+           "remove it here" in result.output
