@@ -286,7 +286,7 @@ def export(
 
     try:
         RunDirectory(run_dir).check_unchanged(accept_changes)  # the layers come from the run's files: as trained
-        path = export_run(run_dir, format_, out, force)
+        path = export_run(run_dir, format_, out, force, note=lambda line: console.print(line, markup=False))
     except (ModelFileError, FileNotFoundError, FileExistsError, CheckpointError, ValueError) as err:
         raise _fail(err) from err
     console.print(f"wrote {path}")

@@ -15,7 +15,9 @@ limits do not scale); with decays, an exponent other than 0 is refused. The grou
 (ignored by netx) holds what netx cannot: per layer the mantissa, weightExponent, numWeightBits,
 sign mode and quantisation statistics; the compartment structure; the learning rules in NxSDK's
 sum-of-products syntax (derived from the equation files' rules; attribute ``tEpoch``: the learning epoch in
-steps) with their traces' parameters; and provenance.
+steps) with their traces' parameters; and provenance. A rule with no such form at the run's values (the sleep rule
+reads sigma_sleep_pre, which no trace holds, where scale_sleep is not 0) is left out, the rest written: the group
+``loihi1/learning`` then has the attribute ``<group>.leftOut`` (e.g. ``feedback2.leftOut``) with the reason.
 
 **NIR** (``nir.write``): Input -> (Affine -> CubaLIF) per layer -> Output, with the float equivalents
 of the integers in threshold units (weights W, v_threshold 1, v_leak 0, v_reset 0) and time
@@ -39,12 +41,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from biograd.models.elements import equations_dir
+from biograd.models.errors import ModelFileError
 from biograd.models.loihi import LOIHI, LoihiLayer, LoihiRule, learning_rules, loihi_layers, trace_parameters
 from biograd.rundir import RunDirectory, atomic_path
 
@@ -53,9 +57,11 @@ NO_LEAK_STEPS = 1e9  # NIR's tau_mem, in steps, of a compartment without leak
 SUFFIX = {"netx": ".net", "nir": ".nir"}
 
 
-def export_run(run_dir: Path, fmt: Format, out: Path | None = None, force: bool = False) -> Path:
+def export_run(run_dir: Path, fmt: Format, out: Path | None = None, force: bool = False,
+               note: Callable[[str], None] = lambda line: None) -> Path:
     """Write the run's last checkpoint (its trained weights) as ``fmt`` to ``out`` (checked by
-    :func:`check_out`; default ``<run>/export.net`` or ``.nir``); returns the file."""
+    :func:`check_out`; default ``<run>/export.net`` or ``.nir``); returns the file. ``note`` gets one line per
+    learning rule left out of a netx file (:func:`left_out_line`)."""
     run = RunDirectory(run_dir)
     out = out or run.path / f"export{SUFFIX[fmt]}"
     check_out(out, run.path, force)
@@ -70,11 +76,22 @@ def export_run(run_dir: Path, fmt: Format, out: Path | None = None, force: bool 
                   "precision": spec.precision, "versions": run.read_json("versions.json")}
     with atomic_path(out) as tmp:
         if fmt == "netx":
-            rules = learning_rules(spec) or learning_rules(spec.using(equations_dir()))  # older copies: no ## rule
+            rules = learning_rules(spec, left_out=True) or \
+                learning_rules(spec.using(equations_dir()), left_out=True)  # older copies: no ## rule
             write_netx(tmp, layers, rules=rules, traces=trace_parameters(spec), provenance=provenance)
         else:
+            rules = {}
             write_nir(tmp, layers, float(spec.composition.dt), provenance=provenance)
+    for group, rule in rules.items():  # once the file is written
+        if isinstance(rule, ModelFileError):
+            note(left_out_line(group, rule))
     return out
+
+
+def left_out_line(group: str, err: ModelFileError) -> str:
+    """The one line that says a learning rule was left out of a netx file, and why."""
+    return f"note: the learning rule of {group} is left out of loihi1/learning (attribute {group}.leftOut): " \
+        f"{err.problem}"
 
 
 def _is_run_directory(folder: Path) -> bool:
@@ -114,7 +131,7 @@ def netx_layer(layer: LoihiLayer) -> tuple[np.ndarray, int]:
     return layer.mantissa.astype(np.int32), layer.v_th_mant * 2**-e
 
 
-def write_netx(path: Path, layers: list[LoihiLayer], *, rules: dict[str, LoihiRule], provenance: dict,
+def write_netx(path: Path, layers: list[LoihiLayer], *, rules: dict[str, LoihiRule | ModelFileError], provenance: dict,
                traces: dict[str, dict[str, float]] | None = None) -> None:
     import h5py
 
@@ -145,6 +162,9 @@ def write_netx(path: Path, layers: list[LoihiLayer], *, rules: dict[str, LoihiRu
         compartments.create_dataset("output", data="soma (CUBA, spikes) <- teacher input")
         learning = chip.create_group("learning")
         for name, rule in rules.items():
+            if isinstance(rule, ModelFileError):  # no sum of products: the reason where the rule would be
+                learning.attrs[f"{name}.leftOut"] = rule.problem
+                continue
             learning.create_dataset(name, data=rule.text).attrs["tEpoch"] = rule.epoch  # NxSDK's learning epoch
         for name, parameters in (traces or {}).items():
             for key, value in parameters.items():

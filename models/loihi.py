@@ -135,13 +135,13 @@ def _scaled(value: float) -> str:
     return f"{mantissa}*2^{exponent}"
 
 
-def learning_rules(spec: NetworkSpec) -> dict[str, LoihiRule]:
+def learning_rules(spec: NetworkSpec, left_out: bool = False) -> dict[str, LoihiRule | ModelFileError]:
     """The learning rules of ``spec`` at Loihi precision, per synapse group (``forward1``, ``feedback2``, ...):
     :func:`composition_rules` of its Loihi composition."""
-    return composition_rules(loihi_spec(spec).composition)
+    return composition_rules(loihi_spec(spec).composition, left_out)
 
 
-def composition_rules(chip: Composition) -> dict[str, LoihiRule]:
+def composition_rules(chip: Composition, left_out: bool = False) -> dict[str, LoihiRule | ModelFileError]:
     """Every learning rule of the synapse groups of ``chip`` in NxSDK's sum-of-products syntax, derived from its
     definition (its ``## rule``): in weight-mantissa units, rule * 2^n_drop / step, times the event's
     dependency factor, with the traces of :data:`NXSDK_TRACES` and every other name a constant of the network,
@@ -150,7 +150,8 @@ def composition_rules(chip: Composition) -> dict[str, LoihiRule]:
         feedback: dw = C1 x0 y1 - C1 m x0 - C2 x0 w,   C1 = eta_sleep 2^n_drop / b_res_l,  C2 = eta_sleep lambda_sleep
     (m: the noise trace's stationary mean; the term of scale_sleep vanishes at 0). Scales are rounded to 8-bit
     mantissas. A term that is no such product (a name without a trace, e.g. sigma_sleep_pre where scale_sleep is
-    not 0, or a function of a trace) is a ModelFileError at the rule's definition."""
+    not 0, or a function of a trace) is a ModelFileError at the rule's definition: raised, or with ``left_out`` the
+    group's entry (the rule left out of an export, the rest kept)."""
     rules = {}
     for l in range(1, chip.n_layers + 1):
         groups = [("forward", chip.synapse_kind(l), l - 1, l)]
@@ -159,7 +160,12 @@ def composition_rules(chip: Composition) -> dict[str, LoihiRule]:
             found = [(el, rule) for el in chip.group_elements(kind) for rule in el.rules.values()]
             for el, rule in found:
                 key = f"{prefix}{l}" if len(found) == 1 else f"{prefix}{l}.{rule.name}"
-                rules[key] = _sum_of_products(chip, el, rule, (kind, pre, post), f"{prefix}{l}")
+                try:
+                    rules[key] = _sum_of_products(chip, el, rule, (kind, pre, post), f"{prefix}{l}")
+                except ModelFileError as err:
+                    if not left_out:
+                        raise
+                    rules[key] = err
     return rules
 
 
@@ -243,7 +249,8 @@ def _sum_of_products(chip: Composition, el: Element, rule: Rule, synapse_group: 
                          - set(NXSDK_VARIABLES))
         if unknown:
             raise fail(f"the term {term} reads {', '.join(unknown)}, which Loihi's learning engine holds in no trace "
-                       f"(biograd.models.loihi.NXSDK_TRACES: {', '.join(NXSDK_TRACES)})")
+                       f"(biograd.models.loihi.NXSDK_TRACES: {', '.join(NXSDK_TRACES)})"
+                       + _brought_in(el, rule, unknown))
         if len(traces) != len(factors) or not coefficient.is_number:
             raise fail(f"the term {term} is no product of {', '.join(NXSDK_VARIABLES)} and constants")
         terms[traces] = terms.get(traces, 0.0) + float(coefficient)
@@ -254,6 +261,18 @@ def _sum_of_products(chip: Composition, el: Element, rule: Rule, synapse_group: 
             text += (" - " if text else "-") + product if terms[traces] < 0 else (" + " if text else "") + product
     epoch_steps = epoch if epoch.isdigit() else _constant(sides[""][0], epoch, synapse)
     return LoihiRule(f"dw = {text or '0'}", int(epoch_steps))
+
+
+def _brought_in(el: Element, rule: Rule, names: list[str]) -> str:
+    """Where ``rule`` has its terms reading ``names``: '; the rule has them where eta_sleep*scale_sleep is not 0
+    (eta_sleep = 0.0003, scale_sleep = 0.105)', from the parameters of ``el`` that multiply them ('' if none)."""
+    terms = [t for t in sympy.Add.make_args(sympy.expand(str_to_sympy(rule.expression)))
+             if {str(s) for s in t.free_symbols} & set(names)]
+    factors = sorted({str(s) for t in terms for s in t.free_symbols} & set(el.table.parameters))
+    if not factors:
+        return ""
+    values = ", ".join(f"{name} = {float(el.values[name]):g}" for name in factors)
+    return f"; the rule has them where {'*'.join(factors)} is not 0 ({values})"
 
 
 def trace_parameters(spec: NetworkSpec) -> dict[str, dict[str, float]]:
