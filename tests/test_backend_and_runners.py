@@ -121,6 +121,8 @@ def test_a_cxx_with_arguments_or_blank_is_the_compiler_make_runs(tmp_path, monke
 
     (tmp_path / "makefile").write_text('all:\n\t@echo "[$(CXX)]"\n')
     monkeypatch.setenv("CXX", " ")
+    for name in ("MAKEFLAGS", "MAKELEVEL"):  # under `make test`: no "make[1]: Entering directory" lines
+        monkeypatch.delenv(name, raising=False)
     compile_project(tmp_path)  # make's default compiler, not an empty command
     assert (tmp_path / "make.log").read_text() == "[g++]\n"
     tools = tmp_path / "bin"

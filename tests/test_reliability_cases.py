@@ -140,7 +140,9 @@ def test_check_of_a_unit_error_prints_no_brian2_warning(tmp_path):
         (tmp_path / name).write_text((equations_dir() / name).read_text())
     soma = tmp_path / "soma.eqs"
     soma.write_text(soma.read_text().replace("dA_soma/dt = forward*u_soma/dt : 1", "dA_soma/dt = forward*u_soma : 1"))
-    done = subprocess.run([str(BIOGRAD), "check", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    env = {k: v for k, v in os.environ.items() if k != "BIOGRAD_DEBUG"}  # an in-process --debug test may have set it
+    done = subprocess.run([str(BIOGRAD), "check", str(tmp_path)], capture_output=True, text=True, timeout=120,
+                          env=env)
     assert done.returncode == 1 and done.stderr == "", done.stderr
     unit, composition, summary = done.stdout.splitlines()
     assert unit.startswith(f"error {soma}:") and unit.endswith(": Brian2 rejects the element: Expression "
