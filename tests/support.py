@@ -127,3 +127,22 @@ def handles_sigterm(pid: int) -> bool:
     except (OSError, StopIteration):
         return False
     return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+
+
+def untrained_run(root, params: str = "{}"):
+    """A 64-12-10 sleep run on sklearn digits (backend numpy) with a checkpoint of seeded random weights, made
+    without training; ``params``: its model.params as YAML. Returns the RunDirectory."""
+    from biograd.config import load_config
+    from biograd.launch import start_run
+    from biograd.models.network import PlasticState
+    from biograd.rundir import Progress
+
+    config = root / "c.yaml"
+    config.write_text(f"name: c\nmodel: {{sizes: [64, 12, 10], feedback: sleep, params: {params}}}\ndata: {{source: "
+                      "sklearn, n_train: 40, n_test: 20, validation: 0}\ntrain: {backend: numpy}\n")
+    run = start_run(load_config(config), root=root / "out")
+    rng = np.random.default_rng(0)
+    state = PlasticState(W=[0.05 * rng.standard_normal((12, 64)), 0.05 * rng.standard_normal((10, 12))],
+                         B={2: 0.05 * rng.standard_normal((12, 10))}, bias={1: np.zeros(12), 2: np.zeros(10)})
+    run.save_checkpoint(state, Progress())
+    return run, state

@@ -8,32 +8,20 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from support import untrained_run
 from typer.testing import CliRunner
 
 from biograd.cli import app
-from biograd.config import load_config
 from biograd.export import left_out_line, write_netx
-from biograd.launch import start_run
 from biograd.models.errors import ModelFileError
 from biograd.models.loihi import learning_rules, loihi_layers
-from biograd.models.network import PlasticState
 from biograd.models.spec import NetworkSpec
-from biograd.rundir import Progress
 
 SCALED = {"feedback_synapse": {"scale_sleep": 0.105}}  # the mnist_2h sleep study's value
 
 
 def _run(root: Path, scale_sleep: float) -> Path:
-    config = root / "c.yaml"
-    config.write_text("name: c\nmodel: {sizes: [64, 12, 10], feedback: sleep, params: {feedback_synapse: "
-                      f"{{scale_sleep: {scale_sleep}}}}}}}\ndata: {{source: sklearn, n_train: 40, n_test: 20, "
-                      "validation: 0}\ntrain: {backend: numpy}\n")
-    run = start_run(load_config(config), root=root / "out")
-    rng = np.random.default_rng(0)
-    state = PlasticState(W=[0.05 * rng.standard_normal((12, 64)), 0.05 * rng.standard_normal((10, 12))],
-                         B={2: 0.05 * rng.standard_normal((12, 10))}, bias={1: np.zeros(12), 2: np.zeros(10)})
-    run.save_checkpoint(state, Progress())
-    return run.path
+    return untrained_run(root, f"{{feedback_synapse: {{scale_sleep: {scale_sleep}}}}}")[0].path
 
 
 def test_the_sleep_rule_of_a_scaled_run_is_left_out_of_the_file_with_its_reason(tmp_path):

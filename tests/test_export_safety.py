@@ -10,16 +10,13 @@ import shutil
 from pathlib import Path
 
 import h5py
-import numpy as np
 import pytest
+from support import untrained_run
 from typer.testing import CliRunner
 
 import biograd.export
 from biograd.cli import app
-from biograd.config import load_config
 from biograd.export import export_run
-from biograd.launch import start_run
-from biograd.models.network import PlasticState
 from biograd.rundir import Progress
 
 runner = CliRunner()
@@ -27,15 +24,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("export_safety")
-    config = root / "c.yaml"
-    config.write_text("name: c\nmodel: {sizes: [64, 12, 10], feedback: sleep}\ndata: {source: sklearn, n_train: 40, "
-                      "n_test: 20, validation: 0}\ntrain: {backend: numpy}\n")
-    run = start_run(load_config(config), root=root / "out")
-    rng = np.random.default_rng(0)
-    state = PlasticState(W=[0.05 * rng.standard_normal((12, 64)), 0.05 * rng.standard_normal((10, 12))],
-                         B={2: 0.05 * rng.standard_normal((12, 10))}, bias={1: np.zeros(12), 2: np.zeros(10)})
-    run.save_checkpoint(state, Progress())
+    run, state = untrained_run(tmp_path_factory.mktemp("export_safety"))
     run.save_checkpoint(state, Progress(), run.path / "weights_epoch1.npz")
     return run.path
 
