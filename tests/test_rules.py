@@ -92,6 +92,7 @@ def test_export_carries_the_learning_epoch(tmp_path):
         assert f["loihi1/learning/forward1"].attrs["tEpoch"] == spec.n_slot  # once per sample
 
 
+@pytest.mark.slow  # ~15 s: builds and checks whole compositions of a copied equations folder
 def test_a_variant_that_repeats_the_rule_is_reported_with_file_and_line(equations):
     """feedback_synapse_loihi.eqs with its own copy of the sleep rule and its parameters (as before the rule had one
     definition): `biograd check` fails with one line naming the file and the line that changes b."""
@@ -154,6 +155,7 @@ def test_a_variant_that_runs_the_rule_on_another_event_is_reported_at_its_line(e
         load_composition((2, 2, 2), "sleep", "regular", {}, equations, "loihi")
 
 
+@pytest.mark.slow  # ~15 s: builds and checks whole compositions of a copied equations folder
 def test_a_variant_takes_the_parameters_its_rules_read_from_the_source_table(equations):
     """One definition per parameter: an edit of eta_sleep, lambda_sleep or scale_sleep (eta) in the float table changes
     the Loihi variant and its export too; a config's override of either element's name reaches both; an override out
