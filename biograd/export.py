@@ -50,7 +50,7 @@ import numpy as np
 from biograd.models.elements import equations_dir
 from biograd.models.errors import ModelFileError
 from biograd.models.loihi import LOIHI, LoihiLayer, LoihiRule, learning_rules, loihi_layers, trace_parameters
-from biograd.rundir import RunDirectory, atomic_path
+from biograd.rundir import RunDirectory, atomic_path, is_run_directory
 
 Format = Literal["netx", "nir"]
 NO_LEAK_STEPS = 1e9  # NIR's tau_mem, in steps, of a compartment without leak
@@ -94,16 +94,12 @@ def left_out_line(group: str, err: ModelFileError) -> str:
         f"{err.problem}"
 
 
-def _is_run_directory(folder: Path) -> bool:
-    return (folder / "config.yaml").is_file() and (folder / "versions.json").is_file()
-
-
 def check_out(out: Path, run_dir: Path, force: bool) -> None:
     """Refuse ``out`` (ValueError, FileExistsError, FileNotFoundError, each one line naming it) where an
     export of ``run_dir`` must not write it (see the module docstring: "Where it writes")."""
     target, run = out.resolve(), run_dir.resolve()
     for folder in target.parents:
-        if folder == run or _is_run_directory(folder):
+        if folder == run or is_run_directory(folder):
             inside = target.relative_to(folder).parts
             if inside[0] != "export" and not (len(inside) == 1 and inside[0].startswith("export.")):
                 raise ValueError(f"--out {out}: a file of the run directory {folder}, whose inputs and records are "

@@ -192,12 +192,15 @@ def atomic_write(path: Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def is_run_directory(folder: Path) -> bool:
+    """Whether ``folder`` is a run directory: it holds config.yaml and versions.json."""
+    return (folder / "config.yaml").is_file() and (folder / "versions.json").is_file()
+
+
 def run_directory_of(path: Path) -> Path | None:
-    """The run directory (a folder holding config.yaml and versions.json) that is ``path`` or holds it, resolved;
-    None if there is none."""
+    """The run directory that is ``path`` or holds it, resolved; None if there is none."""
     target = Path(path).resolve()
-    return next((folder for folder in (target, *target.parents)
-                 if (folder / "config.yaml").is_file() and (folder / "versions.json").is_file()), None)
+    return next((folder for folder in (target, *target.parents) if is_run_directory(folder)), None)
 
 
 def _umask() -> int:
