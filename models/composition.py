@@ -168,6 +168,16 @@ class Composition:
         kinds += ["feedback" for l in layers if self.has_feedback_synapses(l)]
         return list(dict.fromkeys(kinds))
 
+    def files(self) -> list[Path]:
+        """The files this network is made of (sorted): the composition file, each element's ``.eqs`` and table, and
+        the ``.eqs`` and table of each element a rule is taken from (``## rules SOURCE``). Other files of the folder
+        (another precision's variants, another encoder's input) do not change it."""
+        files = {self.path}
+        for el in self.elements.values():
+            files |= {el.eqs.path, el.table_path, *(p for rule in el.rules.values()
+                                                     for p in (rule.path, rule.path.with_suffix(".yaml")))}
+        return sorted(files)
+
     # ------------------------------------------------------------------ composed groups
     def layer_group(self, layer: int, inference: bool = False, arrays: dict | None = None) -> GroupSpec:
         """The composed arguments of layer ``layer``'s NeuronGroup; ``arrays`` gives the TimedArrays
