@@ -23,8 +23,10 @@ epoch, stopping poor ones early (:mod:`biograd.study`); it takes no grid.
 
 A *setting* is one value per searched key; a *trial* is a setting with a seed: an ordinary run
 directory in ``<sweep>/trials/<trial>/``, where ``<trial>`` hashes the trial's resolved config and
-equation files. Run again, a sweep skips finished trials and resumes interrupted ones from their
-checkpoints; a changed base config or equation file makes new trials instead of mixing old and new.
+the equation files its model is made of. Run again, a sweep skips finished trials and resumes interrupted
+ones from their checkpoints; a changed base config or equation file of the model makes new trials instead of
+mixing old and new (another file of the folder changes no trial), and a trial found under another name (an
+older naming) with the same config and files is renamed, not trained again (:func:`adopt_trials`).
 
 The sweep writes ``trials.csv`` (one row per trial: searched values, seed, status, validation and
 test accuracy, minutes), ``summary.csv`` (per setting: mean and sd over seeds, the per-seed
@@ -65,7 +67,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from biograd.config import RunConfig, load_config
+from biograd.config import RunConfig, dump_config, load_config
 from biograd.launch import start_run
 from biograd.models.elements import equations_dir
 from biograd.models.params import read_yaml_model
@@ -228,40 +230,41 @@ def setting_trials(sweep: SweepFile, out: Path, index: int, values: dict[str, An
                    equations: Path | None = None) -> list[Trial]:
     """The trials (one per seed) of setting ``index`` with ``values``, each config validated now."""
     equations = equations or equations_dir()
-    equation_digest = equations_digest(equations)
     trials = []
     for seed in sweep.seeds:
         overrides = (*sweep.set, *(override(k, v) for k, v in values.items()), f"train.seed={seed}",
                      f"train.final_test={json.dumps(sweep.final_test)}")
         config = load_config(sweep.base, list(overrides), equations)
-        digest = trial_digest(config, equation_digest)
+        digest = trial_digest(config)
         pack_key = json.dumps(packing_key(config), sort_keys=True) + build_key(config)
         trials.append(Trial(index, values, seed, overrides, sweep.base, config.train.epochs,
                             out / "trials" / digest, pack_key))
     return trials
 
 
-def trial_digest(config: RunConfig, equation_digest: str) -> str:
+def trial_digest(config: RunConfig) -> str:
     """A trial's name: the hash of its resolved config (keys sorted, so that reordering a file changes
-    nothing) and of the equation files."""
-    text = json.dumps(config.model_dump(mode="json"), sort_keys=True) + equation_digest
+    nothing) and of the equation files its model is made of (:func:`equations_digest`)."""
+    text = json.dumps(config.model_dump(mode="json"), sort_keys=True) + equations_digest(config)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def equations_digest(folder: Path) -> str:
-    """sha256 of a folder's equation files and tables (names and contents)."""
-    files = sorted([*folder.glob("*.eqs"), *folder.glob("*.yaml")])
+def equations_digest(config: RunConfig) -> str:
+    """sha256 of the equation files and tables that ``config``'s network is made of (names and contents,
+    :meth:`~biograd.models.composition.Composition.files`): editing another file of the folder (another
+    precision's variant, another encoder's input) renames no trial and rebuilds nothing."""
+    files = config.model.composition.files()
     return hashlib.sha256(b"".join(f.name.encode() + f.read_bytes() for f in files)).hexdigest()
 
 
 def build_key(config: RunConfig) -> str:
     """What makes two trials' compiled projects the same shape: sizes, feedback, encoder, backend, chunk
-    sizes, the equation files (of the installed model) and the Brian2 version. Two trials that differ in
-    anything else share the folder too; make then recompiles what changed."""
+    sizes, the equation files its network is made of (:func:`equations_digest`) and the Brian2 version. Two trials
+    that differ in anything else share the folder too; make then recompiles what changed."""
     model, train = config.model, config.train
     shape = [model.sizes, model.feedback, model.encoder, train.backend, train.chunk, train.eval_chunk,
              train.sleep_every, train.sleep_duration, config.record.probe_samples > 0, metadata.version("brian2"),
-             equations_digest(equations_dir())]
+             equations_digest(config)]
     return hashlib.sha256(json.dumps(shape, default=str).encode()).hexdigest()[:10]
 
 
@@ -342,8 +345,48 @@ def _outcomes(trials: list[Trial], result) -> list[dict]:
 
 def trial_run(trial: Trial) -> RunDirectory | None:
     """The trial's run directory (one whose creation completed), if it has one yet."""
-    runs = sorted(p for p in trial.path.glob("*") if (p / "contract.json").is_file())
+    runs = _runs(trial.path)
     return RunDirectory(runs[0]) if runs else None
+
+
+def _runs(folder: Path) -> list[Path]:
+    """The run directories in a trial's folder whose creation completed."""
+    return sorted(p for p in folder.glob("*") if (p / "contract.json").is_file())
+
+
+def adopt_trials(trials: list[Trial], out: Path) -> None:
+    """Give a trial without a folder in ``out/trials`` the folder that holds it under another name (made before
+    trials were named by the files their model uses, or by any change of the naming): one whose one run
+    directory has the trial's config (config.yaml's text) and copies of the equation files the trial's model is
+    made of equal to today's, byte for byte. The folder is renamed (a warning says so) and the trial goes on
+    from it, ended or not, rather than training again. Of several such folders the most advanced is taken (an
+    ended trial, then the one validated after more epochs); two equally advanced ones are a ValueError naming
+    both. Call it holding the sweep folder's lock."""
+    planned = {trial.id for trial in trials}
+    earlier: dict[str, list[RunDirectory]] = {}  # config.yaml's text -> runs in folders that no trial names
+    for folder in sorted((out / "trials").glob("*/")):
+        runs = _runs(folder)
+        if folder.name not in planned and len(runs) == 1:
+            earlier.setdefault((runs[0] / "config.yaml").read_text(), []).append(RunDirectory(runs[0]))
+    for trial in (trial for trial in trials if earlier and not trial.path.exists()):
+        config = load_config(trial.base, list(trial.overrides))  # as run_pack trains it
+        files = config.model.composition.files()
+        same = sorted((run for run in earlier.get(dump_config(config), [])
+                       if all((copy := run.equations / f.name).is_file() and copy.read_bytes() == f.read_bytes()
+                              for f in files)), key=_advance, reverse=True)
+        if len(same) > 1 and _advance(same[0]) == _advance(same[1]):
+            raise ValueError(f"trial {trial.id} is in both {same[0].path.parent} and {same[1].path.parent} (the same "
+                             "config and equation files, as far trained): delete one, then run the sweep again")
+        if same:
+            old = same[0].path.parent
+            os.rename(old, trial.path)
+            warnings.warn(f"{old}: trial {trial.id} under an earlier name (the same config and equation files), "
+                          f"renamed to {trial.path.name}", stacklevel=2)
+
+
+def _advance(run: RunDirectory) -> tuple[bool, int]:
+    """How far a run has trained: ended or not, then the epochs validated."""
+    return run.read_json("status.json").get("status") in ENDED, len(validated_epochs(run))
 
 
 def _ended_rows(out: Path) -> dict[str, dict]:
@@ -374,6 +417,7 @@ def run_sweep(sweep: SweepFile, out: Path, *, trials: list[Trial] | None = None,
     directory is gone keeps its recorded row."""
     with sweep_folder(sweep, out) as lock:
         trials = trials or plan_trials(sweep, out)
+        adopt_trials(trials, out)
         builds = out / "builds"
         recorded = _ended_rows(out)
         kept = [trial for trial in trials if trial.id in recorded and trial_run(trial) is None]
@@ -406,7 +450,7 @@ def sweep_folder(sweep: SweepFile, out: Path) -> Iterator[HeldLock]:
     try:
         resolved = sweep.model_dump(mode="json", exclude_none=True) | {"base": os.path.relpath(sweep.base,
                                                                                              out.resolve())}
-        (out / "sweep.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+        atomic_write(out / "sweep.yaml", yaml.safe_dump(resolved, sort_keys=False).encode())
         yield lock
     finally:
         lock.release()

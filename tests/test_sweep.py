@@ -3,6 +3,7 @@ results, resumed, summarised and chosen on validation; a worker killed mid-sweep
 
 import json
 import os
+import re
 import shutil
 import signal
 import threading
@@ -13,9 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from biograd.config import load_config
 from biograd.models.errors import ModelFileError
 from biograd.rundir import RunDirectory
-from biograd.sweep import _ended_rows, dask_client, load_sweep, plan_trials, run_sweep, summarise
+from biograd.sweep import _ended_rows, adopt_trials, dask_client, load_sweep, plan_trials, run_sweep, summarise
 
 BASE = """\
 name: tiny
@@ -280,3 +282,67 @@ def test_sweep_tables_are_written_whole_or_not_at_all(sweep_file, tmp_path, monk
     assert pd.read_csv(tmp_path / "trials.csv").trial.tolist() == ["a", "b"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.json", "summary.csv", "sweep.png", "sweep.yaml",
                                                           "tiny.yaml", "trials.csv"]
+
+
+@pytest.fixture
+def finished_trial(sweep_file, tmp_path, monkeypatch):
+    """A one-trial sweep whose trial has ended (made, not trained: status finished), its model read from a copy of
+    the equation files (``tmp_path / "equations"``), and training that fails if anything trains again. Returns the
+    sweep, its folder and the trial."""
+    import biograd.models.elements
+    import biograd.sweep
+    from biograd.launch import start_run
+
+    shutil.copytree(biograd.models.elements.equations_dir(), tmp_path / "equations")
+    monkeypatch.setattr(biograd.models.elements, "EQUATIONS_DIR", tmp_path / "equations")
+    sweep_file.write_text(SWEEP.replace("[0.01, 0.05]", "[0.01]").replace("seeds: [0, 1]", "seeds: [0]"))
+    sweep, out = load_sweep(sweep_file), tmp_path / "out"
+    (trial,) = plan_trials(sweep, out)
+    start_run(load_config(trial.base, list(trial.overrides)), root=trial.path).set_status("finished", "made ended")
+
+    def retrained(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(biograd.sweep, "Trainer", retrained)
+    return sweep, out, trial
+
+
+def test_only_the_equation_files_of_the_model_name_a_trial(finished_trial, tmp_path):
+    """An edit of a file that the trial's model does not use (another precision's variant, another encoder's input)
+    keeps the trial's name: the ended trial is not trained again; an edit of a file it uses names a new trial,
+    and the old one's folder is not taken for it."""
+    sweep, out, trial = finished_trial
+    for unused in ("soma_loihi.eqs", "input_poisson.eqs", "input_poisson.yaml"):
+        with open(tmp_path / "equations" / unused, "a") as file:
+            file.write("# edited\n")
+    assert [t.id for t in plan_trials(sweep, out)] == [trial.id]
+    result = run_sweep(sweep, out, serial=True, progress=False)
+    assert list(result.trials.status) == ["finished"] and sorted(os.listdir(out / "trials")) == [trial.id]
+    with open(tmp_path / "equations" / "soma.eqs", "a") as file:
+        file.write("# edited\n")
+    (edited,) = plan_trials(sweep, out)
+    assert edited.id != trial.id
+    adopt_trials([edited], out)
+    assert sorted(os.listdir(out / "trials")) == [trial.id]
+
+
+def test_a_trial_under_an_earlier_name_is_renamed_only_with_the_same_config_and_files(finished_trial, tmp_path):
+    """A trial's folder under another name (an older naming) is taken, renamed, for the trial when its run has the
+    trial's config and equation files, and not otherwise; of two such folders the ended one, and two ended ones
+    are an error naming both."""
+    sweep, out, trial = finished_trial
+    old, twin = out / "trials" / "0123456789ab", out / "trials" / "ba9876543210"
+    trial.path.rename(old)
+    base = tmp_path / "tiny.yaml"
+    base.write_text(BASE.replace("n_test: 10", "n_test: 12"))  # another config
+    adopt_trials(plan_trials(sweep, out), out)
+    assert sorted(os.listdir(out / "trials")) == [old.name]
+    base.write_text(BASE)
+    shutil.copytree(old, twin)
+    with pytest.raises(ValueError, match=re.escape(f"trial {trial.id} is in both {old} and {twin}")):
+        adopt_trials([trial], out)
+    RunDirectory(next(twin.iterdir())).set_status("failed", "stopped")
+    with pytest.warns(UserWarning, match=re.escape(f"{old}: trial {trial.id} under an earlier name")):
+        result = run_sweep(sweep, out, serial=True, progress=False)
+    assert list(result.trials.status) == ["finished"] and list(result.trials.trial) == [trial.id]
+    assert sorted(os.listdir(out / "trials")) == sorted([trial.id, twin.name])
