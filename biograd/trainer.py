@@ -34,7 +34,7 @@ from biograd.models.spec import NetworkSpec
 from biograd.packing import check_no_probes, varied_parameters
 from biograd.plan import Task, build, plan_tasks
 from biograd.recording import Prober, Recorder
-from biograd.rundir import DiskFullError, LockLostError, Progress, RunDirectory
+from biograd.rundir import DiskFullError, LockLostError, Progress, RunDirectory, atomic_path
 from biograd.signals import Terminated, stop_requests
 from biograd.workers import Worker, hosted
 
@@ -153,7 +153,8 @@ class Trainer:
             if not full:
                 self._write_timings(session)
         for member in session.members:
-            learning_curve(member.run.metrics(), member.run.learning_curve_path)
+            with atomic_path(member.run.learning_curve_path) as tmp:  # the old figure or the new, never half
+                learning_curve(member.run.metrics(), tmp)
             if member.progress.task < len(member.tasks):
                 member.run.set_status("paused", f"after epoch {self.until_epoch} of {self.config.train.epochs} "
                                       f"(task {member.progress.task} of {len(member.tasks)}); training again continues")
