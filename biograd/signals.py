@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from multiprocessing import resource_tracker
 from pathlib import Path
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -147,7 +148,10 @@ def stops_deferred_for_children() -> Iterator[None]:
     """:func:`stops_deferred` for a block that starts processes which take the stop signals themselves (the
     trainer's workers, Dask's): those begin with SIGINT and SIGTERM blocked (threads and processes inherit the
     signal mask, across exec), so that one sent to the process group while Python starts there (before: a
-    KeyboardInterrupt traceback from that process) waits until it takes them (:func:`take_stops`)."""
+    KeyboardInterrupt traceback from that process) waits until it takes them (:func:`take_stops`). The
+    resource tracker of multiprocessing starts first: started lazily by the block's first process, it would
+    unblock both signals in the thread that started it, and so in the processes started after."""
+    resource_tracker.ensure_running()
     with stops_deferred():
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:

@@ -346,3 +346,30 @@ def test_a_trial_under_an_earlier_name_is_renamed_only_with_the_same_config_and_
         result = run_sweep(sweep, out, serial=True, progress=False)
     assert list(result.trials.status) == ["finished"] and list(result.trials.trial) == [trial.id]
     assert sorted(os.listdir(out / "trials")) == sorted([trial.id, twin.name])
+
+
+PROCESS_MASK = """\
+import multiprocessing, sys
+from biograd.signals import stops_deferred_for_children
+
+def blocked(connection):
+    connection.send(next(line for line in open("/proc/self/status") if line.startswith("SigBlk")))
+
+if __name__ == "__main__":
+    ours, theirs = multiprocessing.Pipe()
+    with stops_deferred_for_children():  # the first process of this program: multiprocessing's tracker starts now
+        multiprocessing.get_context("spawn").Process(target=blocked, args=(theirs,)).start()
+    print(int(ours.recv().split()[1], 16))
+"""
+
+
+def test_processes_started_for_stops_deferred_begin_with_the_stops_blocked(tmp_path):
+    """The first process a program starts (a Dask worker, an evaluation worker) begins with SIGINT and SIGTERM
+    blocked: multiprocessing's resource tracker, which it would start first, unblocked them as it started."""
+    import subprocess
+    import sys
+
+    (tmp_path / "mask.py").write_text(PROCESS_MASK)
+    mask = int(subprocess.run([sys.executable, "mask.py"], cwd=tmp_path, capture_output=True, text=True, check=True,
+                              timeout=60).stdout)
+    assert mask & (1 << (signal.SIGINT - 1)) and mask & (1 << (signal.SIGTERM - 1))
