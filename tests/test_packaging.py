@@ -105,6 +105,6 @@ def test_the_installed_package_runs_the_readme_commands(built, tmp_path, kind):
     demo = run("demo", *(arg for item in [*DEMO, f"train.backend={backend}"] for arg in ("--set", item)))
     assert "test accuracy" in demo
     (run_dir,) = (work / "runs" / "out").glob("*_demo_*")
-    report = run("report", str(run_dir))
+    report = run("report", "--force", str(run_dir))  # the demo wrote one; README: again with --force
     assert (run_dir / "report" / "report.md").is_file(), report
     assert "energy" in (run_dir / "report" / "report.md").read_text().lower()
