@@ -23,7 +23,7 @@ PYTEST_ARGS ?= -n 2
 LAVA_VENV ?= .venv-lava
 PEER_VENV ?= .venv-peer
 
-.PHONY: venv gpu genn lava peer demo test test-standalone test-slow test-cuda test-genn test-lava lint describe clean
+.PHONY: venv gpu genn lava peer demo test test-standalone test-slow test-cuda test-genn test-lava test-peer lint describe clean
 
 venv: $(STAMP)
 
@@ -56,6 +56,10 @@ $(PEER_VENV)/.installed:
 
 test-lava: $(STAMP) lava
 	$(PY) -m pytest tests/test_loihi_export.py -m slow $(PYTEST_ARGS)
+
+# The NIR export in snnTorch 1.0 and norse 1.1, run in the peer environment (skipped without it).
+test-peer: $(STAMP) peer
+	$(PY) -m pytest tests/test_nir_peers.py -m slow $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(PY) -m biograd.cli demo

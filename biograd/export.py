@@ -3,7 +3,7 @@
 Both formats carry the forward path (input spikes -> dense W_1 -> CUBA layer -> ... -> output layer)
 on Loihi 1's grid (:mod:`biograd.models.loihi`); a float run is quantised on it (post-training
 quantisation, with the statistics written). The input encoder (pixels -> spikes) is not part of
-either file: the input layer's spikes are the network's input.
+either network: the input layer's spikes are the network's input (the NIR file's metadata describes it).
 
 **netx** (lava-dl's HDF5 layout, read by ``lava.lib.dl.netx.hdf5.Network``): ``layer/<l>`` for each
 weight layer, a ``dense`` layer with integer ``weight`` (N_l x N_{l-1}) and a ``CUBA`` neuron
@@ -19,14 +19,34 @@ steps) with their traces' parameters; and provenance. A rule with no such form a
 reads sigma_sleep_pre, which no trace holds, where scale_sleep is not 0) is left out, the rest written: the group
 ``loihi1/learning`` then has the attribute ``<group>.leftOut`` (e.g. ``feedback2.leftOut``) with the reason.
 
-**NIR** (``nir.write``): Input -> (Affine -> CubaLIF) per layer -> Output, with the float equivalents
-of the integers in threshold units (weights W, v_threshold 1, v_leak 0, v_reset 0) and time
+**NIR** (``nir.write``): Input -> (Delay -> Affine -> CubaLIF) per layer -> Output, with the float
+equivalents of the integers in threshold units (weights W, v_threshold 1, v_leak 0, v_reset 0) and time
 constants in seconds for forward Euler at dt = one Loihi step (graph metadata ``dt``):
 tau_syn = dt * 4096/d_u, tau_mem = dt * 4096/d_v, r = tau_mem/dt and w_in = tau_syn/dt, so that
 per step, a spike counting 1 in the step it arrives, I <- I (1 - d_u/4096) + W s and then
-v <- v (1 - d_v/4096) + I (the new I). Without leak (d_v = 0) tau_mem is NO_LEAK_STEPS steps: a
-leak of 1e-9 per step, far below the weights' step, where an infinite tau_mem would make r/tau_mem
-undefined for a reader. Spikes travel one step per layer, as on Loihi.
+v <- v (1 - d_v/4096) + I (the new I). Without leak (d_v = 0) tau_mem is NO_LEAK_STEPS = 2^30 steps: a
+leak of 2^-30 (about 1e-9) per step, below float32's resolution, where an infinite tau_mem would make
+r/tau_mem undefined for a reader; a power of two, so that r and dt/tau_mem are exact in binary floats.
+Spikes travel one step per layer, as on Loihi: each ``delay<l>`` node (``nir.Delay``, dt) holds the
+spikes into layer l one step. The metadata (:func:`nir_metadata`) also holds ``steps`` (n_f, steps per
+sample), ``input_encoding`` (JSON: the encoder element's description, equations, externals and
+parameters, e.g. the regular rate code's r_max) and ``readout`` (JSON: output spike counts over steps
+[0, n_f) from rest, the class the largest; ``delay_steps`` L = the number of layers). The graph is a
+discrete-time network, one reader step per Loihi step; what a reader must do:
+
+* step dt' per Loihi step with tau_syn and tau_mem scaled by dt'/dt (r and w_in are ratios in steps and
+  stay). snnTorch 1.0's ``import_from_nir`` fixes dt' = 1e-4 s. norse 1.1's ``from_nir(graph, dt=dt')`` takes
+  any: a power of two (e.g. 1: time in steps) makes dt'/tau_syn exactly 1 in binary floats; at dt = 1e-3 s it
+  is 1 - 6e-8 in float32, which may tip a potential that lands exactly on the threshold (common on the
+  weights' grid);
+* join each Delay node's edges (a -> delay -> b becomes a -> b): neither reader has ``nir.Delay`` (nirtorch
+  refuses it for snnTorch and, mapping it to nothing, fails for norse). Every layer then acts in the step its
+  input arrives, the same output spikes L steps earlier: count them over steps [0, n_f - L) (``readout``'s
+  ``steps_without_delays``);
+* feed the n_f steps of the input encoding, every sample from rest (I = v = 0, the encoder restarted); the
+  class is the largest count, ties to the larger current I of the output layer summed over the same steps.
+  ``scripts/nir_peer_check.py`` does all this (``tests/test_nir_peers.py``: both readers give the project's
+  output spike counts and classes).
 
 **Where it writes** (:func:`check_out`): the file goes through a temporary file in the same folder and is
 renamed when complete (:func:`biograd.rundir.atomic_path`), so a failed export leaves no file and an
@@ -45,15 +65,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
+import brian2 as b2
 import numpy as np
 
+from biograd.models.composition import Composition
 from biograd.models.elements import equations_dir
 from biograd.models.errors import ModelFileError
 from biograd.models.loihi import LOIHI, LoihiLayer, LoihiRule, learning_rules, loihi_layers, trace_parameters
 from biograd.rundir import RunDirectory, atomic_path, is_run_directory
 
 Format = Literal["netx", "nir"]
-NO_LEAK_STEPS = 1e9  # NIR's tau_mem, in steps, of a compartment without leak
+NO_LEAK_STEPS = 2.0**30  # NIR's tau_mem, in steps, of a compartment without leak (module docstring)
 SUFFIX = {"netx": ".net", "nir": ".nir"}
 
 
@@ -81,7 +103,7 @@ def export_run(run_dir: Path, fmt: Format, out: Path | None = None, force: bool 
             write_netx(tmp, layers, rules=rules, traces=trace_parameters(spec), provenance=provenance)
         else:
             rules = {}
-            write_nir(tmp, layers, float(spec.composition.dt), provenance=provenance)
+            write_nir(tmp, layers, spec.composition, provenance=provenance)
     for group, rule in rules.items():  # once the file is written
         if isinstance(rule, ModelFileError):
             note(left_out_line(group, rule))
@@ -168,22 +190,47 @@ def write_netx(path: Path, layers: list[LoihiLayer], *, rules: dict[str, LoihiRu
         chip.create_dataset("provenance", data=json.dumps(provenance, indent=1))
 
 
-def write_nir(path: Path, layers: list[LoihiLayer], dt: float, *, provenance: dict) -> None:
+def nir_metadata(composition: Composition) -> dict[str, float | int | str]:
+    """The NIR graph's metadata (module docstring): ``dt`` (s), ``steps`` (n_f), ``input_encoding`` and
+    ``readout`` (JSON), every number the composition's (the run's tables with its overrides)."""
+    kind = composition.layer_kind(0, inference=True)
+    encoder = next(composition.elements[name] for name, listed in
+                   zip(composition.element_names(kind), composition.recipe(kind).elements, strict=True)
+                   if "{encoder}" in listed)
+    n_f, delay = composition.n_f, composition.n_layers
+    sections = encoder.eqs.sections.items()
+    encoding = {"encoder": composition.encoder, "element": encoder.name, "description": encoder.eqs.header,
+                "equations": {" ".join(filter(None, key)): section.code for key, section in sections},
+                "external": {name: external.description for name, external in encoder.table.external.items()},
+                "parameters": {name: f"{float(q)!r} {'1' if q.is_dimensionless else b2.get_unit(q.dim)}"
+                               for name, q in encoder.values.items()}}
+    readout = {"node": "output", "statistic": "spike count of each output neuron", "steps": [0, n_f],
+               "delay_steps": delay, "steps_without_delays": [0, max(n_f - delay, 0)],
+               "class": "argmax of the counts; ties go to the larger input current I summed over the steps",
+               "state": "every sample starts from rest (I = v = 0) and the encoder from its slot_start"}
+    return {"dt": float(composition.dt), "steps": n_f, "input_encoding": json.dumps(encoding),
+            "readout": json.dumps(readout)}
+
+
+def write_nir(path: Path, layers: list[LoihiLayer], composition: Composition, *, provenance: dict) -> None:
     import nir
 
+    metadata = nir_metadata(composition)
+    dt = metadata["dt"]
     nodes = {"input": nir.Input(input_type=np.array([layers[0].mantissa.shape[1]]))}
     edges, previous = [], "input"
     for l, layer in enumerate(layers, start=1):
-        n = layer.mantissa.shape[0]
+        n, n_in = layer.mantissa.shape
         tau_syn = dt * 4096 / layer.d_u if layer.d_u else np.inf
         tau_mem = dt * (4096 / layer.d_v if layer.d_v else NO_LEAK_STEPS)
+        nodes[f"delay{l}"] = nir.Delay(delay=np.full(n_in, dt))
         nodes[f"affine{l}"] = nir.Affine(weight=layer.weight, bias=np.zeros(n))
         nodes[f"lif{l}"] = nir.CubaLIF(tau_syn=np.full(n, tau_syn), tau_mem=np.full(n, tau_mem),
                                        r=np.full(n, tau_mem / dt), v_leak=np.zeros(n), v_threshold=np.ones(n),
                                        v_reset=np.zeros(n), w_in=np.full(n, tau_syn / dt))
-        edges += [(previous, f"affine{l}"), (f"affine{l}", f"lif{l}")]
+        edges += [(previous, f"delay{l}"), (f"delay{l}", f"affine{l}"), (f"affine{l}", f"lif{l}")]
         previous = f"lif{l}"
     nodes["output"] = nir.Output(output_type=np.array([layers[-1].mantissa.shape[0]]))
     edges.append((previous, "output"))
-    graph = nir.NIRGraph(nodes, edges, metadata={"dt": dt, "provenance": json.dumps(provenance)})
+    graph = nir.NIRGraph(nodes, edges, metadata=metadata | {"provenance": json.dumps(provenance)})
     nir.write(path, graph)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The peer environment for the speed table's snnTorch column (runs/peer_snntorch.py, runs/benchmark.py --peer):
-# torch 2.13.0 (CPU build; on this project's machines a local file for Python 3.11) and snnTorch 1.0.
+# The peer environment for the speed table's snnTorch column (runs/peer_snntorch.py, runs/benchmark.py --peer) and
+# the NIR export's check in other simulators (scripts/nir_peer_check.py, make test-peer): torch 2.13.0 (CPU build;
+# on this project's machines a local file for Python 3.11), snnTorch 1.0, norse 1.1 with nir 1.0 and nirtorch 2.6
+# (torchvision 0.28.0, norse's dependency, pinned to torch 2.13: a newer one would bring a newer torch).
 # Usage: scripts/make_peer_venv.sh VENV_DIR    (without Python 3.11 it says so and exits 1)
 set -euo pipefail
 venv=${1:-.venv-peer}
@@ -10,6 +12,7 @@ if ! python=$(find_python 3.11 "${PYTHON311:-}"); then
   exit 1
 fi
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet "torch==2.13.0" "snntorch==1.0.0" numpy
+"$venv/bin/python" -m pip install --quiet "torch==2.13.0" "torchvision==0.28.0" "snntorch==1.0.0" "norse==1.1.0" \
+  "nir==1.0.8" "nirtorch==2.6" numpy
 touch "$venv/.installed"
 echo "peer environment ready: $venv ($("$venv/bin/python" --version))"

@@ -8,6 +8,7 @@
   forward Euler as the export's docstring says, classifies the digits as the integer model does.
 """
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 import pytest
 
 from biograd.data.embedded import load_embedded_mnist
-from biograd.export import write_netx, write_nir
+from biograd.export import nir_metadata, write_netx, write_nir
 from biograd.models.loihi import learning_rules, loihi_layers
 from biograd.models.network import BioGradNetwork, PlasticState
 from biograd.models.spec import NetworkSpec
@@ -114,19 +115,40 @@ def random_layers(seed: int = 4):
 
 
 def test_nir_file_reads_back_exactly(tmp_path):
+    """The graph reads back with a one-step Delay before each layer, and the CubaLIF parameters pass the readers'
+    checks (snnTorch 1.0: v_leak 0, r = tau_mem/dt; both: w_in dt/tau_syn = 1, so that a spike adds W)."""
     layers = random_layers()
     path = tmp_path / "net.nir"
-    write_nir(path, layers, 1e-3, provenance={"run": "test"})
+    write_nir(path, layers, SPEC.composition, provenance={"run": "test"})
     graph = nir.read(path, type_check=True)
-    assert graph.edges == [("input", "affine1"), ("affine1", "lif1"), ("lif1", "affine2"), ("affine2", "lif2"),
-                           ("lif2", "output")]
+    assert graph.edges == [("input", "delay1"), ("delay1", "affine1"), ("affine1", "lif1"), ("lif1", "delay2"),
+                           ("delay2", "affine2"), ("affine2", "lif2"), ("lif2", "output")]
     for l, layer in enumerate(layers, start=1):
+        n, n_in = layer.mantissa.shape
+        np.testing.assert_array_equal(graph.nodes[f"delay{l}"].delay, np.full(n_in, 1e-3))
         np.testing.assert_array_equal(graph.nodes[f"affine{l}"].weight, layer.weight)
         lif = graph.nodes[f"lif{l}"]
-        np.testing.assert_array_equal(lif.tau_syn, np.full(layer.mantissa.shape[0], 1e-3))  # d_u 4096: one step
-        assert (lif.tau_mem / 1e-3 >= 1e9).all()  # d_v 0: no leak (1e-9 per step)
+        np.testing.assert_array_equal(lif.tau_syn, np.full(n, 1e-3))  # d_u 4096: one step
+        np.testing.assert_array_equal(lif.tau_mem / 1e-3, 2.0**30)  # d_v 0: no leak (2^-30 per step)
+        np.testing.assert_array_equal(lif.r, lif.tau_mem / 1e-3)
+        np.testing.assert_array_equal(lif.w_in * 1e-3 / lif.tau_syn, 1.0)
         np.testing.assert_array_equal(lif.v_threshold, 1.0)
-    assert graph.metadata["dt"] == 1e-3
+        np.testing.assert_array_equal(lif.v_leak, 0.0)
+    assert graph.metadata["dt"] == 1e-3 and graph.metadata["steps"] == SPEC.composition.n_f
+    assert json.loads(graph.metadata["provenance"]) == {"run": "test"}
+
+
+def test_nir_metadata_holds_the_runs_encoding_steps_and_readout():
+    """Every number from the composition, with a config's overrides: dt, n_f, the encoder's parameters."""
+    spec = NetworkSpec(sizes=(6, 5, 4, 3), precision="loihi", encoder="poisson",
+                       params={"network": {"n_f": 12, "dt": "0.5 ms"}, "input_poisson": {"r_max": "400 Hz"}})
+    metadata = nir_metadata(spec.composition)
+    assert metadata["dt"] == 5e-4 and metadata["steps"] == 12
+    encoding, readout = json.loads(metadata["input_encoding"]), json.loads(metadata["readout"])
+    assert encoding["encoder"] == "poisson" and encoding["element"] == "input_poisson"
+    assert encoding["parameters"] == {"r_max": "400.0 Hz"} and "r_max" in "".join(encoding["equations"].values())
+    assert {"forward", "stimulus"} <= set(encoding["external"]) and encoding["description"].startswith("Input")
+    assert readout["steps"] == [0, 12] and readout["delay_steps"] == 3 and readout["steps_without_delays"] == [0, 9]
 
 
 def nir_float_spike_counts(graph: nir.NIRGraph, input_spikes: set, n_f: int) -> np.ndarray:
@@ -162,10 +184,11 @@ def test_nir_float_network_classifies_as_the_integer_model(integer_model, tmp_pa
     model. Tolerance: the same class (argmax of output spike counts) on at least 99 of 100 digits, and output spike
     counts that differ by at most one in at most 1% of (digit, neuron) pairs. A float potential that lands exactly on
     the threshold (sums on the weights' grid do; the integer comparison is strict) may tip either way once r/tau_mem
-    and the 1e-9 leak that stands for none are rounded: measured 5 of 1,000 counts off by one, 100 of 100 classes."""
+    and the 2^-30 leak that stands for none are rounded: measured 5 of 1,000 counts off by one, 100 of 100 classes
+    (with a leak of 1e-9)."""
     layers, spikes, _, n_f = integer_model
     path = tmp_path / "net.nir"
-    write_nir(path, layers, 1e-3, provenance={})
+    write_nir(path, layers, SPEC.composition, provenance={})
     counts = nir_float_spike_counts(nir.read(path, type_check=True), spikes[0], n_f)
     integer_counts = np.zeros_like(counts)
     for digit, _, neuron in spikes[-1]:
