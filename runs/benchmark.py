@@ -9,6 +9,7 @@
     python runs/benchmark.py --backend cuda_standalone --compile-only   # nvcc, no GPU needed
     python runs/benchmark.py --backend genn --genn-backend single_threaded_cpu   # GeNN 5 (make genn); cuda on a GPU
     python runs/benchmark.py --sizes 784-500-10 --profile   # and the share of time per code-object kind
+    python runs/benchmark.py --sizes 784-500-10 --perf --no-inference   # the same shares, sampled by perf
     python runs/benchmark.py --sizes 784-500-10 --threads 2   # OpenMP threads in one run (cpp_standalone)
 
 ``--compile-only`` builds the training and inference projects and stops (no speeds): a later run
@@ -34,7 +35,11 @@ name the backend ``genn_<genn backend>`` and leave the binary's memory empty (Ge
 ``--threads N`` runs cpp_standalone with N OpenMP threads (one run on N cores). ``--profile`` builds with
 Brian2's code-object timers (a little slower) and adds, for the last training chunk, the share of the
 timed time per kind of code object (:data:`CODE_OBJECT_KINDS`: ``share_<kind>``) and ``ns_per_event``,
-the propagation pathways' time per synaptic event. Results: runs/out/benchmark/speed.csv.
+the propagation pathways' time per synaptic event. ``--perf`` samples the compiled binary with Linux
+perf instead (nothing added to the generated code): ``perf_<kind>``, each kind's share of the binary's
+samples over the whole measurement (with inference, its build's runs too: use ``--no-inference``), and
+``perf_outside``, the samples in no code object (the network loop, reading and writing arrays, and the
+kernel: page faults of growing monitors, which the timers count in the monitor). Results: runs/out/benchmark/speed.csv.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Annotated
@@ -159,12 +165,32 @@ def code_object_shares(profiling_info: list[tuple[str, float]], result, sizes: t
         / sum(result.spikes[layer].sum() * sizes[layer + 1] for layer in range(len(sizes) - 1))}
 
 
-def _run(options: list[str]) -> dict:
-    """One measurement in a process of its own (one standalone build per process)."""
-    child = subprocess.run([sys.executable, __file__, "--one", *options], capture_output=True, text=True)
-    if child.returncode:
-        sys.exit(f"{' '.join(options)} failed (exit {child.returncode}):\n{child.stderr[-4000:]}")
-    return json.loads(child.stdout.strip().splitlines()[-1])
+def _run(options: list[str], perf: bool = False) -> dict:
+    """One measurement in a process of its own (one standalone build per process); with ``perf``, sampled."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "perf.data"
+        sampler = ["perf", "record", "--quiet", "-F", "2000", "-o", str(data), "--"] if perf else []
+        child = subprocess.run([*sampler, sys.executable, __file__, "--one", *options], capture_output=True, text=True)
+        if child.returncode:
+            sys.exit(f"{' '.join(options)} failed (exit {child.returncode}):\n{child.stderr[-4000:]}")
+        row = json.loads(child.stdout.strip().splitlines()[-1])
+        return row | (perf_shares(data) if perf else {})
+
+
+def perf_shares(data: Path) -> dict:
+    """``perf_<kind>``: each code-object kind's share of the compiled binary's samples in perf's ``data``
+    (symbols ``_run_<code object>``); ``perf_outside``: the binary's samples in no code object."""
+    import re
+
+    report = subprocess.run(["perf", "report", "-i", str(data), "--comm", "main", "--sort", "sym", "--stdio",
+                             "--percentage", "relative"], capture_output=True, text=True, check=True).stdout
+    shares = dict.fromkeys([*CODE_OBJECT_KINDS, "outside"], 0.0)
+    for percent, symbol in re.findall(r"^\s*([\d.]+)%\s+\[.\]\s+(\S+)", report, flags=re.MULTILINE):
+        name = symbol.removeprefix("_run_") if symbol.startswith("_run_") else None
+        kind = "outside" if name is None or not name.endswith(("_codeobject", "_push_spikes")) else \
+            next(kind for kind, pattern in CODE_OBJECT_KINDS.items() if re.search(pattern, name))
+        shares[kind] += float(percent) / 100
+    return {f"perf_{kind}": share for kind, share in shares.items()}
 
 
 def _peer(python: Path, sizes: str, threads: int) -> float:
@@ -206,6 +232,7 @@ def main(
     peer_python: Annotated[Path, typer.Option(help="the peer environment's Python")] = Path(".venv-peer/bin/python"),
     threads: Annotated[int, typer.Option(help="OpenMP threads of one run (cpp_standalone)")] = 1,
     profile: Annotated[bool, typer.Option(help="time each code object; shares per kind")] = False,
+    perf: Annotated[bool, typer.Option(help="sample the binary with Linux perf; shares per kind")] = False,
     one: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> None:
     replicas, templates = replicas or [1], templates or ["dense"]
@@ -215,6 +242,8 @@ def main(
         print(json.dumps(measure(sizes[0], samples, feedback, backend, replicas[0], chunk, compile_only, inference,
                                  templates[0], genn_backend, threads, profile)))
         return
+    if perf and not shutil.which("perf"):
+        raise typer.BadParameter("--perf: the perf tool is not on PATH (Linux perf, linux-tools)")
     OUT.mkdir(parents=True, exist_ok=True)
     machine = f"{platform.node()} ({platform.processor() or 'cpu'})"
     rows = []
@@ -225,7 +254,8 @@ def main(
                                   "--chunk", str(chunk), "--feedback", feedback, "--backend", backend,
                                   "--templates", kind, "--genn-backend", genn_backend, "--threads", str(threads)]
                                  + ["--profile"] * profile
-                                 + ["--compile-only"] * compile_only + ["--no-inference"] * (not inference))
+                                 + ["--compile-only"] * compile_only + ["--no-inference"] * (not inference),
+                                 perf=perf and not compile_only)
                 | {"machine": machine})
                 print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
                 if peer and not compile_only and k == 1:  # one network against one network
