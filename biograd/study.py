@@ -13,10 +13,11 @@ if the samples trained, those the running settings may still train and a whole s
 so the study never exceeds it; a pruned setting frees what it did not train for new ones.
 
 The study is ``<sweep>/study.journal`` (Optuna's JournalFileBackend). Run the sweep again after a kill and
-the running settings continue from their checkpoints; a finished study trains nothing. The sampler of every
-ask is seeded from ``search.seed`` and the number of settings asked before, so a serial sweep repeats
-exactly, interrupted or not; on a cluster the order in which trials end shapes later proposals. Watch a
-study with ``optuna-dashboard <sweep>/study.journal``.
+the running settings continue from their checkpoints; a finished study trains nothing; trials found under older
+names (before a change of the naming) are renamed, not trained again. The sampler of every ask is seeded from
+``search.seed`` and the number of settings asked before, so a serial sweep repeats exactly, interrupted or not; on
+a cluster the order in which trials end shapes later proposals. Watch a study with
+``optuna-dashboard <sweep>/study.journal``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from biograd.sweep import (
     SweepFile,
     SweepResult,
     Trial,
+    adopt_trials,
     dask_client,
     packs,
     run_pack,
@@ -72,7 +74,9 @@ def distributions(sweep: SweepFile) -> dict[str, BaseDistribution]:
 
 def open_study(sweep: SweepFile, out: Path) -> optuna.Study:
     """The sweep's study in ``out/study.journal``, created on first use; a study that began with other trials (the
-    base config, the overrides or the equation files changed since) is refused rather than mixed with new ones."""
+    base config, the overrides or the equation files changed since) is refused rather than mixed with new ones. One
+    whose trials have other names only (made under an older naming) is continued, its trials renamed
+    (:func:`adopt_study`)."""
     fingerprint = check_study(sweep, out)
     search = sweep.search
     pruner = (optuna.pruners.SuccessiveHalvingPruner(min_resource=search.pruner.min_epochs,
@@ -83,13 +87,23 @@ def open_study(sweep: SweepFile, out: Path) -> optuna.Study:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=sweep.name, storage=storage, direction="maximize", pruner=pruner,
                                 load_if_exists=True)
-    began = study.user_attrs.setdefault("fingerprint", fingerprint)
-    if began != fingerprint:
+    if study.user_attrs.get("fingerprint", fingerprint) != fingerprint and not adopt_study(study, sweep, out):
         raise ValueError(f"{out / STUDY_FILE}: the study began with other trials (the base config, the sweep's set: "
                          "or the equation files have changed since): restore them to continue it, or give another "
                          "--out for a new study")
     study.set_user_attr("fingerprint", fingerprint)
     return study
+
+
+def adopt_study(study: optuna.Study, sweep: SweepFile, out: Path) -> bool:
+    """The trials of the study's settings found in folders under older names (a change of the naming) with today's
+    config and equation files, renamed (:func:`~biograd.sweep.adopt_trials`); True if any of them has its run now:
+    then the study's fingerprint is an older name of the same trials (one of its settings has today's base config,
+    overrides and equation files), not of other trials. Call it holding the sweep folder's lock."""
+    trials = [trial for frozen in study.get_trials(deepcopy=False)
+              for trial in setting_trials(sweep, out, frozen.number, frozen.params)]
+    adopt_trials(trials, out)
+    return any(trial_run(trial) is not None for trial in trials)
 
 
 def reseed(study: optuna.Study, sweep: SweepFile) -> None:
@@ -231,6 +245,7 @@ class Study:
             if self._repeats(trial, trial.params):
                 continue
             trials = setting_trials(self.sweep, self.out, trial.number, trial.params)
+            adopt_trials(trials, self.out)  # e.g. a study begun again (journal deleted) finds its trials renamed
             setting = Setting(trial, trials, trials[0].epochs)
             self.active[trial.number] = setting
             self._train(setting, 1)

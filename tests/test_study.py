@@ -3,6 +3,8 @@ validation within a budget of training samples, resumed after a kill as if never
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -139,3 +141,80 @@ def test_a_killed_study_resumes_as_if_never_stopped(study_file, tmp_path):
     columns = ["trial", "setting", "model.params.forward_synapse.eta", "status", "epochs", "validation accuracy"]
     pd.testing.assert_frame_equal(resumed[columns], whole[columns])
     assert (whole.status == "pruned").any() and whole.trial.is_unique
+
+
+def _journal(out: Path) -> optuna.Study:
+    return optuna.load_study(study_name="tiny_study", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(out / STUDY_FILE))))
+
+
+@pytest.fixture
+def made_study(study_file, tmp_path, monkeypatch):
+    """A finished study of one-epoch settings (budget for three) whose trials a stand-in trainer 'trains' (it writes
+    validation accuracies and the status), its model read from a copy of the equation files; then its trials and its
+    fingerprint moved to older names (reversed: as if named before a change of the naming), and training that fails
+    if anything trains again. Returns the sweep, its folder, the study's trials.csv rows and the trials' older names
+    by today's."""
+    import biograd.models.elements
+    import biograd.sweep
+
+    shutil.copytree(biograd.models.elements.equations_dir(), tmp_path / "equations")
+    monkeypatch.setattr(biograd.models.elements, "EQUATIONS_DIR", tmp_path / "equations")
+
+    class StandIn:
+        def __init__(self, runs, progress, builds, until_epoch):
+            self.runs, self.until_epoch = runs, until_epoch
+
+        def train(self):
+            for run in self.runs:
+                run.write_metrics([{"epoch": e, "chunk": 0, "samples": 60 * e, "split": "validation",
+                                    "metric": "accuracy", "layer": -1, "value": 0.1 * e + run.config.train.seed}
+                                   for e in range(self.until_epoch + 1)])
+                run.checkpoint_path.write_bytes(b"")  # a finished run's checkpoint (a resume checks it is there)
+                run.set_status("finished", "stand-in")
+
+    study_file.write_text(STUDY.replace("budget: 480", "budget: 360").replace("[0.0, 0.03]", "[0.01, 0.03]") +
+                          "set: [train.epochs=1]\nseeds: [0, 1]\n")
+    sweep, out = load_sweep(study_file), tmp_path / "out"
+    monkeypatch.setattr(biograd.sweep, "Trainer", StandIn)
+    made = run_study(sweep, out, serial=True).trials
+    assert set(made.status) == {"finished"} and len(made) == 6, "three settings (one a repeat) of two seeds"
+
+    def retrained(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(biograd.sweep, "Trainer", retrained)
+    older = {trial: trial[::-1] for trial in made.trial.unique()}
+    for trial, name in older.items():
+        (out / "trials" / trial).rename(out / "trials" / name)
+    fingerprint = check_study(sweep, out)
+    assert fingerprint in older, "the fingerprint names a trial of the study (a choice space)"
+    _journal(out).set_user_attr("fingerprint", older[fingerprint])
+    return sweep, out, made, older
+
+
+def test_a_study_under_older_trial_names_continues_without_training(made_study):
+    """A study whose journal's fingerprint and trial folders have older names (the same configs and equation files)
+    takes its trials, renamed, trains none again and is fingerprinted anew; begun again (its journal deleted), it
+    asks the same settings and takes their trials under older names likewise."""
+    sweep, out, made, older = made_study
+    with pytest.warns(UserWarning, match=r"under an earlier name \(the same config and equation files\)"):
+        again = run_study(sweep, out, serial=True)
+    pd.testing.assert_frame_equal(again.trials, made)
+    assert sorted(os.listdir(out / "trials")) == sorted(older)
+    assert _journal(out).user_attrs["fingerprint"] == check_study(sweep, out)
+    for trial, name in older.items():
+        (out / "trials" / trial).rename(out / "trials" / name)
+    (out / STUDY_FILE).unlink()
+    with pytest.warns(UserWarning, match=r"under an earlier name"):
+        again = run_study(sweep, out, serial=True)
+    pd.testing.assert_frame_equal(again.trials, made)
+    assert sorted(os.listdir(out / "trials")) == sorted(older)
+
+
+def test_a_study_under_older_names_with_another_base_config_is_refused(made_study, tmp_path):
+    sweep, out, made, older = made_study
+    (tmp_path / "tiny.yaml").write_text(BASE.replace("n_test: 10", "n_test: 12"))
+    with pytest.raises(ValueError, match=re.escape(f"{out / STUDY_FILE}: the study began with other trials")):
+        run_study(sweep, out, serial=True)
+    assert sorted(os.listdir(out / "trials")) == sorted(older.values()), "no folder renamed"
