@@ -210,9 +210,10 @@ class Study:
         self.repeats: dict[int, list[optuna.Trial]] = {}  # a running setting -> settings waiting to repeat it
 
     def spent(self) -> int:
-        """Training samples trained and reserved: reported epochs of every setting, and the epochs the
-        running settings may still train."""
-        reported = sum(len(t.intermediate_values) for t in self.study.trials)
+        """Training samples trained and reserved: reported epochs of every setting (of a failed one, and of those
+        that repeat it, also the epoch it failed in: settings that fail use the budget up, and the study ends), and
+        the epochs the running settings may still train."""
+        reported = sum(len(t.intermediate_values) + (t.state == TrialState.FAIL) for t in self.study.trials)
         reserved = sum(s.epochs - s.reported for s in self.active.values())
         return (reported + reserved) * self.epoch_samples
 

@@ -90,6 +90,23 @@ def test_a_study_prunes_poor_settings_within_its_budget_and_reruns_nothing(study
         run_study(load_sweep(study_file), out, serial=True)
 
 
+@pytest.mark.filterwarnings("ignore:eta = 0")
+def test_a_study_whose_settings_fail_ends_within_its_budget(study_file, tmp_path, monkeypatch):
+    """A failed setting counts the epoch it failed in, and so does a setting that repeats it (two choices: most
+    do): a study whose every setting fails ends once they have used its budget, rather than asking forever."""
+    import biograd.sweep
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("no training")
+
+    monkeypatch.setattr(biograd.sweep, "Trainer", failing)
+    result = run_study(load_sweep(study_file), tmp_path / "out", serial=True)
+    assert set(result.trials.status) == {"failed"}
+    record = json.loads((tmp_path / "out" / "best.json").read_text())["study"]
+    assert record["settings"] == record["fail"] == 7 and record["budget used"] == 7 * EPOCH, \
+        "each failed setting uses one epoch of 480 samples; an eighth setting's two epochs would exceed it"
+
+
 @pytest.mark.parametrize("edit, message", [
     (("budget: 480", "budget: 480\n  n: 3"), "strategy tpe takes budget"),
     (("strategy: tpe\n  budget: 480", "strategy: random\n  budget: 480"), "strategy random takes n"),
@@ -173,12 +190,12 @@ def made_study(study_file, tmp_path, monkeypatch):
                 run.checkpoint_path.write_bytes(b"")  # a finished run's checkpoint (a resume checks it is there)
                 run.set_status("finished", "stand-in")
 
-    study_file.write_text(STUDY.replace("budget: 480", "budget: 360").replace("[0.0, 0.03]", "[0.01, 0.03]") +
-                          "set: [train.epochs=1]\nseeds: [0, 1]\n")
+    study_file.write_text(STUDY.replace("budget: 480", "budget: 180").replace("[0.0, 0.03]", "[0.01, 0.03]") +
+                          "set: [train.epochs=1]\n")
     sweep, out = load_sweep(study_file), tmp_path / "out"
     monkeypatch.setattr(biograd.sweep, "Trainer", StandIn)
     made = run_study(sweep, out, serial=True).trials
-    assert set(made.status) == {"finished"} and len(made) == 6, "three settings (one a repeat) of two seeds"
+    assert set(made.status) == {"finished"} and len(made) == 3, "three settings (one a repeat)"
 
     def retrained(*args, **kwargs):
         raise AssertionError("trained again")
