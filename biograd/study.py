@@ -50,6 +50,7 @@ from biograd.sweep import (
     packs,
     run_pack,
     setting_trials,
+    stopped_mid_task,
     summarise,
     sweep_folder,
     trial_row,
@@ -377,7 +378,13 @@ def run_study(sweep: SweepFile, out: Path, *, scheduler: str | None = None, work
     says what the study did). ``log``: one line per setting that ends."""
     with sweep_folder(sweep, out) as lock:
         study = Study(sweep, out, log)
-        with Executor(serial, scheduler, workers) as executor:
-            study.run(executor)
+        try:
+            with Executor(serial, scheduler, workers) as executor:
+                study.run(executor)
+        except BaseException as err:  # the workers have ended: the trials they trained say why
+            for setting in study.active.values():
+                for trial in setting.trials:
+                    stopped_mid_task(trial_run(trial), err)
+            raise
         lock.check()
         return summarise(sweep, pd.DataFrame(study.rows()), out, {"study": study.record()})

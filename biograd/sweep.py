@@ -73,7 +73,7 @@ from biograd.models.elements import equations_dir
 from biograd.models.params import read_yaml_model
 from biograd.packing import packing_key
 from biograd.rundir import HeldLock, RunDirectory, RunLockedError, acquired_lock, atomic_path, atomic_write
-from biograd.signals import silence_logging, stops_deferred_for_children
+from biograd.signals import Terminated, silence_logging, stops_deferred_for_children
 from biograd.trainer import Trainer, TrainingDiverged
 
 
@@ -526,15 +526,16 @@ def end_client(client, at_once: bool = False) -> None:
         logging.disable(silenced)
 
 
-def _stopped_mid_task(run: RunDirectory | None, err: BaseException) -> None:
-    """``run``'s status after the sweep ended while it trained on Dask (its worker ended under it): ``failed`` and
-    why, as a trainer stopped mid-task writes it, unless it trains no more or another process holds it."""
+def stopped_mid_task(run: RunDirectory | None, err: BaseException) -> None:
+    """``run``'s status after the sweep (or study) ended while it trained on Dask (its worker ended under it):
+    ``failed`` and why ("stopped by SIGINT" for a stop), as a trainer stopped mid-task writes it, unless it trains
+    no more or another process holds it."""
     if run is None or not (run.path / "status.json").is_file() or \
             run.read_json("status.json").get("status") != "running":
         return
+    why = f"stopped by {err.signal_name}" if isinstance(err, Terminated) else str(err) or type(err).__name__
     with suppress(RunLockedError), run.lock():
-        run.set_status("failed", f"{str(err) or type(err).__name__} during a task (the sweep ended); the last "
-                       "checkpoint is intact")
+        run.set_status("failed", f"{why} during a task (the sweep ended); the last checkpoint is intact")
 
 
 def _on_dask(groups: list[list[Trial]], builds: Path, scheduler: str | None, workers: int | None,
@@ -555,7 +556,7 @@ def _on_dask(groups: list[list[Trial]], builds: Path, scheduler: str | None, wor
             return rows
     except BaseException as err:
         for trial in (trial for group in groups for trial in group):
-            _stopped_mid_task(trial_run(trial), err)
+            stopped_mid_task(trial_run(trial), err)
         raise
 
 

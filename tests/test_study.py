@@ -160,6 +160,38 @@ def test_a_killed_study_resumes_as_if_never_stopped(study_file, tmp_path):
     assert (whole.status == "pruned").any() and whole.trial.is_unique
 
 
+@pytest.mark.slow  # a LocalCluster of two workers (~35 s on one core)
+def test_a_dask_study_stopped_twice_leaves_its_trials_failed_with_the_stop_named(study_file, tmp_path):
+    """Ctrl-C twice, a second apart, to a study on two Dask workers (the process group): the first asks it to stop
+    after the running epochs, the second ends the workers under them. Before: those trials stayed 'running'. Now:
+    'failed' naming the stop, resumable, and the sweep's one line."""
+    (tmp_path / "tiny.yaml").write_text(BASE.replace("n_train: 60", "n_train: 200"))  # epochs of several chunks
+    out = tmp_path / "out"
+    process = subprocess.Popen([str(Path(sys.executable).with_name("biograd")), "sweep", str(study_file), "--out",
+                                str(out), "--workers", "2", "--no-progress"], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                               env=os.environ | {"PYTHONUNBUFFERED": "1"})
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:  # until trials train on the workers
+        if any(json.loads(path.read_text())["status"] == "running" for path in out.glob("trials/*/*/status.json")):
+            break
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGINT)
+    time.sleep(1)
+    os.killpg(process.pid, signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output
+    assert output.splitlines()[-1] == f"sweep stopped by SIGINT; continue with: biograd sweep {study_file} --out " \
+        f"{out}", output
+    runs = [RunDirectory(path.parent) for path in out.glob("trials/*/*/status.json")]
+    statuses = [run.read_json("status.json") for run in runs]
+    assert statuses and {(status["status"], status["message"]) for status in statuses} == {
+        ("failed", "stopped by SIGINT during a task (the sweep ended); the last checkpoint is intact")}, statuses
+    for run in runs:
+        run.check_resumable()
+    assert {t.state.name for t in _journal(out).trials} == {"RUNNING"}, "the settings continue when run again"
+
+
 def _journal(out: Path) -> optuna.Study:
     return optuna.load_study(study_name="tiny_study", storage=optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(out / STUDY_FILE))))
