@@ -55,7 +55,7 @@ $(PEER_VENV)/.installed:
 	@bash scripts/make_peer_venv.sh "$(PEER_VENV)"
 
 test-lava: $(STAMP) lava
-	$(PY) -m pytest tests/test_loihi_export.py -m slow $(PYTEST_ARGS)
+	$(PY) -m pytest tests/test_loihi_export.py tests/test_lava_learning.py -m slow $(PYTEST_ARGS)
 
 # The NIR export in snnTorch 1.0 and norse 1.1, run in the peer environment (skipped without it).
 test-peer: $(STAMP) peer

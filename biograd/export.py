@@ -18,6 +18,13 @@ sum-of-products syntax (derived from the equation files' rules; attribute ``tEpo
 steps) with their traces' parameters; and provenance. A rule with no such form at the run's values (the sleep rule
 reads sigma_sleep_pre, which no trace holds, where scale_sleep is not 0) is left out, the rest written: the group
 ``loihi1/learning`` then has the attribute ``<group>.leftOut`` (e.g. ``feedback2.leftOut``) with the reason.
+``loihi1/lava/learning/<group>`` holds each rule as lava-nc 0.10's LearningDense parses it and its bit-approximate
+engine applies it (:func:`biograd.models.loihi.lava_text`: a dependency per product, u0 for the per-sample rule; 4-bit
+scale mantissas, exponents -7..8; attributes ``tEpoch`` and ``scaleError``, the largest relative rounding of a scale),
+or the attribute ``<group>.leftOut`` there with the reason where a scale lies outside the engine's range (smallest
+2^-7: the default rates of forward1 and of the sleep rule's decay are below it). A trace's tau 0 (no decay) is
+NxSDK's reading; Lava 0.10 reads tau 0 as a trace gone after one step: give it a large tau there
+(``scripts/lava_learning_check.py``; ``tests/test_lava_learning.py`` runs the text in Lava).
 
 **NIR** (``nir.write``): Input -> (Delay -> Affine -> CubaLIF) per layer -> Output, with the float
 equivalents of the integers in threshold units (weights W, v_threshold 1, v_leak 0, v_reset 0) and time
@@ -178,12 +185,17 @@ def write_netx(path: Path, layers: list[LoihiLayer], *, rules: dict[str, LoihiRu
         compartments = chip.create_group("compartments")
         compartments.create_dataset("hidden", data="soma (CUBA, spikes) <- apical (error events, ADD join, no spike)")
         compartments.create_dataset("output", data="soma (CUBA, spikes) <- teacher input")
-        learning = chip.create_group("learning")
+        learning, lava = chip.create_group("learning"), chip.create_group("lava/learning")
         for name, rule in rules.items():
             if isinstance(rule, ModelFileError):  # no sum of products: the reason where the rule would be
                 learning.attrs[f"{name}.leftOut"] = rule.problem
                 continue
             learning.create_dataset(name, data=rule.text).attrs["tEpoch"] = rule.epoch  # NxSDK's learning epoch
+            if rule.lava:  # the text lava-nc's LearningDense runs (LoihiRule), or why there is none
+                lava.create_dataset(name, data=rule.lava).attrs.update({"tEpoch": rule.epoch,
+                                                                        "scaleError": rule.lava_error})
+            else:
+                lava.attrs[f"{name}.leftOut"] = rule.lava_problem
         for name, parameters in (traces or {}).items():
             for key, value in parameters.items():
                 learning.create_dataset(f"traces/{name}/{key}", data=value)

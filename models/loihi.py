@@ -46,15 +46,27 @@ NXSDK_TRACES = {"x_trace_pre": "x1/x_max_pre",  # the 7-bit eligibility trace (e
 NXSDK_EVENTS = {"on_pre learn": ("1", "n_slot"),  # once per sample, at the end of its slot
                 "on_pre sleep_spike": ("x0", "t_epoch_sleep")}  # on each sleep spike of the presynaptic neuron
 NXSDK_VARIABLES = ("x0", "x1", "x2", "y1", "y2", "y3", "w")  # in the order a product is written
+#: Loihi's learning engine as lava-nc 0.10 models it (lava/magma/core/learning: product_series.py, constants.py,
+#: learning_rule_applier.py): a product's scale is m * 2^e with a 4-bit signed mantissa m in [-8, 7] and e in [-7, 8];
+#: every product names its dependency (x0, y0, or u0: once per epoch); the bit-approximate engine multiplies the
+#: factors (widths in bits below; the scale's mantissa 4) and drops max(0, widths + 4 - 15) low bits of the product to
+#: fit its 15-bit accumulator before the scale's 2^e: x1*y1 (7 + 7 + 4 = 18 bits) loses 3.
+ENGINE_MANTISSA, ENGINE_EXPONENT, ENGINE_ACCUMULATOR_BITS = (-8, 7), (-7, 8), 15
+ENGINE_WIDTHS = {"x0": 1, "y0": 1, "x1": 7, "x2": 7, "y1": 7, "y2": 7, "y3": 7, "w": 9}
 
 
 @dataclass(frozen=True)
 class LoihiRule:
     """A learning rule in NxSDK's sum-of-products syntax (``dw = ...``, scales in weight-mantissa units) and its
-    learning epoch (NxSDK's tEpoch, in steps)."""
+    learning epoch (NxSDK's tEpoch, in steps); ``lava``: the same rule as lava-nc 0.10's LearningDense parses and its
+    bit-approximate engine applies it (:func:`lava_text`), with ``lava_error`` the largest relative rounding of a
+    product's scale, or '' and ``lava_problem`` where a scale has no such form."""
 
     text: str
     epoch: int
+    lava: str = ""
+    lava_error: float = 0.0
+    lava_problem: str = ""
 
 
 @dataclass(frozen=True)
@@ -260,7 +272,44 @@ def _sum_of_products(chip: Composition, el: Element, rule: Rule, synapse_group: 
             product = "*".join([_scaled(abs(terms[traces])), *traces])
             text += (" - " if text else "-") + product if terms[traces] < 0 else (" + " if text else "") + product
     epoch_steps = epoch if epoch.isdigit() else _constant(sides[""][0], epoch, synapse)
-    return LoihiRule(f"dw = {text or '0'}", int(epoch_steps))
+    try:
+        lava, error, problem = *lava_text(terms), ""
+    except ValueError as err:
+        lava, error, problem = "", 0.0, str(err)
+    return LoihiRule(f"dw = {text or '0'}", int(epoch_steps), lava, error, problem)
+
+
+def lava_text(terms: dict[tuple[str, ...], float]) -> tuple[str, float]:
+    """The sum of products ``terms`` (factors -> scale, weight-mantissa units) as lava-nc 0.10's LearningDense parses
+    it and its bit-approximate engine (the chip's arithmetic, :data:`ENGINE_WIDTHS`) applies it: each product with its
+    dependency (u0 where it has no x0 or y0: the rule runs once per epoch) and the scale S 2^k, k the low bits the
+    engine drops of that product, rounded to m 2^e (:data:`ENGINE_MANTISSA`, :data:`ENGINE_EXPONENT`). Returns the
+    text and the largest relative rounding |m 2^e - S 2^k| / (S 2^k); ValueError where a scale rounds to 0 or lies
+    above the range. (Lava's float engine reads the same text without the dropped bits: 2^k times the rule.)"""
+    text, worst = "", 0.0
+    for factors in sorted(terms, key=lambda t: ("w" in t, -len(t), [NXSDK_VARIABLES.index(v) for v in t])):
+        if terms[factors] == 0:
+            continue
+        dependency = next((f for f in factors if f in ("x0", "y0")), "u0")
+        rest = [f for f in factors if f != dependency] if dependency != "u0" else list(factors)
+        dropped = max(0, sum(ENGINE_WIDTHS[f] for f in rest) + 4 - ENGINE_ACCUMULATOR_BITS)
+        wanted = abs(terms[factors]) * 2.0**dropped
+        exponent = max(ENGINE_EXPONENT[0], int(np.floor(np.log2(wanted))) - 2)  # mantissa in [4, 8) where it can
+        mantissa = int(round(wanted / 2.0**exponent))
+        if mantissa == 8:
+            mantissa, exponent = 4, exponent + 1
+        if mantissa == 0 or exponent > ENGINE_EXPONENT[1]:
+            smallest, largest = 2.0**ENGINE_EXPONENT[0], ENGINE_MANTISSA[1] * 2.0**ENGINE_EXPONENT[1]
+            raise ValueError(f"the product {'*'.join([dependency, *rest])} needs the scale {abs(terms[factors]):.4g} "
+                             f"(weight-mantissa units; times 2^{dropped} for the low bits the engine drops of it: "
+                             f"{wanted:.4g}), outside Loihi's "
+                             f"learning engine's {smallest:g} to {largest:g} (lava-nc 0.10: m*2^e, m in "
+                             f"[{ENGINE_MANTISSA[0]}, {ENGINE_MANTISSA[1]}], e in [{ENGINE_EXPONENT[0]}, "
+                             f"{ENGINE_EXPONENT[1]}])")
+        worst = max(worst, abs(mantissa * 2.0**exponent - wanted) / wanted)
+        term = "*".join([dependency, f"{mantissa}*2^{exponent}", *rest])
+        text += (" - " if text else "-") + term if terms[factors] < 0 else (" + " if text else "") + term
+    return f"dw = {text or '0'}", worst
 
 
 def _brought_in(el: Element, rule: Rule, names: list[str]) -> str:
