@@ -320,12 +320,14 @@ def sweep(
     scheduler: Annotated[str | None, typer.Option(help="an existing Dask scheduler, e.g. tcp://host:8786")] = None,
     serial: Annotated[bool, typer.Option(help="run the trials one after another in this process (no Dask)")] = False,
     progress: Annotated[bool, typer.Option(help="progress bar over trials")] = True,
+    accept_changes: Annotated[bool, typer.Option(
+        help="continue trials whose config.yaml or equation copy was edited (recorded in each history.jsonl)")] = False,
 ) -> None:
     """Train every trial of a sweep (settings x seeds; or an Optuna study's) on Dask; tables, best setting (on
     validation), figure."""
     from rich.table import Table
 
-    from biograd.rundir import LockLostError
+    from biograd.rundir import LockLostError, RunChangedError
     from biograd.study import run_study
     from biograd.sweep import SweepLockedError, load_sweep, plan_trials, run_sweep
 
@@ -338,12 +340,16 @@ def sweep(
                 console.print(f"sweep {spec.name}: an Optuna study of {spec.search.budget} training samples in "
                               f"{folder} (watch it: optuna-dashboard {folder / 'study.journal'})")
                 result = run_study(spec, folder, scheduler=scheduler, workers=workers, serial=serial,
-                                   log=console.print if progress else None)
+                                   log=console.print if progress else None, accept_changes=accept_changes)
             else:
                 trials = plan_trials(spec, folder)  # every trial's config checked before any work
                 console.print(f"sweep {spec.name}: {len(trials)} trials in {folder}")
                 result = run_sweep(spec, folder, trials=trials, scheduler=scheduler, workers=workers, serial=serial,
-                                   progress=progress)
+                                   progress=progress, accept_changes=accept_changes)
+    except RunChangedError as err:  # a trial's run directory; the sweep's command accepts the change
+        console.print(f"[red]error:[/red] {err}; continue with: biograd sweep {sweep_file} --out {folder} "
+                      "--accept-changes")
+        raise typer.Exit(2) from err
     except (ModelFileError, FileNotFoundError, ValueError) as err:
         raise _fail(err) from err
     except (SweepLockedError, LockLostError) as err:

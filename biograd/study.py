@@ -46,6 +46,7 @@ from biograd.sweep import (
     SweepResult,
     Trial,
     adopt_trials,
+    check_trials_unchanged,
     dask_client,
     packs,
     run_pack,
@@ -347,15 +348,19 @@ class Study:
         for trial in self.repeats.pop(setting.number, []):
             self._repeat(trial, self.study.trials[setting.number])
 
+    def trials(self) -> list[tuple[optuna.trial.FrozenTrial, Trial]]:
+        """Every setting's trials, with their setting (the settings of the journal, in the order asked)."""
+        return [(frozen, trial) for frozen in self.study.get_trials(deepcopy=False)
+                for trial in setting_trials(self.sweep, self.out, frozen.number, frozen.params)]
+
     def rows(self) -> list[dict]:
-        """Every setting's trials' rows of trials.csv (the settings of the journal, in the order asked)."""
+        """Every setting's trials' rows of trials.csv."""
         rows = []
-        for frozen in self.study.get_trials(deepcopy=False):
-            for trial in setting_trials(self.sweep, self.out, frozen.number, frozen.params):
-                row = trial_row(trial, trial_run(trial))
-                if frozen.state == TrialState.FAIL and row["status"] not in ENDED:
-                    row["status"] = "failed"
-                rows.append(row)
+        for frozen, trial in self.trials():
+            row = trial_row(trial, trial_run(trial))
+            if frozen.state == TrialState.FAIL and row["status"] not in ENDED:
+                row["status"] = "failed"
+            rows.append(row)
         return rows
 
     def record(self) -> dict:
@@ -373,11 +378,14 @@ class Study:
 
 
 def run_study(sweep: SweepFile, out: Path, *, scheduler: str | None = None, workers: int | None = None,
-              serial: bool = False, log: Callable[[str], None] | None = None) -> SweepResult:
+              serial: bool = False, log: Callable[[str], None] | None = None,
+              accept_changes: bool = False) -> SweepResult:
     """Run (or continue) the sweep's Optuna study until its budget is used; then write the tables (best.json
-    says what the study did). ``log``: one line per setting that ends."""
+    says what the study did). ``log``: one line per setting that ends. A trial whose run directory's files
+    changed is refused before any work, unless ``accept_changes`` (:func:`~biograd.sweep.check_trials_unchanged`)."""
     with sweep_folder(sweep, out) as lock:
         study = Study(sweep, out, log)
+        check_trials_unchanged([trial for _, trial in study.trials()], accept_changes)
         try:
             with Executor(serial, scheduler, workers) as executor:
                 study.run(executor)

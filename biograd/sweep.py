@@ -384,6 +384,15 @@ def adopt_trials(trials: list[Trial], out: Path) -> None:
                           f"renamed to {trial.path.name}", stacklevel=2)
 
 
+def check_trials_unchanged(trials: list[Trial], accept: bool = False) -> None:
+    """The trials' run directories unchanged since made (:meth:`RunDirectory.check_unchanged`: RunChangedError,
+    before any work; with ``accept`` the changes are recorded in each run's history.jsonl and become its
+    contract), as ``biograd train --resume`` checks them: run_pack checks them again as it trains."""
+    for trial in trials:
+        if (run := trial_run(trial)) is not None:
+            run.check_unchanged(accept)
+
+
 def _advance(run: RunDirectory) -> tuple[bool, int]:
     """How far a run has trained: ended or not, then the epochs validated."""
     return run.read_json("status.json").get("status") in ENDED, len(validated_epochs(run))
@@ -410,14 +419,17 @@ def _ended_rows(out: Path) -> dict[str, dict]:
 
 
 def run_sweep(sweep: SweepFile, out: Path, *, trials: list[Trial] | None = None, scheduler: str | None = None,
-              workers: int | None = None, serial: bool = False, progress: bool = True) -> SweepResult:
+              workers: int | None = None, serial: bool = False, progress: bool = True,
+              accept_changes: bool = False) -> SweepResult:
     """Run every trial not yet finished (``trials``: those :func:`plan_trials` gave, default planned here), in
     this process with ``serial``, else on the Dask cluster at ``scheduler`` or on a new LocalCluster of
     ``workers`` processes; then write the tables. A trial that trials.csv records as ended and whose run
-    directory is gone keeps its recorded row."""
+    directory is gone keeps its recorded row. A trial whose run directory's files changed is refused before any
+    work, unless ``accept_changes`` (:func:`check_trials_unchanged`)."""
     with sweep_folder(sweep, out) as lock:
         trials = trials or plan_trials(sweep, out)
         adopt_trials(trials, out)
+        check_trials_unchanged(trials, accept_changes)
         builds = out / "builds"
         recorded = _ended_rows(out)
         kept = [trial for trial in trials if trial.id in recorded and trial_run(trial) is None]

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from biograd.cli import app
 from biograd.models.errors import ModelFileError
-from biograd.rundir import RunDirectory
+from biograd.rundir import RunChangedError, RunDirectory
 from biograd.study import STUDY_FILE, check_study, run_study
 from biograd.sweep import SweepLockedError, load_sweep, validated_epochs
 
@@ -259,6 +259,23 @@ def test_a_study_under_older_trial_names_continues_without_training(made_study):
         again = run_study(sweep, out, serial=True)
     pd.testing.assert_frame_equal(again.trials, made)
     assert sorted(os.listdir(out / "trials")) == sorted(older)
+
+
+def test_a_study_whose_trial_run_changed_is_refused_before_any_work_unless_accepted(made_study):
+    """As a grid sweep (test_sweep.py): the runs of the journal's settings are checked before the study asks or
+    trains; with accept_changes the change is recorded and the study goes on."""
+    sweep, out, made, older = made_study
+    for trial, name in older.items():  # today's names (the fixture's are older ones)
+        (out / "trials" / name).rename(out / "trials" / trial)
+    run = RunDirectory(out / made.run.iloc[-1])
+    with open(run.path / "equations" / "soma.yaml", "a") as file:
+        file.write("# edited\n")
+    with pytest.raises(RunChangedError, match=re.escape(f"{run.path}: changed since the run was created: "
+                                                        "equations/soma.yaml; give --accept-changes")):
+        run_study(sweep, out, serial=True)
+    again = run_study(sweep, out, serial=True, accept_changes=True)
+    pd.testing.assert_frame_equal(again.trials, made)
+    assert run.changed_files() == [] and "accepted changes" in (run.path / "history.jsonl").read_text()
 
 
 def test_a_study_under_older_names_with_another_base_config_is_refused(made_study, tmp_path):

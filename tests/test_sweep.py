@@ -348,6 +348,33 @@ def test_a_trial_under_an_earlier_name_is_renamed_only_with_the_same_config_and_
     assert sorted(os.listdir(out / "trials")) == sorted([trial.id, twin.name])
 
 
+def test_a_trial_whose_run_directory_changed_is_refused_naming_the_sweep_command_that_accepts_it(finished_trial,
+                                                                                                 sweep_file):
+    """A trial's run directory edited (its contract): before, the sweep went on silently, the trial's row saying
+    'give --accept-changes', an option the sweep did not have. Now one line before any work, naming the run and
+    the sweep command with --accept-changes, which records the change in the run's history and goes on."""
+    from typer.testing import CliRunner
+
+    from biograd.cli import app
+
+    sweep, out, trial = finished_trial
+    run = RunDirectory(next(trial.path.iterdir()))
+    with open(run.path / "config.yaml", "a") as file:
+        file.write("# edited\n")
+    command = ["sweep", str(sweep_file), "--out", str(out), "--serial", "--no-progress"]
+    refused = CliRunner().invoke(app, command)
+    assert refused.exit_code == 2 and refused.output.splitlines() == [f"sweep tiny_sweep: 1 trials in {out}", (
+        f"error: {run.path}: changed since the run was created: config.yaml; give --accept-changes to use the changed "
+        f"files (recorded in history.jsonl); continue with: biograd sweep {sweep_file} --out {out} "
+        "--accept-changes")], refused.output
+    assert not (out / "trials.csv").exists() and not (run.path / "history.jsonl").exists()
+    accepted = CliRunner().invoke(app, [*command, "--accept-changes"])
+    assert accepted.exit_code == 0, accepted.output
+    assert pd.read_csv(out / "trials.csv").status.tolist() == ["finished"] and run.changed_files() == []
+    (event,) = map(json.loads, (run.path / "history.jsonl").read_text().splitlines())
+    assert event["event"] == "accepted changes" and event["files"] == ["config.yaml"]
+
+
 PROCESS_MASK = """\
 import multiprocessing, sys
 from biograd.signals import stops_deferred_for_children
