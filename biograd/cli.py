@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import warnings
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Literal
@@ -387,6 +388,12 @@ def demo(
     console.print(f"report (gradient alignment, plausibility, energy): {write_report([run.path])}")
 
 
+def one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning as the user reads it: one line, no code location (``--debug`` keeps Python's format)."""
+    kind = "" if category is UserWarning else f" ({category.__name__})"
+    return f"warning{kind}: {' '.join(str(message).split())}\n"
+
+
 def main() -> None:
     """The ``biograd`` command: an unexpected error is one line and exit 1; ``--debug`` shows its traceback and
     keeps Brian2's debug log (``brian_debug_*.log`` in the temp folder, named with an uncaught error). SIGINT or
@@ -396,6 +403,8 @@ def main() -> None:
     if debug:
         sys.argv.remove("--debug")
         os.environ["BIOGRAD_DEBUG"] = "1"  # biograd.models.backend.DEBUG_VARIABLE, read as Brian2 is set up
+    else:
+        warnings.formatwarning = one_line_warning
     try:
         with stops_at_once():  # Terminated, a BaseException that typer and the commands' error handling let pass
             app()

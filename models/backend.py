@@ -145,9 +145,11 @@ def brian_logging(debug: bool) -> None:
     """Brian2's debugging aids, on (``debug``) or off: a debug log and a copy of the main script that Brian2
     writes to the temp folder when it is imported (``brian_debug_*.log``, ``brian_script_*.py``; deleted at
     exit, but kept after an uncaught error or a kill), and a warning for each of its objects deleted without
-    having run (which an error or a stop signal during a build leaves). Off, the files made at import are
-    deleted now (never a file of the parent of a forked process), and Brian2 makes no more."""
+    having run (which an error or a stop signal during a build leaves), and Python's warnings as log lines. Off,
+    the files made at import are deleted now (never a file of the parent of a forked process), and Brian2 makes no
+    more."""
     b2.prefs.logging.file_log = b2.prefs.logging.save_script = b2.prefs.logging.warn_for_unused_objects = debug
+    logging.captureWarnings(debug)  # off: Python's warnings as Python shows them (the command: one line each)
     if debug or BrianLogger._pid not in (None, os.getpid()):
         return
     logger = logging.getLogger("brian2")

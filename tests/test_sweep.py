@@ -254,6 +254,24 @@ def test_an_unreadable_trials_csv_is_named_and_rewritten_from_the_run_directorie
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [".lock"]  # no temporary file
 
 
+def test_the_command_says_a_warning_in_one_line(sweep_file, tmp_path):
+    """Before: Python's warning format, three lines with the code's file and line (biograd/sweep.py:434: UserWarning:
+    ... and the source line). Now one line, as an error is (--debug keeps Python's format)."""
+    import subprocess
+    import sys
+
+    sweep_file.write_text(SWEEP.replace("model.params.forward_synapse.eta: [0.01, 0.05]", "data.validation: [5000]")
+                          .replace("seeds: [0, 1]", "seeds: [0]"))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "trials.csv").write_text("garbage\n")
+    command = ["sweep", str(sweep_file), "--out", str(out), "--serial", "--no-progress"]
+    ended = subprocess.run([sys.executable, "-m", "biograd.cli", *command], capture_output=True, text=True,
+                           env=os.environ | {"COLUMNS": "400"})
+    said = [line for line in ended.stderr.splitlines() if line.strip()]
+    assert len(said) == 1 and said[0].startswith(f"warning: {out / 'trials.csv'} cannot be read ("), ended.stderr
+
+
 def test_a_readable_trials_csv_keeps_the_rows_of_ended_trials(tmp_path):
     (tmp_path / "trials.csv").write_text("trial,status,validation accuracy\nab12,finished,0.5\ncd34,running,\n"
                                          "ef56,diverged,\n")
