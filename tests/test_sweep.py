@@ -254,6 +254,7 @@ def test_an_unreadable_trials_csv_is_named_and_rewritten_from_the_run_directorie
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [".lock"]  # no temporary file
 
 
+@pytest.mark.slow  # a process of its own (~10 s): the command's format, not the sweep's logic
 def test_the_command_says_a_warning_in_one_line(sweep_file, tmp_path):
     """Before: Python's warning format, three lines with the code's file and line (biograd/sweep.py:434: UserWarning:
     ... and the source line). Now one line, as an error is (--debug keeps Python's format)."""
