@@ -270,13 +270,18 @@ def _sum_of_products(chip: Composition, el: Element, rule: Rule, synapse_group: 
     for traces in sorted(terms, key=lambda t: ("w" in t, -len(t), [NXSDK_VARIABLES.index(v) for v in t])):
         if terms[traces] != 0:
             product = "*".join([_scaled(abs(terms[traces])), *traces])
-            text += (" - " if text else "-") + product if terms[traces] < 0 else (" + " if text else "") + product
+            text = _added(text, product, terms[traces] < 0)
     epoch_steps = epoch if epoch.isdigit() else _constant(sides[""][0], epoch, synapse)
     try:
         lava, error, problem = *lava_text(terms), ""
     except ValueError as err:
         lava, error, problem = "", 0.0, str(err)
     return LoihiRule(f"dw = {text or '0'}", int(epoch_steps), lava, error, problem)
+
+
+def _added(text: str, product: str, negative: bool) -> str:
+    """``text`` (a sum of products so far) with ``product`` added, or subtracted where ``negative``."""
+    return text + ((" - " if text else "-") if negative else (" + " if text else "")) + product
 
 
 def lava_text(terms: dict[tuple[str, ...], float]) -> tuple[str, float]:
@@ -308,7 +313,7 @@ def lava_text(terms: dict[tuple[str, ...], float]) -> tuple[str, float]:
                              f"{ENGINE_EXPONENT[1]}])")
         worst = max(worst, abs(mantissa * 2.0**exponent - wanted) / wanted)
         term = "*".join([dependency, f"{mantissa}*2^{exponent}", *rest])
-        text += (" - " if text else "-") + term if terms[factors] < 0 else (" + " if text else "") + term
+        text = _added(text, term, terms[factors] < 0)
     return f"dw = {text or '0'}", worst
 
 
