@@ -102,10 +102,15 @@ def adopt_study(study: optuna.Study, sweep: SweepFile, out: Path) -> bool:
     config and equation files, renamed (:func:`~biograd.sweep.adopt_trials`); True if any of them has its run now:
     then the study's fingerprint is an older name of the same trials (one of its settings has today's base config,
     overrides and equation files), not of other trials. Call it holding the sweep folder's lock."""
-    trials = [trial for frozen in study.get_trials(deepcopy=False)
-              for trial in setting_trials(sweep, out, frozen.number, frozen.params)]
+    trials = [trial for _, trial in journal_trials(study, sweep, out)]
     adopt_trials(trials, out)
     return any(trial_run(trial) is not None for trial in trials)
+
+
+def journal_trials(study: optuna.Study, sweep: SweepFile, out: Path) -> list[tuple[optuna.trial.FrozenTrial, Trial]]:
+    """Every setting's trials, with their setting (the settings of the journal, in the order asked)."""
+    return [(frozen, trial) for frozen in study.get_trials(deepcopy=False)
+            for trial in setting_trials(sweep, out, frozen.number, frozen.params)]
 
 
 def reseed(study: optuna.Study, sweep: SweepFile) -> None:
@@ -349,9 +354,8 @@ class Study:
             self._repeat(trial, self.study.trials[setting.number])
 
     def trials(self) -> list[tuple[optuna.trial.FrozenTrial, Trial]]:
-        """Every setting's trials, with their setting (the settings of the journal, in the order asked)."""
-        return [(frozen, trial) for frozen in self.study.get_trials(deepcopy=False)
-                for trial in setting_trials(self.sweep, self.out, frozen.number, frozen.params)]
+        """Every setting's trials, with their setting (:func:`journal_trials`)."""
+        return journal_trials(self.study, self.sweep, self.out)
 
     def rows(self) -> list[dict]:
         """Every setting's trials' rows of trials.csv."""
