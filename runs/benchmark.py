@@ -150,15 +150,20 @@ def measure(sizes: str, samples: int, feedback: str, backend: str, replicas: int
                                                                        for p in predicted]))} | _peak_mib(binary_rss)
 
 
+def code_object_kind(name: str) -> str:
+    """The kind of the code object ``name`` (:data:`CODE_OBJECT_KINDS`: the first pattern that matches)."""
+    import re
+
+    return next(kind for kind, pattern in CODE_OBJECT_KINDS.items() if re.search(pattern, name))
+
+
 def code_object_shares(profiling_info: list[tuple[str, float]], result, sizes: tuple[int, ...]) -> dict:
     """Share of the timed time per code-object kind (``share_<kind>``), the timed seconds, and the propagation
     pathways' ns per synaptic event: their time over the spikes of each layer (every phase, from a chunk's
     ``result``) times its fan-out, sum_l n_spikes(l) * sizes[l + 1]."""
-    import re
-
     seconds = {kind: 0.0 for kind in CODE_OBJECT_KINDS}
     for name, t in profiling_info:
-        seconds[next(kind for kind, pattern in CODE_OBJECT_KINDS.items() if re.search(pattern, name))] += float(t)
+        seconds[code_object_kind(name)] += float(t)
     total = sum(seconds.values())
     return {f"share_{kind}": s / total for kind, s in seconds.items()} | {
         "profiled_s": total, "ns_per_event": 1e9 * seconds["propagation"]
@@ -188,7 +193,7 @@ def perf_shares(data: Path) -> dict:
     for percent, symbol in re.findall(r"^\s*([\d.]+)%\s+\[.\]\s+(\S+)", report, flags=re.MULTILINE):
         name = symbol.removeprefix("_run_") if symbol.startswith("_run_") else None
         kind = "outside" if name is None or not name.endswith(("_codeobject", "_push_spikes")) else \
-            next(kind for kind, pattern in CODE_OBJECT_KINDS.items() if re.search(pattern, name))
+            code_object_kind(name)
         shares[kind] += float(percent) / 100
     return {f"perf_{kind}": share for kind, share in shares.items()}
 
