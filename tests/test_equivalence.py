@@ -21,11 +21,12 @@ N_SAMPLES = 20
 
 
 def fine_spec(feedback: str, init_scale: float = 1.5, soma: dict | None = None,
-              gain_hidden: float = 0.5) -> NetworkSpec:
+              gain_hidden: float = 0.5, scale_transpose: float = 1.0) -> NetworkSpec:
     network = {"n_f": 20, "n_e": 100, "gain_output": 1.0, "gain_hidden": gain_hidden, "init_scale": init_scale}
+    relay = {"transpose_relay": {"scale_transpose": scale_transpose}} if feedback == "transpose" else {}
     return NetworkSpec(sizes=(64, 40, 30, 10), feedback=feedback,
                        params={"network": network, "error_events": {"dither_error": 0},
-                               "forward_synapse": {"eta": ETA}, "soma": soma or {}})
+                               "forward_synapse": {"eta": ETA}, "soma": soma or {}, **relay})
 
 
 def per_sample_updates(feedback: str, spec: NetworkSpec | None = None):
@@ -35,7 +36,11 @@ def per_sample_updates(feedback: str, spec: NetworkSpec | None = None):
     start = net.initial_state
     split = Split(images[:N_SAMPLES] / 16, labels[:N_SAMPLES], "digits")
     samples, _ = probe(net, split, np.arange(N_SAMPLES), start, seed=3)
-    feedback_of = {l: start.W[l - 1].T for l in (2, 3)} if feedback == "transpose" else start.B
+    if feedback == "transpose":  # B = s W^T (transpose_relay.eqs)
+        scale = float(net.composition.elements["transpose_relay"].values["scale_transpose"])
+        feedback_of = {l: scale * start.W[l - 1].T for l in (2, 3)}
+    else:
+        feedback_of = start.B
     for sample in samples:
         errors = deltas(sample.rates, sample.gates, sample.target, feedback_of)
         gain = float(net.composition.values["gain_hidden"])
@@ -44,18 +49,27 @@ def per_sample_updates(feedback: str, spec: NetworkSpec | None = None):
         yield [dw * ETA for dw in sample.dW], reference, sample.rates, sample.gates
 
 
-@pytest.mark.parametrize("feedback", ["transpose", pytest.param("fixed_random", marks=pytest.mark.slow)])
-def test_weight_change_equals_reference_update(feedback):
-    worst = np.zeros(3)
-    for brian, reference, rates, _ in per_sample_updates(feedback):
+@pytest.mark.parametrize("feedback, scale_transpose", [("transpose", 1.4), pytest.param("transpose", 1.0, marks=pytest.mark.slow),
+                                                       pytest.param("fixed_random", 1.0, marks=pytest.mark.slow)])
+def test_weight_change_equals_reference_update(feedback, scale_transpose):
+    """Direction and length: scale_transpose 1.4 lengthens layer 2's reference by 1.4 and layer 1's by 1.96, which
+    an angle alone would not see (gain_hidden / 1.96 keeps the errors unsaturated); the length ratio per layer is
+    within 10% over the samples."""
+    worst, lengths = np.zeros(3), [[], [], []]
+    for brian, reference, rates, _ in per_sample_updates(feedback, fine_spec(feedback, scale_transpose=scale_transpose,
+                                                                             gain_hidden=0.5 / scale_transpose**2)):
         assert all(r.max() > 0 for r in rates), "every layer is active"
         for l, (dw, ref) in enumerate(zip(brian, reference, strict=True)):
             worst[l] = max(worst[l], angle_deg(dw, ref))
             big = np.abs(ref) > 0.05 * np.abs(ref).max()
             assert np.mean(np.sign(dw[big]) == np.sign(ref[big])) > 0.99, f"sign structure of layer {l + 1}"
             assert np.all(dw[ref == 0] == 0), "no change where the reference has none"
-    print(f"\n{feedback}: worst angle per layer over {N_SAMPLES} samples (deg): {np.round(worst, 2)}")
+            lengths[l].append(np.linalg.norm(dw) / np.linalg.norm(ref))
+    ratios = np.array([np.median(r) for r in lengths])
+    print(f"\n{feedback}: worst angle per layer over {N_SAMPLES} samples (deg): {np.round(worst, 2)}, "
+          f"median length ratio {np.round(ratios, 3)}")
     assert np.all(worst < 5.0)
+    assert np.all(np.abs(ratios - 1) < 0.1)
 
 
 @pytest.mark.slow
