@@ -3,8 +3,10 @@
 # (about 10 min in all on 16 cores; nvcc takes most of it, about 20 s of one core per generated file).
 #
 #   1. the cuda equality tests: a training build compiles; the GPU trains like cpp_standalone from
-#      weights passed through run_args; the error dither is uniform and fresh at every slot start
-#   2. the demo config for one epoch in sleep mode on cuda_standalone: its validation accuracy must lie
+#      weights passed through run_args, and its EventMonitors (record.spikes) record the same events;
+#      the error dither is uniform and fresh at every slot start
+#   2. the demo config for one epoch in sleep mode on cuda_standalone (no probe build: no probes, no spikes),
+#      its validation accuracy must lie
 #      within 2 points of cpp_standalone's (REF_DEMO_EPOCH1, measured on the VM, runs/RESULTS.md)
 #   3. ensemble throughput: 784-500-10 at K = 1, 64 and 256 replicas in one build, training samples/s
 #      in aggregate (runs/benchmark.py; the single-network single-core cpp_standalone figure is in RESULTS)
@@ -53,7 +55,7 @@ tail -n 3 "$out/pytest_cuda.log"
 
 step "2. demo on cuda_standalone, 1 epoch, sleep mode (reference: $ref on cpp_standalone)"
 timeout 240 "$py" -m biograd.cli train runs/configs/demo.yaml --set train.backend=cuda_standalone \
-    --set train.epochs=1 --set record.probe_samples=0 --no-progress > "$out/demo.log" 2>&1
+    --set train.epochs=1 --set record.probe_samples=0 --set record.spikes=null --no-progress > "$out/demo.log" 2>&1
 step "demo: exit $? (log: $out/demo.log)"
 accuracy=$(grep -o "epoch 1: validation accuracy [0-9.]*" "$out/demo.log" | awk '{print $NF}')
 "$py" -c "a = float('${accuracy:-nan}')

@@ -127,21 +127,29 @@ def test_gpu_trains_like_cpp_standalone(tmp_path):
 
     The chunk starts from weights and a learning rate that differ from the build's, so they must
     arrive through run_args (brian2cuda lost value files of capitalised objects without an error).
+    The builds carry record.spikes' EventMonitors (spikes of hidden layer 1, spikes and error events of the
+    output layer): they must record the same (neuron, time) events.
 
     Summation order differs on the GPU (parallel additions), so a potential that lands exactly on
-    a threshold may flip a spike: the rates must agree on nearly every neuron and slot, and the
-    weight changes to a small fraction of their size.
+    a threshold may flip a spike: the rates and recorded events must agree on nearly every neuron and slot,
+    and the weight changes to a small fraction of their size.
     """
     results = {}
     for backend in ("cpp_standalone", "cuda_standalone"):
         Backend(backend, tmp_path / backend).activate()
-        net = BioGradNetwork(DEEP, slots=6, seed=1)
+        net = BioGradNetwork(DEEP, slots=6, seed=1, spikes={1: 20, 3: 10})
         before = net.random_state(np.random.default_rng(7))
         result = net.run_chunk(*samples(0, 6), before, values={"eta": 0.05})
-        results[backend] = result, before, net.state
-    (cpu, before, cpu_after), (gpu, _, gpu_after) = results.values()
+        results[backend] = result, before, net.state, net.spike_times()
+    (cpu, before, cpu_after, cpu_events), (gpu, _, gpu_after, gpu_events) = results.values()
     for a, b in zip(cpu.rates, gpu.rates, strict=True):
         assert np.mean(a == b) >= 0.99
+    assert set(cpu_events) == set(gpu_events) and {(1, "spike"), (3, "err_pos")} <= set(cpu_events)
+    for key, (neurons, times) in cpu_events.items():
+        on_cpu, on_gpu = ({(int(i), round(float(t), 9)) for i, t in zip(*pair, strict=True)}
+                          for pair in ((neurons, times), gpu_events[key]))
+        assert len(on_cpu) > 0 or key[1] != "spike", f"{key}: the CPU build recorded spikes"
+        assert len(on_cpu ^ on_gpu) <= 0.02 * len(on_cpu | on_gpu), f"{key}: the same events"
     for w0, wc, wg in zip(before.W, cpu_after.W, gpu_after.W, strict=True):
         change = np.abs(wc - w0).sum()
         assert change > 0, "weights learned"
