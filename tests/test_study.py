@@ -197,18 +197,22 @@ def _journal(out: Path) -> optuna.Study:
         optuna.storages.journal.JournalFileBackend(str(out / STUDY_FILE))))
 
 
-@pytest.fixture
-def made_study(study_file, tmp_path, monkeypatch):
-    """A finished study of one-epoch settings (budget for three) whose trials a stand-in trainer 'trains' (it writes
-    validation accuracies and the status), its model read from a copy of the equation files; then its trials and its
-    fingerprint moved to older names (reversed: as if named before a change of the naming), and training that fails
-    if anything trains again. Returns the sweep, its folder, the study's trials.csv rows and the trials' older names
-    by today's."""
+@pytest.fixture(scope="module")
+def older_study(tmp_path_factory) -> tuple[Path, pd.DataFrame, dict[str, str]]:
+    """A folder (tiny.yaml, study.yaml, equations/, out/) of a finished study of one-epoch settings (budget for
+    three) whose trials a stand-in trainer 'trains' (it writes validation accuracies and the status), its model
+    read from the folder's copy of the equation files; then its trials and its fingerprint moved to older names
+    (reversed: as if named before a change of the naming). Made once for the module (starting the runs checks
+    the model's units, ~3 s); each test takes a copy (:func:`made_study`). Returns the folder, the study's
+    trials.csv rows and the trials' older names by today's."""
     import biograd.models.elements
     import biograd.sweep
 
-    shutil.copytree(biograd.models.elements.equations_dir(), tmp_path / "equations")
-    monkeypatch.setattr(biograd.models.elements, "EQUATIONS_DIR", tmp_path / "equations")
+    folder = tmp_path_factory.mktemp("older_study")
+    shutil.copytree(biograd.models.elements.equations_dir(), folder / "equations")
+    (folder / "tiny.yaml").write_text(BASE)
+    (folder / "study.yaml").write_text(STUDY.replace("budget: 480", "budget: 180")
+                                       .replace("[0.0, 0.03]", "[0.01, 0.03]") + "set: [train.epochs=1]\n")
 
     class StandIn:
         def __init__(self, runs, progress, builds, until_epoch):
@@ -222,24 +226,40 @@ def made_study(study_file, tmp_path, monkeypatch):
                 run.checkpoint_path.write_bytes(b"")  # a finished run's checkpoint (a resume checks it is there)
                 run.set_status("finished", "stand-in")
 
-    study_file.write_text(STUDY.replace("budget: 480", "budget: 180").replace("[0.0, 0.03]", "[0.01, 0.03]") +
-                          "set: [train.epochs=1]\n")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(biograd.models.elements, "EQUATIONS_DIR", folder / "equations")
+        patch.setattr(biograd.sweep, "Trainer", StandIn)
+        sweep, out = load_sweep(folder / "study.yaml"), folder / "out"
+        made = run_study(sweep, out, serial=True).trials
+        assert set(made.status) == {"finished"} and len(made) == 3, "three settings (one a repeat)"
+        older = {trial: trial[::-1] for trial in made.trial.unique()}
+        for trial, name in older.items():
+            (out / "trials" / trial).rename(out / "trials" / name)
+        fingerprint = check_study(sweep, out)
+        assert fingerprint in older, "the fingerprint names a trial of the study (a choice space)"
+        _journal(out).set_user_attr("fingerprint", older[fingerprint])
+    return folder, made, older
+
+
+@pytest.fixture
+def made_study(older_study, study_file, tmp_path, monkeypatch):
+    """This test's copy of :func:`older_study` in ``tmp_path`` (the study file ``study_file``), its model read from
+    the copy's equation files, and training that fails if anything trains again. Returns the sweep, its folder, the
+    study's trials.csv rows and the trials' older names by today's."""
+    import biograd.models.elements
+    import biograd.sweep
+
+    folder, made, older = older_study
+    shutil.copytree(folder, tmp_path, dirs_exist_ok=True)
+    monkeypatch.setattr(biograd.models.elements, "EQUATIONS_DIR", tmp_path / "equations")
     sweep, out = load_sweep(study_file), tmp_path / "out"
-    monkeypatch.setattr(biograd.sweep, "Trainer", StandIn)
-    made = run_study(sweep, out, serial=True).trials
-    assert set(made.status) == {"finished"} and len(made) == 3, "three settings (one a repeat)"
+    assert sorted(os.listdir(out / "trials")) == sorted(older.values()), "the copy holds the trials, older names"
 
     def retrained(*args, **kwargs):
         raise AssertionError("trained again")
 
     monkeypatch.setattr(biograd.sweep, "Trainer", retrained)
-    older = {trial: trial[::-1] for trial in made.trial.unique()}
-    for trial, name in older.items():
-        (out / "trials" / trial).rename(out / "trials" / name)
-    fingerprint = check_study(sweep, out)
-    assert fingerprint in older, "the fingerprint names a trial of the study (a choice space)"
-    _journal(out).set_user_attr("fingerprint", older[fingerprint])
-    return sweep, out, made, older
+    return sweep, out, made.copy(), dict(older)
 
 
 def test_a_study_under_older_trial_names_continues_without_training(made_study):

@@ -303,21 +303,39 @@ def test_sweep_tables_are_written_whole_or_not_at_all(sweep_file, tmp_path, monk
                                                           "tiny.yaml", "trials.csv"]
 
 
-@pytest.fixture
-def finished_trial(sweep_file, tmp_path, monkeypatch):
-    """A one-trial sweep whose trial has ended (made, not trained: status finished), its model read from a copy of
-    the equation files (``tmp_path / "equations"``), and training that fails if anything trains again. Returns the
-    sweep, its folder and the trial."""
+@pytest.fixture(scope="module")
+def made_trial(tmp_path_factory) -> Path:
+    """A folder (tiny.yaml, sweep.yaml, equations/, out/) of a one-trial sweep whose trial has ended (made, not
+    trained: status finished), its model read from the folder's copy of the equation files. Made once for the
+    module (start_run checks the model's units, ~3 s); each test takes a copy (:func:`finished_trial`)."""
     import biograd.models.elements
-    import biograd.sweep
     from biograd.launch import start_run
 
-    shutil.copytree(biograd.models.elements.equations_dir(), tmp_path / "equations")
+    folder = tmp_path_factory.mktemp("finished_trial")
+    shutil.copytree(biograd.models.elements.equations_dir(), folder / "equations")
+    (folder / "tiny.yaml").write_text(BASE)
+    (folder / "sweep.yaml").write_text(SWEEP.replace("[0.01, 0.05]", "[0.01]").replace("seeds: [0, 1]", "seeds: [0]"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(biograd.models.elements, "EQUATIONS_DIR", folder / "equations")
+        (trial,) = plan_trials(load_sweep(folder / "sweep.yaml"), folder / "out")
+        start_run(load_config(trial.base, list(trial.overrides)), root=trial.path).set_status("finished", "made ended")
+    return folder
+
+
+@pytest.fixture
+def finished_trial(made_trial, sweep_file, tmp_path, monkeypatch):
+    """This test's copy of :func:`made_trial` in ``tmp_path`` (the sweep file ``sweep_file``), its model read from
+    the copy's equation files (``tmp_path / "equations"``), and training that fails if anything trains again.
+    Returns the sweep, its folder and the trial."""
+    import biograd.models.elements
+    import biograd.sweep
+
+    shutil.copytree(made_trial, tmp_path, dirs_exist_ok=True)
     monkeypatch.setattr(biograd.models.elements, "EQUATIONS_DIR", tmp_path / "equations")
-    sweep_file.write_text(SWEEP.replace("[0.01, 0.05]", "[0.01]").replace("seeds: [0, 1]", "seeds: [0]"))
     sweep, out = load_sweep(sweep_file), tmp_path / "out"
     (trial,) = plan_trials(sweep, out)
-    start_run(load_config(trial.base, list(trial.overrides)), root=trial.path).set_status("finished", "made ended")
+    assert RunDirectory(next(trial.path.iterdir())).read_json("status.json")["status"] == "finished", \
+        "the copy holds the ended trial under its name"
 
     def retrained(*args, **kwargs):
         raise AssertionError("trained again")
