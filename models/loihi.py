@@ -131,6 +131,47 @@ def loihi_layers(spec: NetworkSpec, W: list[np.ndarray]) -> list[LoihiLayer]:
     return layers
 
 
+@dataclass(frozen=True)
+class ErrorRegister:
+    """Layer l's error path (apical compartment and error accumulator) as integer registers.
+
+    Its error is an integer D times ``unit``: a hidden layer sums feedback weights on B_{l+1}'s grid, each times
+    the sending layer's eps, so D = sum of +-b / b_res and unit = b_res eps_{l+1} = b_res / (n_e gain_{l+1});
+    the output layer's delta = y_high target - count / n_f is a count over n_f (D integer where y_high n_f is).
+    The accumulator adds |gain_l delta| per step and sends an event at 1/2, less one: in units of D, it adds |D|
+    and fires at ``threshold`` = 1 / (2 gain_l unit), less 2 threshold. An integral threshold makes the
+    float model's error events exactly those of integer registers (with the dither's start value on the
+    same grid); otherwise integer registers round the threshold, i.e. the gain, by up to 1/(2 threshold).
+    """
+
+    unit: float
+    threshold: float
+
+    @property
+    def integral(self) -> bool:
+        """Whether the threshold is a whole number (to 1e-9), so that integer registers lose nothing."""
+        return abs(self.threshold - round(self.threshold)) < 1e-9 * max(1.0, self.threshold)
+
+
+def error_registers(spec: NetworkSpec) -> dict[int, ErrorRegister]:
+    """Per layer l >= 1 of ``spec`` (at Loihi precision): its error path as integer registers (ErrorRegister).
+    The relaying weights' step comes from feedback_synapse_loihi.eqs (b_exp, b_res; transpose mode: W's w_exp,
+    w_res), the error events' size from error_events.eqs (eps_error): the files stay the one definition."""
+    chip = loihi_spec(spec).composition
+    events, L = chip.elements["error_events"], chip.n_layers
+    # the weights that relay error events: B_{l+1} (its fan-out, n_post), or W_{l+1} itself in transpose mode
+    relay, exp, res, fan = (("forward_synapse_loihi", "w_exp", "w_res", "n_pre") if spec.feedback == "transpose"
+                            else ("feedback_synapse_loihi", "b_exp", "b_res", "n_post"))
+    gain = {l: float(chip.set_values(chip.layer_kind(l))["gain_error"]) for l in range(1, L + 1)}
+    registers = {L: ErrorRegister(1 / chip.n_f, chip.n_f / (2 * gain[L]))}
+    for l in range(1, L):
+        grid = _grid_constants(chip) | {fan: chip.sizes[l]}
+        step = _evaluate(chip.elements[relay], res, grid | {exp: int(_evaluate(chip.elements[relay], exp, grid))})
+        unit = step * _evaluate(events, "eps_error", {"n_e": chip.n_e, "gain_error": gain[l + 1]})
+        registers[l] = ErrorRegister(unit, 1 / (2 * gain[l] * unit))
+    return dict(sorted(registers.items()))
+
+
 def _grid_constants(chip) -> dict[str, float]:
     """The network constants the Loihi weight grids read (network.yaml: v_th_mant, init_scale)."""
     return {"v_th_mant": chip.whole("v_th_mant"), "init_scale": float(chip.values["init_scale"])}

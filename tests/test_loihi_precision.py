@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 from support import CODES, N_F, N_SLOT, make_group
+from test_backends import samples
 
 from biograd.models.elements import compose, load_element
-from biograd.models.loihi import loihi_layers
+from biograd.models.loihi import error_registers, loihi_layers
+from biograd.models.network import BioGradNetwork
 from biograd.models.spec import NetworkSpec
 
 V_TH_MANT = CODES.whole("v_th_mant")
@@ -258,3 +260,32 @@ def test_feedback_weights_grid_from_fan_out_and_unbiased_sleep_updates():
     np.testing.assert_allclose(moved, np.rint(moved), atol=1e-9)
     assert set(np.rint(moved).astype(int)) == {0, 1}
     assert abs(moved.mean() - target) < 5 * math.sqrt(target * (1 - target) / len(moved))
+
+
+def test_the_error_path_is_integer_registers_at_loihi_precision():
+    """At Loihi precision the apical compartment holds an integer D times its register's unit (feedback weights on
+    B's grid times eps), the output's error a count over n_f, and the error events are an integer accumulator's:
+    |D| per step against the integral threshold of models/loihi.py's ErrorRegister (one event at most per step),
+    for every neuron and slot of a chunk (runtime; deterministic rounding: dither_error 0). Where n_e |D| lands on
+    a half exactly (a tie), the float sum of n_e steps may fall an ulp short and send one event fewer: integer
+    registers round ties up, as the rule says."""
+    spec = NetworkSpec(sizes=(64, 12, 10), feedback="sleep", precision="loihi",
+                       params={"error_events": {"dither_error": 0}, "network": {"gain_hidden": 4}})
+    registers = error_registers(spec)
+    assert [r.threshold for r in registers.values()] == [40, 10] and all(r.integral for r in registers.values())
+    net = BioGradNetwork(spec, slots=8, seed=1)
+    kinds, images, targets = samples(0, 8)
+    result = net.run_chunk(kinds, images, targets)
+    n_e, n_f = net.composition.n_e, net.composition.n_f
+    y_high = float(net.composition.elements["teacher"].values["y_high"])
+    errors = {1: result.apical[1] / registers[1].unit * result.gates[1], 2: (y_high * targets - result.rates[2]) * n_f}
+    for l, D in errors.items():
+        assert np.abs(D - np.round(D)).max() < 1e-6, f"layer {l}: an integer number of units"
+        D, theta = np.round(D), registers[l].threshold
+        assert 2 ** 23 > np.abs(D).max() > 2 * theta / n_e, f"layer {l}: fits 24 bits, sends events"
+        events = np.sign(D) * np.minimum(n_e, np.floor((theta + n_e * np.abs(D)) / (2 * theta)))
+        tie = (np.mod(theta + n_e * np.abs(D), 2 * theta) == 0) & (np.abs(D) <= 2 * theta)  # lands on 1/2 exactly
+        short = np.abs(events) - np.abs(result.errors[l])  # float sums may fall an ulp short of a tie
+        assert np.all(np.sign(result.errors[l]) * np.sign(D) >= 0)
+        assert np.all(short[~tie] == 0) and set(np.unique(short[tie])) <= {0, 1}, f"layer {l}: the accumulator's events"
+    assert not error_registers(spec.model_copy(update={"params": {"network": {"gain_hidden": 5.89}}}))[1].integral
