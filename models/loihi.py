@@ -39,7 +39,7 @@ _FUNCTIONS = {"clip": np.clip, "ceil": np.ceil, "floor": np.floor, "log": np.log
 #: files. The rule's own weight v is the mantissa w: v = w * v_res / 2^n_drop (forward_synapse_loihi.eqs).
 NXSDK_TRACES = {"x_trace_pre": "x1/x_max_pre",  # the 7-bit eligibility trace (eligibility_loihi.eqs)
                 "n_error_total_post": "y1 - y2",  # err_pos minus err_neg events of the sample (error_events.eqs)
-                "x_sleep_post": "y1"}  # the noise trace (sleep_noise.eqs)
+                "x_sleep_post": "y1/x_unit_post"}  # the 7-bit noise trace (sleep_noise_loihi.eqs)
 #: The pathway a rule runs on -> NxSDK's dependency factor, and its learning epoch tEpoch in steps (or the name of
 #: the number). The model sums a sleep epoch's per-spike updates (feedback_synapse_loihi.eqs); NxSDK evaluates the
 #: rule once per epoch: the same where t_epoch_sleep is 1.
@@ -373,13 +373,16 @@ def _brought_in(el: Element, rule: Rule, names: list[str]) -> str:
 def trace_parameters(spec: NetworkSpec) -> dict[str, dict[str, float]]:
     """The learning rules' traces at Loihi precision (NxSDK's impulse and decay time constant, tau 0 = no decay
     within a learning epoch): x1, the presynaptic 7-bit forward trace; y1/y2, the postsynaptic err_pos/err_neg
-    counts; y1 of the sleep rule, the postsynaptic noise trace x_sleep (decay 1 - dt/tau_sleep per step)."""
+    counts; y1 of the sleep rule, the postsynaptic noise trace x_sleep (sleep_noise_loihi.eqs: impulse x_unit, decay
+    1 - dt/tau_sleep per step)."""
     chip = loihi_spec(spec).composition
     x_max = float(chip.elements["eligibility_loihi"].values["x_max"])
     traces = {"forward.x1": {"impulse": x_max / chip.n_f, "tau": 0, "bits": 7, "stochastic_rounding": 1},
               "forward.y1": {"impulse": 1, "tau": 0, "bits": 7, "stochastic_rounding": 0},
               "forward.y2": {"impulse": 1, "tau": 0, "bits": 7, "stochastic_rounding": 0}}
-    if "sleep_noise" in chip.elements and spec.feedback == "sleep":
-        tau = float(chip.elements["sleep_noise"].values["tau_sleep"] / chip.dt)
-        traces["feedback.y1"] = {"impulse": 1, "tau": tau, "bits": 7, "stochastic_rounding": 1}
+    if "sleep_noise_loihi" in chip.elements and spec.feedback == "sleep":
+        noise = chip.elements["sleep_noise_loihi"]
+        impulse = _evaluate(noise, "x_unit", {"dt": float(chip.dt)})
+        tau = float(noise.values["tau_sleep"] / chip.dt)
+        traces["feedback.y1"] = {"impulse": impulse, "tau": tau, "bits": 7, "stochastic_rounding": 1}
     return traces

@@ -207,10 +207,30 @@ def test_seven_bit_trace_counts_spikes_with_stochastic_impulses():
     assert x1[counts == N_F].max() == x_max  # saturates at 7 bits
 
 
+def test_seven_bit_sleep_trace_is_unbiased_and_fits_seven_bits():
+    """sleep_noise_loihi's trace y1 = x_sleep * x_unit: whole numbers in [0, 127], impulse 63 (tau_sleep 2 ms),
+    and as the feedback synapses read it (after the step's decay, before its spike) its mean is the float
+    trace's x_mean = p_noise (tau_sleep/dt - 1) and its lag-1 autocorrelation the decay 1 - dt/tau_sleep."""
+    b2.defaultclock.dt = 1 * b2.ms
+    group, objects = make_group(["schedule", "eligibility_loihi", "sleep_noise_loihi"], 2000, slot_kinds=(3,))
+    read = b2.StateMonitor(group, "x_sleep", record=True, when="synapses")  # where the feedback synapses read it
+    b2.Network(*objects, read).run(100 * b2.ms, namespace={})
+    element = load_element("sleep_noise_loihi")
+    x_unit, x_mean = 63, float(element.values["p_noise"]) * (2 - 1)
+    y1 = read.x_sleep[:, 10:] * x_unit  # after the trace's start-up (10 steps: 2^-10 of the impulse left)
+    np.testing.assert_allclose(y1, np.rint(y1), atol=1e-9)
+    assert 0 <= y1.min() and 50 < y1.max() <= 127  # read after the decay: at most half of 126
+    x = y1 / x_unit
+    assert abs(x.mean() - x_mean) < 5 * x.std() / np.sqrt(x.size / 2)  # samples a step apart correlate by 1/2
+    lag1 = np.corrcoef(x[:, :-1].ravel(), x[:, 1:].ravel())[0, 1]
+    assert abs(lag1 - 0.5) < 0.02
+
+
 @pytest.mark.parametrize(("precision", "loihi_elements"), [
     ("loihi_weights", {"forward_synapse_loihi", "feedback_synapse_loihi"}),
-    ("loihi_traces", {"forward_synapse_loihi", "feedback_synapse_loihi", "eligibility_loihi"}),
-    ("loihi", {"forward_synapse_loihi", "feedback_synapse_loihi", "eligibility_loihi", "soma_loihi"}),
+    ("loihi_traces", {"forward_synapse_loihi", "feedback_synapse_loihi", "eligibility_loihi", "sleep_noise_loihi"}),
+    ("loihi", {"forward_synapse_loihi", "feedback_synapse_loihi", "eligibility_loihi", "sleep_noise_loihi",
+               "soma_loihi"}),
 ])
 def test_precision_replaces_the_float_elements_and_their_overrides_follow(precision, loihi_elements):
     """model.precision picks the ablation level of network.yaml's precisions table; an override written for a float

@@ -74,8 +74,11 @@ def test_a_rule_edit_changes_float_loihi_and_export(equations):
         "on_pre", "learn").code
     after = learning_rules(spec.using(equations))
     hebbian, mean, decay = before["feedback2"].text.removeprefix("dw = ").split(" - ")
-    assert decay.endswith("*x0*w") and after["feedback2"].text == f"dw = {hebbian} - {mean} - " + \
-        decay.replace("*x0*w", "*x0*y1*w")  # the same scale, now on x0*y1*w
+    *kept, gated = after["feedback2"].text.removeprefix("dw = ").split(" - ")
+    assert decay.endswith("*x0*w") and kept == [hebbian, mean] and gated.endswith("*x0*y1*w")  # now on x0*y1*w,
+    value = {term: int(m) * 2.0 ** int(e) for term in (decay, gated) for m, e in [re.match(r"(\d+)\*2\^(-?\d+)",
+                                                                                          term).groups()]}
+    assert value[gated] == pytest.approx(value[decay] / 63, rel=2**-8)  # its scale over the trace's impulse (63)
     for l in (1, 2):  # mantissa m*2^e -> m*2^(e+1)
         m, e = re.match(r"dw = (\d+)\*2\^(-?\d+)\*x1\*y1", before[f"forward{l}"].text).groups()
         assert after[f"forward{l}"].text == f"dw = {m}*2^{int(e) + 1}*x1*y1 - {m}*2^{int(e) + 1}*x1*y2"
