@@ -22,7 +22,7 @@ reads sigma_sleep_pre, which no trace holds, where scale_sleep is not 0) is left
 engine applies it (:func:`biograd.models.loihi.lava_text`: a dependency per product, u0 for the per-sample rule; 4-bit
 scale mantissas, exponents -7..8; attributes ``tEpoch`` and ``scaleError``, the largest relative rounding of a scale),
 or the attribute ``<group>.leftOut`` there with the reason where a scale lies outside the engine's range (smallest
-2^-7: the default rates of forward1 and of the sleep rule's decay are below it). A trace's tau 0 (no decay) is
+2^-7: the default rates of forward1 and of the sleep rule are below it). A trace's tau 0 (no decay) is
 NxSDK's reading; Lava 0.10 reads tau 0 as a trace gone after one step: give it a large tau there
 (``scripts/lava_learning_check.py``; ``tests/test_lava_learning.py`` runs the text in Lava).
 

@@ -104,7 +104,8 @@ def test_lava_learning_engine_learns_the_models_weights_within_one_step(loihi_tr
 
 def test_the_lava_text_has_the_engines_form_or_the_reason(tmp_path):
     """Lava's grammar (a dependency per product, 4-bit scale mantissas, exponents -7..8) at an exact learning rate;
-    at the default one, forward1's scale (about 3.8e-4 per x1*y) is below the engine's smallest and the file says so."""
+    at the default one, forward1's scale (about 3.8e-4 per x1*y) and the sleep rule's are below the engine's smallest
+    and the file says so."""
     rules = learning_rules(exact_spec())
     assert rules["forward1"].lava == "dw = u0*4*2^-5*x1*y1 - u0*4*2^-5*x1*y2"  # 2^-6 after the 3 dropped bits
     assert rules["forward2"].lava == "dw = u0*4*2^-2*x1*y1 - u0*4*2^-2*x1*y2"
@@ -115,6 +116,7 @@ def test_the_lava_text_has_the_engines_form_or_the_reason(tmp_path):
     with h5py.File(tmp_path / "net.net") as f:
         lava = f["loihi1/lava/learning"]
         assert lava.attrs["forward1.leftOut"] == default["forward1"].lava_problem
-        assert "x0*w needs the scale" in lava.attrs["feedback2.leftOut"]  # the sleep rule's decay, 1.5e-4
+        # the sleep rule's Hebbian term (x0*y1: 3e-4 over the 7-bit noise trace's impulse 63) and decay (x0*w, 1.5e-4)
+        assert "x0*y1 needs the scale" in lava.attrs["feedback2.leftOut"]
         assert lava["forward2"][()].decode() == default["forward2"].lava and lava["forward2"].attrs["tEpoch"] == \
             default["forward2"].epoch
