@@ -49,7 +49,8 @@ def per_sample_updates(feedback: str, spec: NetworkSpec | None = None):
         yield [dw * ETA for dw in sample.dW], reference, sample.rates, sample.gates
 
 
-@pytest.mark.parametrize("feedback, scale_transpose", [("transpose", 1.4), pytest.param("transpose", 1.0, marks=pytest.mark.slow),
+@pytest.mark.parametrize("feedback, scale_transpose", [("transpose", 1.4),
+                                                       pytest.param("transpose", 1.0, marks=pytest.mark.slow),
                                                        pytest.param("fixed_random", 1.0, marks=pytest.mark.slow)])
 def test_weight_change_equals_reference_update(feedback, scale_transpose):
     """Direction and length: scale_transpose 1.4 lengthens layer 2's reference by 1.4 and layer 1's by 1.96, which
