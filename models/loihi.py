@@ -141,7 +141,8 @@ class ErrorRegister:
     The accumulator adds |gain_l delta| per step and sends an event at 1/2, less one: in units of D, it adds |D|
     and fires at ``threshold`` = 1 / (2 gain_l unit), less 2 threshold. An integral threshold makes the
     float model's error events exactly those of integer registers (with the dither's start value on the
-    same grid); otherwise integer registers round the threshold, i.e. the gain, by up to 1/(2 threshold).
+    same grid), but for exact ties, where the float sum can fall an ulp short and send one event fewer;
+    otherwise integer registers round the threshold, i.e. the gain, by up to 1/(2 threshold).
     """
 
     unit: float
@@ -200,11 +201,13 @@ def composition_rules(chip: Composition, left_out: bool = False) -> dict[str, Lo
     dependency factor, with the traces of :data:`NXSDK_TRACES` and every other name a constant of the network,
     expanded into products. Today's rules give, per layer l,
         forward:  dw = C x1 y1 - C x1 y2,              C = eta eps_l 2^n_drop / (x_max w_res_l)
-        feedback: dw = C1 x0 y1 - C1 m x0 - C2 x0 w,   C1 = eta_sleep 2^n_drop / b_res_l,  C2 = eta_sleep lambda_sleep
-    (m: the noise trace's stationary mean; the term of scale_sleep vanishes at 0). Scales are rounded to 8-bit
-    mantissas. A term that is no such product (a name without a trace, e.g. sigma_sleep_pre where scale_sleep is
-    not 0, or a function of a trace) is a ModelFileError at the rule's definition: raised, or with ``left_out`` the
-    group's entry (the rule left out of an export, the rest kept)."""
+        feedback: dw = C1 x0 y1/x_unit - C1 m x0 - C2 x0 w,
+                  C1 = eta_sleep 2^n_drop / b_res_l,  C2 = eta_sleep lambda_sleep
+    (m: the noise trace's stationary mean, x_unit its impulse, sleep_noise_loihi.eqs; the term of scale_sleep
+    vanishes at 0). Scales are rounded to 8-bit mantissas. A term that is no such product (a name without a
+    trace, e.g. sigma_sleep_pre where scale_sleep is not 0, or a function of a trace) is a ModelFileError at the
+    rule's definition: raised, or with ``left_out`` the group's entry (the rule left out of an export, the rest
+    kept)."""
     rules = {}
     for l in range(1, chip.n_layers + 1):
         groups = [("forward", chip.synapse_kind(l), l - 1, l)]
