@@ -127,8 +127,8 @@ def test_gpu_trains_like_cpp_standalone(tmp_path):
 
     The chunk starts from weights and a learning rate that differ from the build's, so they must
     arrive through run_args (brian2cuda lost value files of capitalised objects without an error).
-    The builds carry record.spikes' EventMonitors (spikes of hidden layer 1, spikes and error events of the
-    output layer): they must record the same (neuron, time) events.
+    The builds carry record.spikes' EventMonitors (spikes and error events of 20 neurons of hidden layer 1 and
+    of the output layer): they must record the same (neuron, time) events.
 
     Summation order differs on the GPU (parallel additions), so a potential that lands exactly on
     a threshold may flip a spike: the rates and recorded events must agree on nearly every neuron and slot,
