@@ -157,18 +157,20 @@ class ErrorRegister:
 def error_registers(spec: NetworkSpec) -> dict[int, ErrorRegister]:
     """Per layer l >= 1 of ``spec`` (at Loihi precision): its error path as integer registers (ErrorRegister).
     The relaying weights' step comes from feedback_synapse_loihi.eqs (b_exp, b_res; transpose mode: W's w_exp,
-    w_res), the error events' size from error_events.eqs (eps_error): the files stay the one definition."""
+    w_res times transpose_relay.eqs' scale_transpose), the error events' size from error_events.eqs (eps_error):
+    the files stay the one definition."""
     chip = loihi_spec(spec).composition
     events, L = chip.elements["error_events"], chip.n_layers
     # the weights that relay error events: B_{l+1} (its fan-out, n_post), or W_{l+1} itself in transpose mode
     relay, exp, res, fan = (("forward_synapse_loihi", "w_exp", "w_res", "n_pre") if spec.feedback == "transpose"
                             else ("feedback_synapse_loihi", "b_exp", "b_res", "n_post"))
+    scale = float(chip.elements["transpose_relay"].values["scale_transpose"]) if spec.feedback == "transpose" else 1
     gain = {l: float(chip.set_values(chip.layer_kind(l))["gain_error"]) for l in range(1, L + 1)}
     registers = {L: ErrorRegister(1 / chip.n_f, chip.n_f / (2 * gain[L]))}
     for l in range(1, L):
         grid = _grid_constants(chip) | {fan: chip.sizes[l]}
         step = _evaluate(chip.elements[relay], res, grid | {exp: int(_evaluate(chip.elements[relay], exp, grid))})
-        unit = step * _evaluate(events, "eps_error", {"n_e": chip.n_e, "gain_error": gain[l + 1]})
+        unit = scale * step * _evaluate(events, "eps_error", {"n_e": chip.n_e, "gain_error": gain[l + 1]})
         registers[l] = ErrorRegister(unit, 1 / (2 * gain[l] * unit))
     return dict(sorted(registers.items()))
 

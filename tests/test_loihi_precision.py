@@ -309,3 +309,6 @@ def test_the_error_path_is_integer_registers_at_loihi_precision():
         assert np.all(np.sign(result.errors[l]) * np.sign(D) >= 0)
         assert np.all(short[~tie] == 0) and set(np.unique(short[tie])) <= {0, 1}, f"layer {l}: the accumulator's events"
     assert not error_registers(spec.model_copy(update={"params": {"network": {"gain_hidden": 5.89}}}))[1].integral
+    transpose = spec.model_copy(update={"feedback": "transpose", "params": {}})  # relays s*w (transpose_relay.eqs)
+    scaled = transpose.model_copy(update={"params": {"transpose_relay": {"scale_transpose": 1.4}}})
+    assert error_registers(scaled)[1].unit == pytest.approx(1.4 * error_registers(transpose)[1].unit)
