@@ -12,7 +12,8 @@ Three angles per sample and layer separate the two sources of mismatch:
     biograd_vs_feedback_alignment   error-spike quantisation and saturation (B held fixed)
     feedback_alignment_vs_backprop  feedback misalignment (B against W^T), with exact errors
 
-With ``transpose`` feedback the network has no B and FA equals backprop. ``norm_ratio`` is
+With ``transpose`` feedback the network has no B: its feedback is s W^T (BioGradNetwork.feedback_weights; without
+it, W^T), and FA equals backprop up to the scale s. ``norm_ratio`` is
 |first| / |second|: the scale of BioGrad's step relative to the reference (|B| sets it in FA).
 """
 

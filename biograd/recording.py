@@ -125,7 +125,8 @@ class Prober:
             net.state = state
             metrics += [base | row | {"split": "probe_sleep"}
                         for row in activity_rows(sleep, block, spec, sleep_slots(spec, self.train))]
-        alignment = [_position(base) | row for row in probe_alignment_rows(samples, state.W, state.B)]
+        feedback = net.feedback_weights(state)  # B, or s W^T in transpose mode
+        alignment = [_position(base) | row for row in probe_alignment_rows(samples, state.W, feedback)]
         if self.record.arrays:
             write_probe_arrays(self.directory / "recording" / f"{name}.npz", state, samples)
         if self.record.spikes:

@@ -262,6 +262,14 @@ class BioGradNetwork:
         bias = {l: np.zeros(sizes[l]) for l in range(1, len(sizes))}
         return PlasticState(W, B, bias)
 
+    def feedback_weights(self, state: PlasticState) -> dict[int, np.ndarray]:
+        """The weights layer l's errors travel back through, l >= 2: B_l, or in transpose mode s W_l^T
+        (transpose_relay.eqs: ``scale_transpose`` s, 1 for backprop)."""
+        if state.B or self.spec.feedback != "transpose":
+            return dict(state.B)
+        scale = float(self.composition.elements["transpose_relay"].values["scale_transpose"])
+        return {l: scale * state.W[l - 1].T for l in range(2, len(state.W) + 1)}
+
     def _views(self, states: list[PlasticState]) -> dict:
         """Brian2 variables -> flat arrays, the replicas one after the other. Synapses are all-to-all within a
         replica, created in (i, j) order."""

@@ -10,6 +10,7 @@ from biograd.analysis.energy import energy_estimate, load_energy_table, measured
 from biograd.analysis.plausibility import observable_checks
 from biograd.models.elements import equations_dir
 from biograd.models.errors import ModelFileError
+from biograd.models.network import BioGradNetwork
 from biograd.models.params import read_table
 
 # A 2-2-1 network by hand: r0 = (1, 0.5), r1 = (0.5, 0.2), r2 = 0.3, y = 1, gates 1, W2 = (1, 2).
@@ -46,6 +47,19 @@ def test_quantisation_and_misalignment_are_separated():
 def test_transpose_runs_have_no_B_and_feedback_alignment_is_backprop():
     a = _angles(BP, feedback={})
     assert a[(1, "feedback_alignment_vs_backprop")] == pytest.approx((0.0, 1.0))
+
+
+def test_the_feedback_of_a_transpose_network_is_its_scaled_W_transpose():
+    """Probes compare with the feedback the network used: B in sleep mode, s W^T in transpose mode (scale_transpose),
+    so that a run at s 1.4 has feedback alignment 1.4x backprop's length, not backprop itself."""
+    net = BioGradNetwork(tiny_spec((6, 5, 4, 3), "transpose", transpose_relay={"scale_transpose": 1.4}), slots=1)
+    W = net.initial_state.W
+    feedback = net.feedback_weights(net.initial_state)
+    assert sorted(feedback) == [2, 3]
+    for l in (2, 3):
+        np.testing.assert_allclose(feedback[l], 1.4 * W[l - 1].T)
+    sleep = BioGradNetwork(tiny_spec((6, 5, 4, 3), "sleep"), slots=1)
+    assert all(b is sleep.initial_state.B[l] for l, b in sleep.feedback_weights(sleep.initial_state).items())
 
 
 def _table(tmp_path, observables: str):
