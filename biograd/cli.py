@@ -41,7 +41,8 @@ DEMO_CONFIG = Path(str(files("biograd.configs") / "demo.yaml"))  # runs/configs/
 def describe(
     element: Annotated[str | None, typer.Argument(help="element name (e.g. soma); omit for the whole model")] = None,
     sizes: Annotated[str, typer.Option(help="layer sizes, e.g. 784-500-10")] = "784-500-10",
-    feedback: Annotated[Literal["transpose", "fixed_random", "sleep"], typer.Option(help="feedback mode")] = "sleep",
+    feedback: Annotated[Literal["transpose", "fixed_random", "sleep", "transpose_residual"],
+                        typer.Option(help="feedback mode")] = "sleep",
 ) -> None:
     """Print a Markdown description of one element or of a whole network (equations + parameters)."""
     from biograd.models.describe import describe_element, describe_model

@@ -138,10 +138,12 @@ class Composition:
 
     def synapse_kind(self, layer: int, inference: bool = False) -> SynapseKind:
         """Kind of the forward synapse W_layer (the transpose relay exists only for training builds)."""
-        return "forward_transpose" if self.feedback == "transpose" and layer >= 2 and not inference else "forward"
+        relays = self.feedback in ("transpose", "transpose_residual")
+        return "forward_transpose" if relays and layer >= 2 and not inference else "forward"
 
     def has_feedback_synapses(self, layer: int) -> bool:
-        """Separate feedback synapses B_layer exist for layer >= 2 unless errors use W^T."""
+        """Separate feedback synapses B_layer exist for layer >= 2 unless errors use W^T alone (transpose_residual:
+        W^T and a fixed B, the residual)."""
         return layer >= 2 and self.feedback != "transpose"
 
     def recipe(self, kind: str) -> GroupRecipe:

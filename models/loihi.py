@@ -159,6 +159,9 @@ def error_registers(spec: NetworkSpec) -> dict[int, ErrorRegister]:
     The relaying weights' step comes from feedback_synapse_loihi.eqs (b_exp, b_res; transpose mode: W's w_exp,
     w_res times transpose_relay.eqs' scale_transpose), the error events' size from error_events.eqs (eps_error):
     the files stay the one definition."""
+    if spec.feedback == "transpose_residual":
+        raise ValueError("feedback mode transpose_residual relays errors through W and B at once: no single register "
+                         "unit (an ablation of the float model, not a Loihi network)")
     chip = loihi_spec(spec).composition
     events, L = chip.elements["error_events"], chip.n_layers
     # the weights that relay error events: B_{l+1} (its fan-out, n_post), or W_{l+1} itself in transpose mode

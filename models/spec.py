@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from biograd.models.composition import Composition, load_composition
 
-FeedbackMode = Literal["transpose", "fixed_random", "sleep"]
+FeedbackMode = Literal["transpose", "fixed_random", "sleep", "transpose_residual"]
 Encoder = Literal["regular", "poisson", "events"]
 
 

@@ -23,7 +23,7 @@ N_SAMPLES = 20
 def fine_spec(feedback: str, init_scale: float = 1.5, soma: dict | None = None,
               gain_hidden: float = 0.5, scale_transpose: float = 1.0) -> NetworkSpec:
     network = {"n_f": 20, "n_e": 100, "gain_output": 1.0, "gain_hidden": gain_hidden, "init_scale": init_scale}
-    relay = {"transpose_relay": {"scale_transpose": scale_transpose}} if feedback == "transpose" else {}
+    relay = {"transpose_relay": {"scale_transpose": scale_transpose}} if feedback.startswith("transpose") else {}
     return NetworkSpec(sizes=(64, 40, 30, 10), feedback=feedback,
                        params={"network": network, "error_events": {"dither_error": 0},
                                "forward_synapse": {"eta": ETA}, "soma": soma or {}, **relay})
@@ -36,11 +36,7 @@ def per_sample_updates(feedback: str, spec: NetworkSpec | None = None):
     start = net.initial_state
     split = Split(images[:N_SAMPLES] / 16, labels[:N_SAMPLES], "digits")
     samples, _ = probe(net, split, np.arange(N_SAMPLES), start, seed=3)
-    if feedback == "transpose":  # B = s W^T (transpose_relay.eqs)
-        scale = float(net.composition.elements["transpose_relay"].values["scale_transpose"])
-        feedback_of = {l: scale * start.W[l - 1].T for l in (2, 3)}
-    else:
-        feedback_of = start.B
+    feedback_of = net.feedback_weights(start)  # B; s W^T (transpose_relay.eqs); s W^T + B (transpose_residual)
     for sample in samples:
         errors = deltas(sample.rates, sample.gates, sample.target, feedback_of)
         gain = float(net.composition.values["gain_hidden"])
@@ -51,7 +47,8 @@ def per_sample_updates(feedback: str, spec: NetworkSpec | None = None):
 
 @pytest.mark.parametrize("feedback, scale_transpose", [("transpose", 1.4),
                                                        pytest.param("transpose", 1.0, marks=pytest.mark.slow),
-                                                       pytest.param("fixed_random", 1.0, marks=pytest.mark.slow)])
+                                                       pytest.param("fixed_random", 1.0, marks=pytest.mark.slow),
+                                                       pytest.param("transpose_residual", 1.4, marks=pytest.mark.slow)])
 def test_weight_change_equals_reference_update(feedback, scale_transpose):
     """Direction and length: scale_transpose 1.4 lengthens layer 2's reference by 1.4 and layer 1's by 1.96, which
     an angle alone would not see (gain_hidden / 1.96 keeps the errors unsaturated); the length ratio per layer is
