@@ -136,10 +136,14 @@ class Composition:
             return "inference_input" if layer == 0 else "inference"
         return "input" if layer == 0 else "output" if layer == self.n_layers else "hidden"
 
+    @property
+    def relays_through_w(self) -> bool:
+        """Whether errors travel back through W itself (transpose_relay.eqs: modes transpose and transpose_residual)."""
+        return self.feedback in ("transpose", "transpose_residual")
+
     def synapse_kind(self, layer: int, inference: bool = False) -> SynapseKind:
         """Kind of the forward synapse W_layer (the transpose relay exists only for training builds)."""
-        relays = self.feedback in ("transpose", "transpose_residual")
-        return "forward_transpose" if relays and layer >= 2 and not inference else "forward"
+        return "forward_transpose" if self.relays_through_w and layer >= 2 and not inference else "forward"
 
     def has_feedback_synapses(self, layer: int) -> bool:
         """Separate feedback synapses B_layer exist for layer >= 2 unless errors use W^T alone (transpose_residual:

@@ -164,10 +164,11 @@ def error_registers(spec: NetworkSpec) -> dict[int, ErrorRegister]:
                          "unit (an ablation of the float model, not a Loihi network)")
     chip = loihi_spec(spec).composition
     events, L = chip.elements["error_events"], chip.n_layers
-    # the weights that relay error events: B_{l+1} (its fan-out, n_post), or W_{l+1} itself in transpose mode
-    relay, exp, res, fan = (("forward_synapse_loihi", "w_exp", "w_res", "n_pre") if spec.feedback == "transpose"
-                            else ("feedback_synapse_loihi", "b_exp", "b_res", "n_post"))
-    scale = float(chip.elements["transpose_relay"].values["scale_transpose"]) if spec.feedback == "transpose" else 1
+    # the weights that relay error events: B_{l+1} (its fan-out, n_post), or W_{l+1} itself, times s, in transpose mode
+    relay, exp, res, fan, scale = (
+        ("forward_synapse_loihi", "w_exp", "w_res", "n_pre",
+         float(chip.elements["transpose_relay"].values["scale_transpose"])) if chip.relays_through_w
+        else ("feedback_synapse_loihi", "b_exp", "b_res", "n_post", 1.0))
     gain = {l: float(chip.set_values(chip.layer_kind(l))["gain_error"]) for l in range(1, L + 1)}
     registers = {L: ErrorRegister(1 / chip.n_f, chip.n_f / (2 * gain[L]))}
     for l in range(1, L):

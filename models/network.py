@@ -254,22 +254,22 @@ class BioGradNetwork:
 
     # ------------------------------------------------------------------ state
     def random_state(self, rng: np.random.Generator) -> PlasticState:
-        """W_l ~ N(0, init_scale^2 * 2/N_{l-1}); B_l drawn independently with the same scale (transpose_residual: times
-        network.yaml's init_residual); bias 0."""
-        sizes, scale = self.spec.sizes, float(self.composition.values["init_scale"])
+        """W_l ~ N(0, init_scale^2 * 2/N_{l-1}); B_l drawn independently with the same scale (a B beside the transpose
+        relay, the residual of transpose_residual: times network.yaml's init_residual); bias 0."""
+        composition, sizes = self.composition, self.spec.sizes
+        scale = float(composition.values["init_scale"])
         W = [rng.normal(0, scale * np.sqrt(2 / sizes[l - 1]), (sizes[l], sizes[l - 1]))
              for l in range(1, len(sizes))]
-        residual = self.spec.feedback == "transpose_residual"
-        residual = float(self.composition.values["init_residual"]) if residual else 1.0
-        B = {l: rng.normal(0, residual * scale * np.sqrt(2 / sizes[l - 1]), (sizes[l - 1], sizes[l]))
-             for l in self.feedback}
+        scale_B = scale * (float(composition.values["init_residual"]) if composition.relays_through_w else 1.0)
+        B = {l: rng.normal(0, scale_B * np.sqrt(2 / sizes[l - 1]), (sizes[l - 1], sizes[l])) for l in self.feedback}
         bias = {l: np.zeros(sizes[l]) for l in range(1, len(sizes))}
         return PlasticState(W, B, bias)
 
     def feedback_weights(self, state: PlasticState) -> dict[int, np.ndarray]:
-        """The weights layer l's errors travel back through, l >= 2: B_l; in transpose mode s W_l^T
-        (transpose_relay.eqs: ``scale_transpose`` s, 1 for backprop); in transpose_residual mode s W_l^T + B_l."""
-        if self.spec.feedback not in ("transpose", "transpose_residual"):
+        """The weights layer l's errors travel back through, l >= 2: B_l, plus s W_l^T where they also travel through
+        W (transpose_relay.eqs: ``scale_transpose`` s, 1 for backprop; transpose mode has no B, transpose_residual
+        both)."""
+        if not self.composition.relays_through_w:
             return dict(state.B)
         scale = float(self.composition.elements["transpose_relay"].values["scale_transpose"])
         return {l: scale * state.W[l - 1].T + state.B.get(l, 0) for l in range(2, len(state.W) + 1)}
