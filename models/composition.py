@@ -26,6 +26,7 @@ from biograd.models.elements import (
     Element,
     GroupSpec,
     check_units,
+    check_variant_parameters,
     check_variant_rules,
     compose,
     equations_dir,
@@ -327,7 +328,9 @@ def load_composition(sizes: tuple[int, ...], feedback: str, encoder: str, params
         originals = [name.format(encoder=encoder) for name in shape.recipe(kind).elements]
         for original, variant in zip(originals, shape.element_names(kind), strict=True):
             if variant != original:
-                check_variant_rules(fresh_element(original, directory), elements[variant])
+                float_element = fresh_element(original, directory)
+                check_variant_rules(float_element, elements[variant])
+                check_variant_parameters(float_element, elements[variant])
     for written, overrides in params.items():
         target = replace.get(written, written)  # a float element's overrides apply to its replacement everywhere
         element = target if isinstance(target, str) else written

@@ -296,6 +296,20 @@ def check_variant_rules(original: Element, variant: Element) -> None:
                                  f"{', '.join(sorted({p for p, _ in taken.uses}))}", taken.uses[0][1])
 
 
+def check_variant_parameters(original: Element, variant: Element) -> None:
+    """A parameter that ``variant`` (``original`` at another precision) repeats from ``original``'s table has its
+    value (a config's override of the original reaches the variant too, so the two tables must start equal);
+    else a ModelFileError at the variant's line, naming the original's."""
+    for name, own in variant.table.parameters.items():
+        source = original.table.parameters.get(name)
+        if source is not None and not _equal(own.quantity(), source.quantity()):
+            line = read_table_lines(variant.table_path)[1].get(("parameters", name))
+            source_line = read_table_lines(original.table_path)[1].get(("parameters", name))
+            raise ModelFileError(variant.table_path, f"parameter {name!r} = {own.value} here, {source.value} in "
+                                 f"{original.table_path.name}:{source_line}, the element this one replaces: give "
+                                 "both the same value", line)
+
+
 def _check_names(el: Element) -> None:
     model = el.eqs.section("model")
     for line in model.lines:

@@ -197,3 +197,16 @@ def test_a_variant_takes_the_parameters_its_rules_read_from_the_source_table(equ
     assert f"feedback_synapse_loihi.yaml:{line + 1}: parameter 'lambda_sleep' = 0.4 here, 0.5 in " \
            f"feedback_synapse.yaml:{source_line}, whose value the rule db_sleep taken from feedback_synapse reads: " \
            "remove it here" in result.output
+
+
+def test_a_variant_that_repeats_a_parameter_with_another_value_is_refused(equations):
+    """A parameter that a Loihi-precision element repeats from the element it replaces (sleep_noise_loihi's p_noise,
+    soma_loihi's eta_h) must keep the original's value: a config's override of either reaches both, so tables that
+    start apart would silently give the two precisions different models."""
+    load_composition((3, 3, 2), "sleep", "regular", {}, equations, "loihi")  # today's tables agree
+    edit(equations / "sleep_noise_loihi.yaml", "    value: 0.5\n", "    value: 0.25\n")
+    line, source_line = (line_of(equations / f"{name}.yaml", r"  p_noise:") for name in ("sleep_noise_loihi",
+                                                                                         "sleep_noise"))
+    with pytest.raises(ModelFileError, match=rf"sleep_noise_loihi.yaml:{line}: parameter 'p_noise' = 0.25 here, 0.5 "
+                       rf"in sleep_noise.yaml:{source_line}, the element this one replaces"):
+        load_composition((3, 3, 2), "sleep", "regular", {}, equations, "loihi")
