@@ -69,8 +69,9 @@ class TrainConfig(BaseModel):
                       "(replica k: seed + k); numpy seeds are non-negative")
     backend: Literal["cpp_standalone", "cuda_standalone", "genn", "numpy", "cython"] = "cpp_standalone"
     templates: Literal["dense", "brian2"] = Field(
-        "dense", description="cpp_standalone's synapse templates: dense (all-to-all pathways a row at a time, "
-        "biograd.models.dense_pathways) or brian2 (Brian2's own; slower, equal up to rounding)")
+        "dense", description="cpp_standalone's templates: dense (all-to-all pathways a row at a time, "
+        "biograd.models.dense_pathways; events tested only in their phase, biograd.models.thresholds) or brian2 "
+        "(Brian2's own; slower, equal up to rounding)")
     genn_backend: Literal["cuda", "single_threaded_cpu"] | None = Field(
         None, description="GeNN's code generator with backend genn (default: cuda where pygenn was built with it)")
     max_weight: float = Field(100.0, gt=0, description="stop when any |w| or |b| exceeds this (exploding)")

@@ -40,8 +40,9 @@ class Backend:
     ``directory``, rerun with run_args), ``genn`` (GeNN 5, built into ``directory``; ``genn_backend``
     'single_threaded_cpu' or 'cuda', default: CUDA where pygenn has it), or Brian2's runtime device with
     code generation target ``numpy`` or ``cython`` (for debugging; ``directory`` unused).
-    ``dense_pathways=False`` keeps Brian2's own synapse templates and compiler flags on cpp_standalone
-    (results equal to rounding; slower; the fast path adds :data:`VECTORISING_FLAGS`). ``threads`` > 1:
+    ``dense_pathways=False`` keeps Brian2's own templates and compiler flags on cpp_standalone (results equal
+    to rounding; slower); True (default) propagates all-to-all pathways a row at a time, tests events only in
+    their phase (:mod:`biograd.models.thresholds`) and adds :data:`VECTORISING_FLAGS`. ``threads`` > 1:
     cpp_standalone's OpenMP threads (Brian2's neuron templates share each group's loop among them; the
     dense pathways run a row at a time on one). ``profile``: the standalone binary times each code object
     (the network's ``profiling_info`` after a run)."""

@@ -161,6 +161,7 @@ class BioGradNetwork:
         for layer in range(L + 1):
             group_spec = composition.layer_group(layer, inference, arrays).unshared(self.varied)
             group = b2.NeuronGroup(K * sizes[layer], **group_spec.neuron_kwargs(), name=f"layer{layer}")
+            self.runner.adopt(group)
             for event, code in group_spec.on_event.items():
                 group.run_on_event(event, code)
             if group_spec.slot_start:

@@ -11,8 +11,9 @@ reach the simulation:
   and runs the chunk's slots;
 - :class:`StandaloneRunner` (``cpp_standalone``): builds the project once, then reruns the
   binary with ``run_args``; the seed reaches the binary in an environment variable; all-to-all
-  pathways propagate a row at a time (:mod:`biograd.models.dense_pathways`) unless
-  its backend says otherwise (``Backend.dense_pathways``);
+  pathways propagate a row at a time (:mod:`biograd.models.dense_pathways`) and events are tested
+  only in their phase (:mod:`biograd.models.thresholds`) unless its backend says otherwise
+  (``Backend.dense_pathways``);
 - :class:`CudaRunner` (``cuda_standalone``, brian2cuda): as cpp_standalone, with brian2cuda's
   random-number reseeding and its run_args naming rule (:mod:`biograd.models.cuda`);
 - :class:`~biograd.models.genn.runner.GennRunner` (``genn``, GeNN 5): the Brian2 objects, built on the
@@ -37,6 +38,7 @@ import numpy as np
 from biograd.models import cuda
 from biograd.models.dense_pathways import use_dense_pathways
 from biograd.models.elements import Element
+from biograd.models.thresholds import use_gated_thresholds
 
 SEED_VARIABLE = "BIOGRAD_CHUNK_SEED"
 # Standalone binaries seed their generators from std::random_device unless told otherwise; this
@@ -56,8 +58,8 @@ class Runner(Protocol):
 
     runs_whole_build: bool  # every run simulates the whole build (a chunk of fewer slots idles the rest)
 
-    def adopt(self, synapses: b2.Synapses) -> None:
-        """Choose the code templates of ``synapses`` before they are built."""
+    def adopt(self, group: b2.NeuronGroup | b2.Synapses) -> None:
+        """Choose the code templates of ``group`` (neurons or synapses) before it is built."""
 
     def prepare(self, network: b2.Network, sources: Iterable[Element] = ()) -> None:
         """Take note of the built ``network`` (composed of the elements ``sources``) before its first chunk."""
@@ -78,7 +80,7 @@ class RuntimeRunner:
     def __init__(self):
         self._origin: dict[int, b2.TimedArray] = {}  # id of a TimedArray in use -> the build's TimedArray
 
-    def adopt(self, synapses: b2.Synapses) -> None:
+    def adopt(self, group: b2.NeuronGroup | b2.Synapses) -> None:
         """Brian2's own templates."""
 
     def prepare(self, network: b2.Network, sources: Iterable[Element] = ()) -> None:
@@ -119,10 +121,13 @@ class StandaloneRunner:
         self.dense_pathways = dense_pathways
         self.profile = profile  # the binary times each code object (network.profiling_info)
 
-    def adopt(self, synapses: b2.Synapses) -> None:
-        """All-to-all ``synapses`` (within each replica's block) propagate a row at a time, if asked."""
-        if self.dense_pathways:
-            use_dense_pathways(synapses)
+    def adopt(self, group: b2.NeuronGroup | b2.Synapses) -> None:
+        """If asked, all-to-all synapses (within each replica's block) propagate a row at a time, and a neuron
+        group tests its events only in their phase."""
+        if self.dense_pathways and isinstance(group, b2.Synapses):
+            use_dense_pathways(group)
+        elif self.dense_pathways:
+            use_gated_thresholds(group)
 
     def prepare(self, network: b2.Network, sources: Iterable[Element] = ()) -> None:
         """Nothing to store: every rerun starts from the values passed in."""
@@ -165,8 +170,8 @@ class CudaRunner(StandaloneRunner):
 
     own_make = False  # brian2cuda's own compile step (its makefile and nvcc settings)
 
-    def adopt(self, synapses: b2.Synapses) -> None:
-        """brian2cuda's own templates (the dense ones are C++ for one core)."""
+    def adopt(self, group: b2.NeuronGroup | b2.Synapses) -> None:
+        """brian2cuda's own templates (the project's are C++ for one core)."""
 
     def reseed_code(self) -> str:
         return cuda.reseed_code(SEED_VARIABLE)

@@ -3,7 +3,7 @@
     python runs/benchmark.py                       # 784-100-10, 784-500-10, 784-500-500-10
     python runs/benchmark.py --sizes 784-500-10 --samples 5000
     python runs/benchmark.py --sizes 784-500-10 --replicas 1 --replicas 8 --replicas 64   # ensembles
-    python runs/benchmark.py --sizes 784-500-10 --templates dense --templates brian2   # synapse templates
+    python runs/benchmark.py --sizes 784-500-10 --templates dense --templates brian2   # project's or Brian2's templates
     python runs/benchmark.py --sizes 784-500-10 --peer   # and snnTorch BPTT in the same run (make peer)
     python runs/benchmark.py --backend cuda_standalone   # on a GPU (make gpu)
     python runs/benchmark.py --backend cuda_standalone --compile-only   # nvcc, no GPU needed
@@ -25,8 +25,9 @@ over the replicas) and ``speedup`` is the ratio to the single network (K = 1) of
 backend in the same run. Memory: the peak resident size of the Python process and of the compiled
 binary (measured with /usr/bin/time where present). Every measurement runs in a process of its own
 (one standalone build per process). ``record_activity_share`` is the time ``record.activity`` adds per
-chunk, as a fraction of the training time. ``--templates brian2`` propagates spikes with Brian2's own
-synapse templates instead of the dense pathways (the default; :mod:`biograd.models.dense_pathways`).
+chunk, as a fraction of the training time. ``--templates brian2`` uses Brian2's own
+templates instead of the project's (the default: dense pathways, :mod:`biograd.models.dense_pathways`; gated
+thresholds, :mod:`biograd.models.thresholds`).
 ``--peer`` measures snnTorch BPTT (minibatch 128, as many threads as ``--threads``; ``runs/peer_snntorch.py``, in the
 ``.venv-peer`` environment of ``make peer``) right after each single-network (K = 1) measurement of the
 same network, and ``vs_snntorch`` is BioGrad's training samples/s over snnTorch's. ``--backend genn``
@@ -232,7 +233,8 @@ def main(
     genn_backend: Annotated[str, typer.Option(help="GeNN backend: single_threaded_cpu | cuda")] = "single_threaded_cpu",
     compile_only: Annotated[bool, typer.Option(help="build the projects, measure nothing")] = False,
     inference: Annotated[bool, typer.Option(help="also measure the inference-only build")] = True,
-    templates: Annotated[list[str] | None, typer.Option(help="dense | brian2: synapse templates (repeatable)")] = None,
+    templates: Annotated[list[str] | None, typer.Option(
+        help="dense | brian2: the project's templates or Brian2's (repeatable)")] = None,
     peer: Annotated[bool, typer.Option(help="measure snnTorch BPTT after each measurement (make peer)")] = False,
     peer_python: Annotated[Path, typer.Option(help="the peer environment's Python")] = Path(".venv-peer/bin/python"),
     threads: Annotated[int, typer.Option(help="OpenMP threads of one run (cpp_standalone)")] = 1,

@@ -1,5 +1,7 @@
-"""Dense pathways (cpp_standalone's row-at-a-time synapse template) compute what Brian2's templates compute."""
+"""The project's cpp_standalone templates (dense pathways: a synapse row at a time; gated thresholds) compute what
+Brian2's templates compute."""
 
+import re
 from pathlib import Path
 
 import brian2 as b2
@@ -12,6 +14,7 @@ from biograd.models.backend import Backend
 from biograd.models.dense_pathways import use_dense_pathways
 from biograd.models.network import BioGradNetwork
 from biograd.models.spec import NetworkSpec
+from biograd.models.thresholds import scalar_gate
 
 IMAGES, LABELS = load_digits(return_X_y=True)
 
@@ -45,6 +48,8 @@ def test_dense_pathways_agree_with_brian2_templates(standalone, tmp_path, sizes,
     assert "size_t _postsynaptic_idx = _post_start + _k;" in generated, "the row's index replaced the gather"
     learning = (Path(b2.get_device().project_dir) / "code_objects" / "forward1_pre_learn_codeobject.cpp").read_text()
     assert "int32_t _presynaptic_idx = _pre_idx;" in learning, "the event's presynaptic index, not a load"
+    errors = (Path(b2.get_device().project_dir) / "code_objects" / "layer1_err_pos_thresholder_codeobject.cpp")
+    assert "if (_gate_open)" in errors.read_text(), "error events tested in their window only"
     brian2_templates = Backend("cpp_standalone", tmp_path / "brian2_templates", dense_pathways=False)
     brian2_templates.activate()
     results, state, _ = train_two_chunks(spec, brian2_templates)
@@ -79,3 +84,29 @@ def test_subgroups_are_refused():
     synapses = b2.Synapses(group[:2], group[2:], on_pre="v_post += 1")
     with pytest.raises(ValueError, match="whole groups"):
         use_dense_pathways(synapses)
+
+
+VECTOR_CODE = """const double A_soma = _ptr_array_layer1_A_soma[_idx];
+const double v_soma = _ptr_array_layer1_v_soma[_idx];
+const double q_error = _ptr_array_layer1_q_error[_idx];
+const int32_t slot = _lio_2;
+const int32_t k_step = _lio_3;
+const double g_soma = int_(A_soma > 0);
+const double err_window = int_((slot == slot_train) && (k_step >= n_f));
+const char _cond = {condition};"""
+
+
+@pytest.mark.parametrize(("condition", "gate", "defined"), [
+    ("(err_window > 0) && (g_soma > 0) && (q_error >= 0.5)", "(err_window > 0)",  # an error event: its window
+     ["slot", "k_step", "err_window"]),
+    ("(v_soma > v_th) && _lio_1 && (slot > 0)", "(_lio_1) && (slot > 0)", ["slot"]),  # Brian2's hoisted terms too
+    ("(_lio_1) && ((g_soma > 0) && (k_step < 3))", "(_lio_1) && (k_step < 3)", ["k_step"]),  # nested conjunctions
+    ("((A_soma > 1) && _lio_1) || (_lio_2 && (A_soma > 0))", "", []),  # a disjunction holds in either phase
+    ("(A_soma > 1) && (g_soma > 0)", "", []),  # nothing the same for every neuron
+    ("_lio_1 && (_rand(_vectorisation_idx) < p_noise)", "", []),  # skipping neurons would skip their draws
+])
+def test_scalar_gate_is_the_conjuncts_the_same_for_every_neuron(condition, gate, defined):
+    """The gate, and the vector code's definitions it needs (in their order; none per neuron)."""
+    code, expression = scalar_gate(VECTOR_CODE.format(condition=condition).splitlines())
+    assert expression == gate
+    assert re.findall(r"const \w+ (\w+) =", code) == defined

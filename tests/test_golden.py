@@ -3,7 +3,7 @@
 ``data/golden_runs.json`` holds what ``biograd train runs/configs/demo.yaml --set ...`` wrote at the
 commit named there (before the layers, the composition file and the runners existed): the sha256
 of every final weight array and every metrics row. The same overrides today, with Brian2's own
-synapse templates as then, must give the same bytes and the same values. One tiny run belongs to
+templates as then, must give the same bytes and the same values. One tiny run belongs to
 the fast tier; the rest (numpy and cpp_standalone, one and two hidden layers) to the standalone and
 slow tiers.
 """

@@ -47,8 +47,8 @@ class GennRunner:
         self.spec: GennModel | None = None
         self.model = None
 
-    def adopt(self, synapses: b2.Synapses) -> None:
-        """GeNN's own synapse code (dense connectivity; sparse for an ensemble's blocks)."""
+    def adopt(self, group: b2.NeuronGroup | b2.Synapses) -> None:
+        """GeNN's own code (dense connectivity; sparse for an ensemble's blocks)."""
 
     def prepare(self, network: b2.Network, sources: Iterable[Element] = ()) -> None:
         self.spec = translate(network, sources)
