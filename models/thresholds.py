@@ -9,7 +9,7 @@ in ``templates/cpp_standalone/threshold.cpp`` (Brian2's, derived with ``Template
 first and visits the neurons only while it is open, and appends without a branch,
 ``events[count] = i; count += cond``, which costs the same for every neuron however the spikes fall (a
 branch mispredicts about once per spike). The events, their order and the random numbers drawn are
-Brian2's: a gate is used only where the condition draws none (``tests/test_dense_pathways.py`` compares
+Brian2's: while the gate is closed the condition draws none (``tests/test_dense_pathways.py`` compares
 whole trainings with Brian2's templates, spike for spike). The gate is read from Brian2's generated vector
 code (:func:`scalar_gate`), not from Brian2's loop-invariant optimisation, which hoists the phase out of
 the loop in some builds and not in others.
@@ -61,15 +61,14 @@ def _closing(expression: str) -> int:
 
 
 def scalar_gate(vector_code: str | list[str]) -> tuple[str, str]:
-    """The gate of a threshold's condition ``_cond = c_1 && c_2 && ...``: the conjuncts that are the same for
-    every neuron (they use no per-neuron value, directly or through the vector code's definitions), joined by
-    ``&&``, and the definitions they need (each, like Brian2's loop-invariant ``_lio_k``, evaluated once per
-    step); while the gate is false no neuron has the event. No gate (``("", "")``) where there is none, where
-    the condition is not a conjunction, or where the code draws random numbers (skipping the neurons would
-    skip their draws)."""
+    """The gate of a threshold's condition ``_cond = d_1 || d_2 || ...``, each ``d = c_1 && c_2 && ...``:
+    per disjunct the conjuncts that are the same for every neuron (they use no per-neuron value, directly or
+    through the vector code's definitions) and come before any random draw, and the definitions they need
+    (each, like Brian2's loop-invariant ``_lio_k``, evaluated once per step). While the gate is false no
+    neuron has the event, and, as C++ evaluates ``&&`` and ``||`` from the left, no neuron draws a random
+    number. No gate (``("", "")``) where a disjunct has no such conjunct or where the code draws random
+    numbers outside the condition."""
     lines = vector_code.splitlines() if isinstance(vector_code, str) else list(vector_code)
-    if any(_RANDOM.search(line) for line in lines):
-        return "", ""
     varying, invariant, condition = set(_PER_NEURON), [], None
     for line in lines:
         if not (match := _DEFINITION.match(line)):
@@ -77,20 +76,32 @@ def scalar_gate(vector_code: str | list[str]) -> tuple[str, str]:
         name, expression = match.groups()
         if name == "_cond":
             condition = expression
+        elif _RANDOM.search(expression):
+            return "", ""
         elif set(_NAME.findall(expression)) & varying:
             varying.add(name)
         else:
             invariant.append((name, line.strip()))
     if condition is None:
         return "", ""
-    gate = [term for term in _conjuncts(condition) if not set(_NAME.findall(term)) & varying]
-    used = set().union(*(_NAME.findall(term) for term in gate))
+    gates = []
+    for disjunct in _top_level(_unwrapped(condition), "||"):
+        gate = []
+        for term in _conjuncts(disjunct):
+            if _RANDOM.search(term):  # the terms after a draw count only once it has been drawn
+                break
+            if not set(_NAME.findall(term)) & varying:
+                gate.append(term)
+        if not gate:
+            return "", ""
+        gates.append(" && ".join(f"({term})" for term in gate))
+    used = set().union(*(_NAME.findall(gate) for gate in gates))
     needed = []
     for name, line in reversed(invariant):  # the definitions the gate uses, directly or through others
         if name in used:
             needed.insert(0, line)
             used |= set(_NAME.findall(line.split("=", 1)[1]))
-    return "\n".join(needed), " && ".join(f"({term})" for term in gate)
+    return "\n".join(needed), gates[0] if len(gates) == 1 else " || ".join(f"({gate})" for gate in gates)
 
 
 def _conjuncts(expression: str) -> list[str]:

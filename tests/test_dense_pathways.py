@@ -101,9 +101,12 @@ const char _cond = {condition};"""
      ["slot", "k_step", "err_window"]),
     ("(v_soma > v_th) && _lio_1 && (slot > 0)", "(_lio_1) && (slot > 0)", ["slot"]),  # Brian2's hoisted terms too
     ("(_lio_1) && ((g_soma > 0) && (k_step < 3))", "(_lio_1) && (k_step < 3)", ["k_step"]),  # nested conjunctions
-    ("((A_soma > 1) && _lio_1) || (_lio_2 && (A_soma > 0))", "", []),  # a disjunction holds in either phase
+    ("((A_soma > 1) && (slot > 0)) || (_lio_2 && (A_soma > 0))", "((slot > 0)) || ((_lio_2))", ["slot"]),  # phases
+    ("((A_soma > 1) && _lio_1) || (A_soma > 0)", "", []),  # one disjunct holds in every phase
     ("(A_soma > 1) && (g_soma > 0)", "", []),  # nothing the same for every neuron
-    ("_lio_1 && (_rand(_vectorisation_idx) < p_noise)", "", []),  # skipping neurons would skip their draws
+    ("_lio_1 && (_rand(_vectorisation_idx) < p_noise)", "(_lio_1)", []),  # closed: no draw
+    ("(_rand(_vectorisation_idx) < p_noise) && _lio_1", "", []),  # a draw whatever the phase
+    ("(A_soma > 1) || (_lio_2 && (_rand(_vectorisation_idx) < p_noise))", "", []),
 ])
 def test_scalar_gate_is_the_conjuncts_the_same_for_every_neuron(condition, gate, defined):
     """The gate, and the vector code's definitions it needs (in their order; none per neuron)."""
