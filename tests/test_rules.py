@@ -55,7 +55,7 @@ def test_shipped_variants_take_the_float_rules_and_brian2_gets_them_written_out(
     assert feedback_loihi.eqs.section("on_pre", "sleep_spike").code.splitlines()[2].endswith(
         f" + ({feedback_loihi.rules['db_sleep'].expression})")
     assert forward.eqs.section("on_pre", "learn").code == "w += eta*eps_error_post*n_error_total_post*x_trace_pre"
-    assert "floor((eta*eps_error_post*n_error_total_post*x_trace_pre)/w_res + rand())" in \
+    assert "floor((acc_w + (eta*eps_error_post*n_error_total_post*x_trace_pre))/w_res + rand())" in \
         forward_loihi.eqs.section("on_pre", "learn").code
 
 
@@ -70,7 +70,7 @@ def test_a_rule_edit_changes_float_loihi_and_export(equations):
     assert float_.eqs.section("on_pre", "sleep_spike").code.endswith("- eta_sleep*lambda_sleep*x_sleep_post*b")
     assert loihi.eqs.section("on_pre", "sleep_spike").code.splitlines()[2].endswith(
         "- eta_sleep*lambda_sleep*x_sleep_post*b_loihi)")
-    assert "floor((2*eta*eps_error_post" in load_element(equations / "forward_synapse_loihi.eqs").eqs.section(
+    assert "floor((acc_w + (2*eta*eps_error_post" in load_element(equations / "forward_synapse_loihi.eqs").eqs.section(
         "on_pre", "learn").code
     after = learning_rules(spec.using(equations))
     hebbian, mean, decay = before["feedback2"].text.removeprefix("dw = ").split(" - ")
