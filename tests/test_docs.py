@@ -313,7 +313,7 @@ def test_results_loihi_table_equals_the_ablation():
     ablation = summary("mnist_1h_loihi_ablation").set_index("model.precision")
     rows = table_rows(text, "Loihi precision")
     assert len(rows) == len(ablation)
-    for precision, test, seeds, _ in rows:
+    for precision, test, seeds, *_ in rows:
         mean, sd, per_seed = accuracy(ablation.loc[precision.split()[0].strip("`")])
         assert (test, seeds) == (f"**{mean} ± {sd}%**", ", ".join(per_seed)), precision
     sweep, setting, validation = re.search(r"`runs/sweeps/(\w+)\.yaml`:\s*(.*?), ([\d.]+)%\)", text).groups()
