@@ -24,7 +24,9 @@ from brian2.devices.cpp_standalone.codeobject import CPPStandaloneCodeObject
 
 _DEFINITION = re.compile(r"^\s*(?:const\s+)?[\w:]+\s+(\w+)\s*=\s*(.+);\s*$")  # `const double x = ...;`
 _NAME = re.compile(r"\b[A-Za-z_]\w*\b")
-_RANDOM = re.compile(r"\b_(rand|randn|poisson|binomial\w*)\(")  # calls that advance a generator
+# calls that advance a generator: Brian2's own, and any function given the neuron's _vectorisation_idx (Brian2 passes
+# it to auto-vectorised functions, the stateful ones: a user's BinomialFunction too)
+_RANDOM = re.compile(r"\b_(rand|randn|poisson|binomial\w*)\(|\b\w+\s*\([^()]*\b_vectorisation_idx\b")
 _PER_NEURON = {"_idx", "_vectorisation_idx"}
 
 
@@ -66,17 +68,18 @@ def scalar_gate(vector_code: str | list[str]) -> tuple[str, str]:
     through the vector code's definitions) and come before any random draw, and the definitions they need
     (each, like Brian2's loop-invariant ``_lio_k``, evaluated once per step). While the gate is false no
     neuron has the event, and, as C++ evaluates ``&&`` and ``||`` from the left, no neuron draws a random
-    number. No gate (``("", "")``) where a disjunct has no such conjunct or where the code draws random
-    numbers outside the condition."""
+    number. No gate (``("", "")``) where a disjunct has no such conjunct, where the code draws random numbers
+    outside the condition, or where a line is not a definition ``[const] type name = expression;`` (Brian2 writes
+    a statement that reads a boolean variable as an if/else, which this does not follow)."""
     lines = vector_code.splitlines() if isinstance(vector_code, str) else list(vector_code)
     varying, invariant, condition = set(_PER_NEURON), [], None
-    for line in lines:
+    for line in filter(str.strip, lines):
         if not (match := _DEFINITION.match(line)):
-            continue
+            return "", ""
         name, expression = match.groups()
         if name == "_cond":
             condition = expression
-        elif _RANDOM.search(expression):
+        elif name != "_vectorisation_idx" and _RANDOM.search(expression):
             return "", ""
         elif set(_NAME.findall(expression)) & varying:
             varying.add(name)

@@ -50,6 +50,8 @@ def test_dense_pathways_agree_with_brian2_templates(standalone, tmp_path, sizes,
     assert "int32_t _presynaptic_idx = _pre_idx;" in learning, "the event's presynaptic index, not a load"
     errors = (Path(b2.get_device().project_dir) / "code_objects" / "layer1_err_pos_thresholder_codeobject.cpp")
     assert "if (_gate_open)" in errors.read_text(), "error events tested in their window only"
+    spikes = errors.with_name("layer1_spike_thresholder_codeobject.cpp").read_text()
+    assert "if (_gate_open)" in spikes, "spikes tested only in the phases that have them"
     brian2_templates = Backend("cpp_standalone", tmp_path / "brian2_templates", dense_pathways=False)
     brian2_templates.activate()
     results, state, _ = train_two_chunks(spec, brian2_templates)
@@ -107,9 +109,21 @@ const char _cond = {condition};"""
     ("_lio_1 && (_rand(_vectorisation_idx) < p_noise)", "(_lio_1)", []),  # closed: no draw
     ("(_rand(_vectorisation_idx) < p_noise) && _lio_1", "", []),  # a draw whatever the phase
     ("(A_soma > 1) || (_lio_2 && (_rand(_vectorisation_idx) < p_noise))", "", []),
+    ("(binom(_vectorisation_idx) > 2) && (slot > 0)", "", []),  # a stateful function of another name draws too
 ])
 def test_scalar_gate_is_the_conjuncts_the_same_for_every_neuron(condition, gate, defined):
     """The gate, and the vector code's definitions it needs (in their order; none per neuron)."""
     code, expression = scalar_gate(VECTOR_CODE.format(condition=condition).splitlines())
     assert expression == gate
     assert re.findall(r"const \w+ (\w+) =", code) == defined
+
+
+def test_scalar_gate_refuses_code_it_does_not_follow():
+    """Brian2 writes a statement that reads a boolean variable as an if/else: the names it assigns are per neuron,
+    so no gate (a gate naming them would not compile), and a draw outside the condition rules a gate out."""
+    branch = ["const double v = _ptr_array_g_v[_idx];", "const char active = _ptr_array_g_active[_idx];",
+              "double drive;", "if(!active)", "    drive = 0;", "else", "    drive = v;",
+              "const char _cond = (_lio_1) && (drive > 1);"]
+    assert scalar_gate(branch) == ("", "")
+    drawn = ["const double r = _rand(_vectorisation_idx);", "const char _cond = (_lio_1) && (r < 0.5);"]
+    assert scalar_gate(drawn) == ("", "")

@@ -1,10 +1,10 @@
 {#
 Brian2's cpp_standalone `threshold` template, gated and without branches (biograd.models.thresholds):
 the neurons are tested only while the condition's conjuncts that are the same for every neuron
-(scalar_gate: the phase that the event belongs to) hold, and each tested neuron is written to the event list and counted only
-if its condition holds, `events[count] = i; count += cond`, instead of a branch per neuron. The list,
-its order and the random numbers drawn are Brian2's (scalar_gate gives no gate where the condition
-draws random numbers). Refractoriness keeps Brian2's branch.
+(scalar_gate: the phase that the event belongs to) hold, and each tested neuron is written to the event
+list and counted only if its condition holds, `events[count] = i; count += cond`, instead of a branch per
+neuron. The list, its order and the random numbers drawn are Brian2's (while the gate is closed the
+condition draws none). Refractoriness keeps Brian2's branch.
 #}
 {# USES_VARIABLES { N } #}
 {% extends 'common_group.cpp' %}
@@ -38,7 +38,7 @@ draws random numbers). Refractoriness keeps Brian2's branch.
         }
         {% else %}
         {{_eventspace}}[_count] = _idx;  // _count <= _idx < N: overwritten by the next event, if any
-        _count += _cond;
+        _count += (_cond != 0);
         {% endif %}
     }
     {{_eventspace}}[N] = _count;
