@@ -124,9 +124,11 @@ class StandaloneRunner:
     def adopt(self, group: b2.NeuronGroup | b2.Synapses) -> None:
         """If asked, all-to-all synapses (within each replica's block) propagate a row at a time, and a neuron
         group tests its events only in their phase."""
-        if self.dense_pathways and isinstance(group, b2.Synapses):
+        if not self.dense_pathways:
+            return
+        if isinstance(group, b2.Synapses):
             use_dense_pathways(group)
-        elif self.dense_pathways:
+        else:
             use_gated_thresholds(group)
 
     def prepare(self, network: b2.Network, sources: Iterable[Element] = ()) -> None:

@@ -77,14 +77,15 @@ def scalar_gate(vector_code: str | list[str]) -> tuple[str, str]:
         if not (match := _DEFINITION.match(line)):
             return "", ""
         name, expression = match.groups()
+        names = set(_NAME.findall(expression))
         if name == "_cond":
             condition = expression
-        elif name != "_vectorisation_idx" and _RANDOM.search(expression):
+        elif _RANDOM.search(expression):
             return "", ""
-        elif set(_NAME.findall(expression)) & varying:
+        elif names & varying:
             varying.add(name)
         else:
-            invariant.append((name, line.strip()))
+            invariant.append((name, line.strip(), names))
     if condition is None:
         return "", ""
     gates = []
@@ -100,10 +101,10 @@ def scalar_gate(vector_code: str | list[str]) -> tuple[str, str]:
         gates.append(" && ".join(f"({term})" for term in gate))
     used = set().union(*(_NAME.findall(gate) for gate in gates))
     needed = []
-    for name, line in reversed(invariant):  # the definitions the gate uses, directly or through others
+    for name, line, names in reversed(invariant):  # the definitions the gate uses, directly or through others
         if name in used:
             needed.insert(0, line)
-            used |= set(_NAME.findall(line.split("=", 1)[1]))
+            used |= names
     return "\n".join(needed), gates[0] if len(gates) == 1 else " || ".join(f"({gate})" for gate in gates)
 
 
